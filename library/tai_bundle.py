@@ -1,0 +1,186 @@
+#!/usr/bin/python
+# Copyright: tai-deploy contributors
+"""Ansible module: write one role's rendered artifacts, validated, in a single call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tai_bundle
+short_description: Validate and write a set of rendered artifacts to a plan folder
+description:
+  - Writes a role's whole desired state (request bodies, Helm values, Kubernetes manifests) under
+    one folder, typically C(build/<region>/<role>/), in a single module call.
+  - Kubernetes manifests are validated before anything is written. Built-in kinds are checked
+    with kubernetes-validate in strict mode for O(kubernetes_version); custom resources (Istio,
+    KEDA, Prometheus Operator) get structural checks and are listed in RV(structural_only).
+    If any object is invalid the module fails and writes nothing.
+  - Each manifest is written to C(<manifests_dir>/<namespace>/<kind>-<name>.yaml); cluster-scoped
+    objects go under C(_cluster).
+  - Files are compared with what is on disk and written atomically only when they differ; files
+    of the folder that the bundle no longer contains are removed when O(prune=true). A second run
+    with the same input reports C(changed=false).
+version_added: "0.1.0"
+author: tai-deploy contributors
+options:
+  dest:
+    description: Folder of the bundle. Created when missing.
+    type: path
+    required: true
+  files:
+    description:
+      - Plain artifacts. Each item has a C(path) relative to O(dest) and either C(content)
+        (text, written as is) or C(data) (structure, serialised by the file extension as JSON
+        or YAML with sorted keys).
+    type: list
+    elements: dict
+    default: []
+  manifests:
+    description:
+      - Kubernetes objects, either a list of mappings or a multi-document YAML string such as
+        the output of C(helm template).
+    type: raw
+  releases:
+    description:
+      - Third-party Helm releases to plan. Each item has C(name), C(namespace), C(chart),
+        C(repository), C(version) and C(values); the module writes C(releases/<name>.yaml) (what
+        apply installs, with C(values_file)) and C(values/<name>.yaml).
+      - C(version) must be an exact chart version; ranges and C(latest) are refused.
+    type: list
+    elements: dict
+    default: []
+  manifests_dir:
+    description: Sub-folder of O(dest) that receives the manifests.
+    type: str
+    default: manifests
+  kubernetes_version:
+    description:
+      - Kubernetes minor version (for example C(1.34)) whose schemas validate the manifests.
+      - Required when O(manifests) is given.
+    type: str
+  prune:
+    description: Remove files under O(dest) that are not part of this bundle.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Runs on the controller (regions are inventory hosts with C(ansible_connection=local)).
+"""
+
+EXAMPLES = r"""
+- name: Write the GKE request bodies of this region
+  tai_bundle:
+    dest: "{{ tai_build_dir }}/gke"
+    files:
+      - path: cluster.json
+        data: "{{ gke_cluster_body }}"
+      - path: README.txt
+        content: "Request bodies for projects.locations.clusters"
+
+- name: Validate and write the rendered chart
+  tai_bundle:
+    dest: "{{ tai_build_dir }}/tai-services"
+    kubernetes_version: "1.34"
+    manifests: "{{ tai_services_rendered.stdout }}"
+    files:
+      - path: values.yaml
+        data: "{{ tai_services_values }}"
+"""
+
+RETURN = r"""
+dest:
+  description: The bundle folder.
+  returned: always
+  type: str
+files:
+  description: Every file of the bundle after the run, with its state and SHA-256.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "cluster.json", "state": "unchanged", "sha256": "9f2c..."}]
+summary:
+  description: Count of files per state (created, updated, unchanged, removed).
+  returned: always
+  type: dict
+  sample: {"created": 0, "updated": 1, "unchanged": 7, "removed": 0}
+schema_validated:
+  description: Number of manifests validated against the Kubernetes schema.
+  returned: always
+  type: int
+structural_only:
+  description: Custom resources that only got structural checks (no schema available offline).
+  returned: always
+  type: list
+  elements: str
+problems:
+  description: Why manifests were refused, one line per problem.
+  returned: on validation failure
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible.module_utils.tai_deploy.bundle import (
+    UNCHANGED,
+    BundleError,
+    collect,
+    diff_entries,
+    plan,
+    write,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "dest": {"type": "path", "required": True},
+            "files": {"type": "list", "elements": "dict", "default": []},
+            "manifests": {"type": "raw"},
+            "manifests_dir": {"type": "str", "default": "manifests"},
+            "releases": {"type": "list", "elements": "dict", "default": []},
+            "kubernetes_version": {"type": "str"},
+            "prune": {"type": "bool", "default": True},
+        },
+        required_by={"manifests": ["kubernetes_version"]},
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        wanted, objects = collect(p["files"], p["manifests"], p["manifests_dir"],
+                                  p["releases"])
+        bundle = plan(p["dest"], wanted, objects=objects,
+                      kubernetes_version=p["kubernetes_version"], prune=p["prune"])
+    except BundleError as exc:
+        module.fail_json(msg=str(exc))
+    report = bundle.validation
+    result = {
+        "dest": p["dest"],
+        "schema_validated": report.schema_validated,
+        "structural_only": report.structural_only,
+        "summary": bundle.summary(),
+        "files": [{"path": c.path, "state": c.state, "sha256": c.sha256}
+                  for c in bundle.changes],
+    }
+    if not report.ok:
+        problems = [str(pr) for pr in report.problems]
+        module.fail_json(
+            msg=f"{len(problems)} manifest(s) for {p['dest']} would be refused by Kubernetes "
+                f"{p['kubernetes_version']}; nothing was written: " + "; ".join(problems[:10]),
+            problems=problems, **result)
+    if bundle.changed and not module.check_mode:
+        try:
+            write(bundle)
+        except OSError as exc:
+            module.fail_json(msg=f"cannot write the bundle under {p['dest']}: {exc}", **result)
+    if module._diff:
+        result["diff"] = diff_entries(bundle)
+    module.exit_json(changed=any(c.state != UNCHANGED for c in bundle.changes), **result)
+
+
+if __name__ == "__main__":
+    main()
