@@ -125,15 +125,6 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.tai_deploy.bundle import (
-    UNCHANGED,
-    BundleError,
-    collect,
-    diff_entries,
-    plan,
-    write,
-)
-
 
 def main() -> None:
     module = AnsibleModule(
@@ -148,6 +139,16 @@ def main() -> None:
         },
         required_by={"manifests": ["kubernetes_version"]},
         supports_check_mode=True,
+    )
+    # Imported once the argument spec is declared: ansible-lint's args rule executes this
+    # file outside Ansible, where the project's module_utils are not importable.
+    from ansible.module_utils.tai_deploy.bundle import (
+        UNCHANGED,
+        BundleError,
+        collect,
+        diff_entries,
+        plan,
+        write,
     )
     p = module.params
     try:

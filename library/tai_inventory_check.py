@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: tai_inventory_check
-short_description: Validate a region's inventory variables and the run's region selection
+short_description: Validate a region's inventory variables
 description:
   - Checks the variables every region needs (project, tier, zones, load balancer address,
     DNS geo location, Kubernetes version, apply switch, node pool sizes) for presence, type and
@@ -26,17 +26,6 @@ options:
       - The region's variables by name. A variable that is not defined is passed as null.
     type: dict
     required: true
-  selected_regions:
-    description: Regions the run selected (the play's hosts that are TAI regions).
-    type: list
-    elements: str
-  known_regions:
-    description: Every TAI region of the inventory.
-    type: list
-    elements: str
-  limit:
-    description: The run's C(--limit), for the message when it selects no region.
-    type: str
 attributes:
   check_mode:
     support: full
@@ -63,30 +52,20 @@ checked:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.tai_deploy.inventory import (
-    RegionVars,
-    check_region,
-    check_selection,
-)
-
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "region": {"type": "str", "required": True},
             "variables": {"type": "dict", "required": True},
-            "selected_regions": {"type": "list", "elements": "str"},
-            "known_regions": {"type": "list", "elements": "str"},
-            "limit": {"type": "str"},
         },
         supports_check_mode=True,
     )
+    # Imported once the argument spec is declared: ansible-lint's args rule executes this
+    # file outside Ansible, where the project's module_utils are not importable.
+    from ansible.module_utils.tai_deploy.inventory import RegionVars, check_region
     p = module.params
-    errors: list[str] = []
-    if p["selected_regions"] is not None:
-        errors += check_selection(p["selected_regions"], p["known_regions"] or [], p["limit"])
-    if not errors and p["region"] in (p["known_regions"] or [p["region"]]):
-        errors += check_region(RegionVars(p["region"], p["variables"]))
+    errors = check_region(RegionVars(p["region"], p["variables"]))
     if errors:
         module.fail_json(msg=" ".join(errors), errors=errors)
     module.exit_json(changed=False, checked=sorted(p["variables"]))

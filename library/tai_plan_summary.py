@@ -59,8 +59,6 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.tai_deploy.bundle import diff_entries, plan, summarise, write
-
 
 def main() -> None:
     module = AnsibleModule(
@@ -71,6 +69,9 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    # Imported once the argument spec is declared: ansible-lint's args rule executes this
+    # file outside Ansible, where the project's module_utils are not importable.
+    from ansible.module_utils.tai_deploy.bundle import diff_entries, plan, summarise, write
     p = module.params
     try:
         wanted = summarise(p["root"], p["region"], p["mode"])
