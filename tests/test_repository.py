@@ -142,7 +142,7 @@ def test_module_argument_spec_matches_its_documentation(module: str) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "argument_spec" \
                 and isinstance(node.value, ast.Dict):
-            declared |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+            declared |= {str(k.value) for k in node.value.keys if isinstance(k, ast.Constant)}
     if declared:  # modules that build their spec in a function are checked by ansible-doc only
         assert declared == documented, f"{module}: spec {declared} != docs {documented}"
 
