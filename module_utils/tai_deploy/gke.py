@@ -1,0 +1,415 @@
+"""Converge a regional GKE cluster and its node pools through the GKE REST API (v1).
+
+google.cloud.gcp_container_cluster creates clusters but never applies a change to an existing
+one (google.cloud issue #197) and cannot express Spot VMs, release channels or workload
+identity. This core reads the live cluster, compares it with the desired Cluster object (the
+body rendered in build/<region>/gke/cluster.json) and calls the specific update methods:
+
+- missing cluster: ``clusters.create`` with every node pool;
+- cluster fields: ``clusters.update`` with one ``desiredXxx`` field per call (the API accepts
+  exactly one), ``setAddons``, ``setNetworkPolicy``, ``setResourceLabels``;
+- missing node pools: ``nodePools.create``; node pool fields: ``setAutoscaling``,
+  ``setManagement`` and ``nodePools.update`` (labels, taints, machine type, disk size,
+  workload metadata, locations).
+
+GKE runs one operation per cluster at a time, so each call waits for its long-running
+operation (``operations.get``) before the next, within one deadline. Fields GKE cannot change
+in place (Spot, OAuth scopes, service account, shielded instance settings of a pool) fail with
+a sentence naming the pool and the field instead of being silently ignored; create-only fields
+(description, initial version, IP allocation, initial node counts) are only set on creation.
+
+Comparison follows the API's JSON rules: proto3 omits false, 0, "" and empty collections, so a
+desired ``disabled: false`` matches a missing key; labels and taints are compared exactly;
+other lists ignore order.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .gcp_rest import Deadline, GcpApiError, RestClient, path_segment
+
+# Cluster fields that clusters.update changes, one desiredXxx per call, in this order.
+UPDATE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("locations", "desiredLocations"),
+    ("releaseChannel", "desiredReleaseChannel"),
+    ("workloadIdentityConfig", "desiredWorkloadIdentityConfig"),
+    ("loggingService", "desiredLoggingService"),
+    ("monitoringService", "desiredMonitoringService"),
+    ("loggingConfig", "desiredLoggingConfig"),
+    ("monitoringConfig", "desiredMonitoringConfig"),
+)
+# Set at creation only; GKE has no method to change them (drift is reported, not fought).
+CLUSTER_CREATE_ONLY = ("name", "description", "initialClusterVersion", "ipAllocationPolicy",
+                       "defaultMaxPodsConstraint", "network", "subnetwork", "nodePools")
+EXACT_MAPS = frozenset({"resourceLabels", "labels"})
+# NodeConfig fields nodePools.update changes in place; the rest of the config is immutable.
+POOL_CONFIG_UPDATABLE = ("machineType", "diskSizeGb", "labels", "taints",
+                         "workloadMetadataConfig")
+POOL_CREATE_ONLY = ("name", "initialNodeCount", "maxPodsConstraint", "upgradeSettings")
+BUSY_STATUSES = ("PROVISIONING", "RECONCILING")
+
+
+class GkeError(RuntimeError):
+    """A cluster that cannot be converged; the message is one sentence."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison with proto3 JSON semantics
+
+
+def is_default(value: Any) -> bool:
+    return value is None or value is False or value == 0 or value in ("", [], {})
+
+
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _scalar_equal(want: Any, have: Any) -> bool:
+    if isinstance(want, bool) or isinstance(have, bool):
+        return bool(want) == bool(have) if have is not None else not want
+    if isinstance(want, int) and isinstance(have, str):  # int64 travels as a JSON string
+        return str(want) == have
+    if isinstance(want, str) and isinstance(have, int):
+        return want == str(have)
+    return bool(want == have)
+
+
+def covers(want: Any, have: Any, key: str = "") -> bool:
+    """True when the live value ``have`` already has everything ``want`` asks for."""
+    if have is None:
+        return is_default(want) or (isinstance(want, dict) and all(
+            covers(v, None, k) for k, v in want.items()))
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return False
+        if key in EXACT_MAPS:
+            return {k: str(v) for k, v in want.items()} == {k: str(v) for k, v in have.items()}
+        return all(covers(v, have.get(k), k) for k, v in want.items())
+    if isinstance(want, list):
+        if not isinstance(have, list) or len(want) != len(have):
+            return False
+        unmatched = list(have)
+        for item in sorted(want, key=_canon):
+            hit = next((h for h in unmatched if covers(item, h)), _MISSING)
+            if hit is _MISSING:
+                return False
+            unmatched.remove(hit)
+        return True
+    return _scalar_equal(want, have)
+
+
+_MISSING = object()
+
+
+def project(want: Any, have: Any) -> Any:
+    """The live value cut to the shape of the desired one, for a readable diff."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        # A key the API omitted because it holds the default shows as the desired default.
+        return {k: project(v, have[k]) if k in have else copy.deepcopy(v)
+                for k, v in want.items() if k in have or covers(v, None, k)}
+    if (isinstance(want, list) and isinstance(have, list)
+            and all(isinstance(w, dict) and "name" in w for w in want)):
+        live = _pool_by_name(have)
+        return [project(w, live[w["name"]]) for w in want if w["name"] in live]
+    return copy.deepcopy(have)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+@dataclass
+class Action:
+    """One API call of the plan."""
+
+    kind: str
+    target: str
+    method: str
+    path: str
+    body: dict[str, Any]
+    fields: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "target": self.target, "method": self.method,
+                "path": self.path, "fields": self.fields, "body": self.body}
+
+
+@dataclass
+class ClusterRef:
+    project: str
+    location: str
+    name: str
+
+    @property
+    def parent(self) -> str:
+        return f"/v1/projects/{path_segment(self.project)}/locations/{path_segment(self.location)}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.parent}/clusters/{path_segment(self.name)}"
+
+    def pool_path(self, pool: str) -> str:
+        return f"{self.path}/nodePools/{path_segment(pool)}"
+
+    def describe(self) -> str:
+        return f"cluster {self.name} in {self.location} (project {self.project})"
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    immutable: list[str] = field(default_factory=list)
+
+
+def _pool_by_name(pools: Any) -> dict[str, dict[str, Any]]:
+    return {str(p["name"]): p for p in pools or [] if isinstance(p, dict) and "name" in p}
+
+
+def plan_cluster(ref: ClusterRef, desired: Mapping[str, Any],
+                 live: Mapping[str, Any] | None) -> Plan:
+    """Every call needed to bring ``live`` (None: no cluster) to ``desired``."""
+    plan = Plan()
+    if live is None:
+        plan.actions.append(Action("create_cluster", ref.name, "POST", f"{ref.parent}/clusters",
+                                   {"cluster": dict(desired)}, ["*"]))
+        return plan
+    _plan_cluster_fields(ref, desired, live, plan)
+    live_pools = _pool_by_name(live.get("nodePools"))
+    for pool in desired.get("nodePools") or []:
+        name = str(pool["name"])
+        if name not in live_pools:
+            plan.actions.append(Action("create_node_pool", name, "POST",
+                                       f"{ref.path}/nodePools", {"nodePool": dict(pool)}, ["*"]))
+        else:
+            _plan_pool(ref, pool, live_pools[name], plan)
+    wanted = {str(p["name"]) for p in desired.get("nodePools") or []}
+    extra = sorted(set(live_pools) - wanted)
+    if extra:
+        plan.warnings.append(f"Node pool(s) {', '.join(extra)} of {ref.describe()} are not in "
+                             "the desired state; they are left as they are.")
+    _version_warning(ref, desired, live, plan)
+    return plan
+
+
+def _plan_cluster_fields(ref: ClusterRef, desired: Mapping[str, Any],
+                         live: Mapping[str, Any], plan: Plan) -> None:
+    def differs(key: str) -> bool:
+        return key in desired and not covers(desired[key], live.get(key), key)
+
+    # Network policy enforcement needs its add-on first: addons, then the policy.
+    if differs("addonsConfig"):
+        plan.actions.append(Action("set_addons", ref.name, "POST", f"{ref.path}:setAddons",
+                                   {"addonsConfig": desired["addonsConfig"]}, ["addonsConfig"]))
+    if differs("networkPolicy"):
+        plan.actions.append(Action("set_network_policy", ref.name, "POST",
+                                   f"{ref.path}:setNetworkPolicy",
+                                   {"networkPolicy": desired["networkPolicy"]},
+                                   ["networkPolicy"]))
+    for key, update_key in UPDATE_FIELDS:
+        if differs(key):
+            plan.actions.append(Action("update_cluster", ref.name, "PUT", ref.path,
+                                       {"update": {update_key: desired[key]}}, [key]))
+    if differs("resourceLabels"):
+        plan.actions.append(Action(
+            "set_resource_labels", ref.name, "POST", f"{ref.path}:setResourceLabels",
+            {"resourceLabels": desired["resourceLabels"],
+             "labelFingerprint": str(live.get("labelFingerprint", ""))}, ["resourceLabels"]))
+    handled = {k for k, _ in UPDATE_FIELDS} | {"addonsConfig", "networkPolicy", "resourceLabels"}
+    for key in sorted(set(desired) - handled - set(CLUSTER_CREATE_ONLY)):
+        if differs(key):
+            plan.immutable.append(f"{key} of {ref.describe()}")
+    drift = [k for k in CLUSTER_CREATE_ONLY
+             if k not in ("name", "nodePools") and k in desired
+             and not covers(desired[k], live.get(k), k) and k != "initialClusterVersion"]
+    if drift:
+        plan.warnings.append(f"{', '.join(drift)} of {ref.describe()} differ from the desired "
+                             "state but can only be set when the cluster is created.")
+
+
+def _plan_pool(ref: ClusterRef, want: Mapping[str, Any], have: Mapping[str, Any],
+               plan: Plan) -> None:
+    name = str(want["name"])
+    path = ref.pool_path(name)
+    if "autoscaling" in want and not covers(want["autoscaling"], have.get("autoscaling")):
+        plan.actions.append(Action("set_node_pool_autoscaling", name, "POST",
+                                   f"{path}:setAutoscaling",
+                                   {"autoscaling": want["autoscaling"]}, ["autoscaling"]))
+    if "management" in want and not covers(want["management"], have.get("management")):
+        plan.actions.append(Action("set_node_pool_management", name, "POST",
+                                   f"{path}:setManagement",
+                                   {"management": want["management"]}, ["management"]))
+    # nodePools.update requires nodeVersion and imageType: the live ones, so nothing upgrades.
+    base = {"nodeVersion": have.get("version") or "-",
+            "imageType": (have.get("config") or {}).get("imageType", "")}
+    want_cfg = want.get("config") or {}
+    have_cfg = have.get("config") or {}
+    if "locations" in want and not covers(want["locations"], have.get("locations")):
+        plan.actions.append(Action("update_node_pool", name, "PUT", path,
+                                   {**base, "locations": want["locations"]}, ["locations"]))
+    for key in POOL_CONFIG_UPDATABLE:
+        if key not in want_cfg or covers(want_cfg[key], have_cfg.get(key), key):
+            continue
+        value = want_cfg[key]
+        if key == "labels":
+            value = {"labels": value}
+        elif key == "taints":
+            value = {"taints": value}
+        plan.actions.append(Action("update_node_pool", name, "PUT", path,
+                                   {**base, key: value}, [f"config.{key}"]))
+    for key in sorted(set(want_cfg) - set(POOL_CONFIG_UPDATABLE)):
+        if not covers(want_cfg[key], have_cfg.get(key), key):
+            plan.immutable.append(
+                f"config.{key} of node pool {name} (live {_short(have_cfg.get(key))}, desired "
+                f"{_short(want_cfg[key])})")
+    for key in sorted(set(want) - {"config", "autoscaling", "management", "locations"}
+                      - set(POOL_CREATE_ONLY)):
+        if not covers(want[key], have.get(key), key):
+            plan.immutable.append(f"{key} of node pool {name}")
+
+
+def _short(value: Any) -> str:
+    text = _canon(value) if value is not None else "unset"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _minor(version: Any) -> tuple[int, int] | None:
+    m = re.match(r"^(\d+)\.(\d+)", str(version or ""))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _version_warning(ref: ClusterRef, desired: Mapping[str, Any], live: Mapping[str, Any],
+                     plan: Plan) -> None:
+    want, have = _minor(desired.get("initialClusterVersion")), _minor(
+        live.get("currentMasterVersion"))
+    if want and have and have < want:
+        plan.warnings.append(
+            f"The control plane of {ref.describe()} runs {live.get('currentMasterVersion')}, "
+            f"older than the desired {desired.get('initialClusterVersion')}; its release "
+            "channel upgrades it, or upgrade it explicitly.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class Result:
+    changed: bool
+    actions: list[Action]
+    warnings: list[str]
+    cluster: dict[str, Any] | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    operations: list[str] = field(default_factory=list)
+
+    def cluster_facts(self) -> dict[str, Any]:
+        c = self.cluster or {}
+        return {
+            "name": c.get("name"),
+            "status": c.get("status"),
+            "endpoint": c.get("endpoint"),
+            "current_master_version": c.get("currentMasterVersion"),
+            "self_link": c.get("selfLink"),
+            "cluster_ca_certificate": (c.get("masterAuth") or {}).get("clusterCaCertificate"),
+            "node_pools": sorted(p.get("name", "") for p in c.get("nodePools") or []),
+        }
+
+
+class Converger:
+    """Reads, plans and applies; ``sleep``/``clock`` are injectable for the tests."""
+
+    def __init__(self, client: RestClient, ref: ClusterRef, *, wait_timeout: float = 2700.0,
+                 poll_interval: float = 10.0, sleep: Callable[[float], None] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.client = client
+        self.ref = ref
+        self.wait_timeout = wait_timeout
+        self.poll_interval = poll_interval
+        self.sleep = sleep or time.sleep
+        self.clock = clock or time.monotonic
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            return self.client.call("GET", self.ref.path, action=f"read {self.ref.describe()}")
+        except GcpApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def converge(self, desired: Mapping[str, Any], *, check_mode: bool) -> Result:
+        if desired.get("name") != self.ref.name:
+            raise GkeError(f"The cluster body is named {desired.get('name')!r} but the module "
+                           f"was asked for cluster {self.ref.name!r}; they must match.")
+        live = self.read()
+        plan = plan_cluster(self.ref, desired, live)
+        if plan.immutable:
+            raise GkeError(
+                f"GKE cannot change in place: {'; '.join(plan.immutable)}; recreate the node "
+                "pool (or cluster) with the new setting, or revert the setting.")
+        if live is not None and live.get("status") in ("ERROR", "STOPPING"):
+            raise GkeError(f"The {self.ref.describe()} is in status {live.get('status')}"
+                           f" ({live.get('statusMessage') or 'no message'}); fix or delete it "
+                           "before converging.")
+        before = project(dict(desired), live) if live is not None else {}
+        result = Result(bool(plan.actions), plan.actions, plan.warnings, live, before,
+                        dict(desired))
+        if check_mode or not plan.actions:
+            return result
+        deadline = Deadline(self.wait_timeout, self.clock)
+        if live is not None and live.get("status") in BUSY_STATUSES:
+            self._wait_running(deadline)
+        for action in plan.actions:
+            op = self.client.call(action.method, action.path, action.body,
+                                  action=self.describe(action))
+            result.operations.append(str(op.get("name", "")))
+            self.wait_operation(op, action, deadline)
+        result.cluster = self.read()
+        return result
+
+    def describe(self, action: Action) -> str:
+        """What the call does, to complete "Cannot ..." and "GKE operation ... to ..."."""
+        target = (f"node pool {action.target} of {self.ref.describe()}"
+                  if "node_pool" in action.kind else self.ref.describe())
+        if action.kind.startswith("create_"):
+            return f"create {target}"
+        return f"update {', '.join(action.fields)} of {target}"
+
+    def wait_operation(self, op: Mapping[str, Any], action: Action, deadline: Deadline) -> None:
+        name = str(op.get("name", ""))
+        current: Mapping[str, Any] = op
+        while current.get("status") != "DONE":
+            if deadline.expired():
+                raise GkeError(
+                    f"GKE operation {name} to {self.describe(action)} did not finish within "
+                    f"{self.wait_timeout:g} s; "
+                    "it goes on in GCP: rerun the play once `gcloud container operations "
+                    f"describe {name} --location {self.ref.location}` shows DONE.")
+            self.sleep(self.poll_interval)
+            current = self.client.call(
+                "GET", f"{self.ref.parent}/operations/{path_segment(name)}",
+                action=f"read GKE operation {name} of {self.ref.describe()}")
+        error = current.get("error") or {}
+        if error:
+            raise GkeError(f"GKE operation {name} to {self.describe(action)} failed: "
+                           f"{str(error.get('message') or error).rstrip('.')}.")
+
+    def _wait_running(self, deadline: Deadline) -> None:
+        while True:
+            live = self.read() or {}
+            if live.get("status") not in BUSY_STATUSES:
+                return
+            if deadline.expired():
+                raise GkeError(f"The {self.ref.describe()} stayed {live.get('status')} for "
+                               f"{self.wait_timeout:g} s; rerun the play when its current "
+                               "operation is done.")
+            self.sleep(self.poll_interval)

@@ -1,0 +1,132 @@
+"""The dns role and playbooks/drain-region.yml.
+
+Plan: playbooks/traffic.yml for the three regions, once (module fixture), checked against the
+seed's Global Load Balancer and DNS Configuration. Drain and restore: the real playbook in apply
+mode against the loopback TEST DOUBLE of the Cloud DNS API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.ansible_run import run_playbook
+from helpers.gcp_double import serve
+from helpers.gcp_plan import REGIONS, load, render
+
+SEED_ADDRESSES = {"us-central1": "35.1.1.1", "europe-west1": "35.2.2.2",
+                  "asia-southeast1": "35.3.3.3"}
+COMPUTE = "https://www.googleapis.com/compute/v1/projects/tai-production"
+PROJECT, ZONE, NAME = "tai-production", "tai-example-com", "api.tai.example.com."
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("build")
+    render(root, "playbooks/traffic.yml")
+    return root
+
+
+def body(plan: Path, region: str, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = load(plan, region, "dns", name)
+    return data
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_load_balancer_matches_the_seed(plan: Path, region: str) -> None:
+    prefix = f"tai-{region}"
+    hc = body(plan, region, "health-check.json")
+    assert hc["type"] == "TCP"
+    assert hc["tcpHealthCheck"]["port"] == 50051
+    assert (hc["checkIntervalSec"], hc["timeoutSec"], hc["healthyThreshold"],
+            hc["unhealthyThreshold"]) == (10, 5, 2, 3)
+    address = body(plan, region, "address.json")
+    assert address["address"] == SEED_ADDRESSES[region]
+    assert address["addressType"] == "EXTERNAL" and "region" not in address  # global
+    backend = body(plan, region, "backend-service.json")
+    assert backend["protocol"] == "TCP"
+    assert backend["healthChecks"] == [f"{COMPUTE}/global/healthChecks/{hc['name']}"]
+    zones = [b["group"].split("/zones/")[1].split("/")[0] for b in backend["backends"]]
+    assert zones == [f"{region}-{z}" for z in ("b", "c", "d")] if region == "europe-west1" \
+        else zones == [f"{region}-{z}" for z in ("a", "b", "c")]
+    assert all(b["group"].endswith("/networkEndpointGroups/tai-istio-ingress-443")
+               and b["balancingMode"] == "CONNECTION" for b in backend["backends"])
+    proxy = body(plan, region, "target-tcp-proxy.json")
+    assert proxy["service"] == f"{COMPUTE}/global/backendServices/{backend['name']}"
+    rule = body(plan, region, "forwarding-rule.json")
+    assert rule["portRange"] == "443-443"
+    assert rule["IPProtocol"] == "TCP"
+    assert rule["IPAddress"] == SEED_ADDRESSES[region]
+    assert rule["target"] == f"{COMPUTE}/global/targetTcpProxies/{proxy['name']}"
+    assert rule["loadBalancingScheme"] == backend["loadBalancingScheme"]
+    firewall = body(plan, region, "firewall.json")
+    assert firewall["allowed"] == [{"IPProtocol": "tcp", "ports": ["8443", "50051"]}]
+    assert all(name.startswith(prefix) for name in (hc["name"], backend["name"],
+                                                    proxy["name"], rule["name"]))
+
+
+def test_one_geo_record_set_with_an_item_per_region(plan: Path) -> None:
+    zones = {json_key(body(plan, r, "managed-zone.json")) for r in REGIONS}
+    assert zones == {("tai-example-com", "tai.example.com.")}
+    geo = [body(plan, r, "geo-item.json") for r in REGIONS]
+    # Every region writes into the same record set: same zone, name, type and TTL.
+    assert {(g["managedZone"], g["name"], g["type"], g["ttl"]) for g in geo} == {
+        (ZONE, NAME, "A", 60)}
+    assert {g["item"]["location"]: g["item"]["rrdatas"] for g in geo} == {
+        r: [a] for r, a in SEED_ADDRESSES.items()}  # keyed by GCP region, not continent
+    assert {g["state"] for g in geo} == {"active"}
+
+
+def json_key(zone: dict[str, Any]) -> tuple[str, str]:
+    return zone["name"], zone["dnsName"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("-l", "europe-west1", "-e", "dns_region_state=paused"),
+     "dns_region_state must be drained or active (got paused): pass -e "
+     "dns_region_state=drained to drain europe-west1 or -e dns_region_state=active to restore "
+     "it."),
+    (("-l", "europe-west1"), "dns_region_state must be drained or active (got nothing)"),
+    (("-l", "europe-west1,us-central1", "-e", "dns_region_state=drained"),
+     "Drain one region at a time (us-central1, europe-west1 were selected): pass -l <region>, "
+     "so that a typo cannot take every region out of DNS."),
+])
+def test_drain_refuses_bad_input_with_one_sentence(tmp_path: Path, extra: tuple[str, ...],
+                                                   message: str) -> None:
+    run = run_playbook("playbooks/drain-region.yml", "-e", f"tai_build_root={tmp_path}",
+                       *extra)
+    assert run.returncode != 0
+    assert message in " ".join(run.output.split())
+    assert not (tmp_path / "europe-west1").exists()
+
+
+@pytest.mark.playbook
+def test_drain_and_restore_through_the_playbook(tmp_path: Path) -> None:
+    with serve() as (double, url):
+        double.add_zone(PROJECT, ZONE, "tai.example.com.")
+        double.put_rrset(PROJECT, ZONE, {"name": NAME, "type": "A", "ttl": 60, "routingPolicy": {
+            "geo": {"items": [{"location": r, "rrdatas": [a]}
+                              for r, a in SEED_ADDRESSES.items()]}}})
+        common = ("playbooks/drain-region.yml", "-l", "europe-west1", "-e", "tai_apply=true",
+                  "-e", f"tai_build_root={tmp_path}", "-e", f"dns_api_endpoint={url}",
+                  "-e", "dns_auth_kind=none", "-e", "dns_change_poll_interval=0")
+
+        def locations() -> list[str]:
+            rrset = double.rrset(PROJECT, ZONE, NAME)
+            assert rrset is not None
+            return [i["location"] for i in rrset["routingPolicy"]["geo"]["items"]]
+
+        drained = run_playbook(*common, "-e", "dns_region_state=drained")
+        assert drained.returncode == 0, drained.output[-3000:]
+        assert locations() == ["us-central1", "asia-southeast1"]
+        assert "routes us-central1, asia-southeast1 (europe-west1 drained)" in " ".join(
+            drained.output.split())
+        assert load(tmp_path, "europe-west1", "dns", "geo-item.json")["state"] == "drained"
+
+        restored = run_playbook(*common, "-e", "dns_region_state=active")
+        assert restored.returncode == 0, restored.output[-3000:]
+        assert locations() == ["us-central1", "asia-southeast1", "europe-west1"]
+        again = run_playbook(*common, "-e", "dns_region_state=active")
+        assert again.recap("europe-west1")["changed"] == 0
+        assert len([r for r in double.requests if r[0] == "POST"]) == 2

@@ -1,0 +1,128 @@
+"""The gke role: rendered request bodies against the seed, and apply mode against the double.
+
+Plan: playbooks/clusters.yml for the three regions, once (module fixture). Apply: the same
+playbook with -e tai_apply=true against the loopback TEST DOUBLE of the GKE API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers.gcp_double import serve
+from helpers.gcp_plan import REGIONS, load, render
+
+SEED_POOLS = {  # Node Pools section of the seed: machine, disk, min, max (regional totals)
+    "general-pool": ("n1-standard-4", 100, 3, 10),
+    "memory-pool": ("n1-highmem-8", 100, 2, 5),
+    "spot-pool": ("n1-standard-4", 100, 2, 20),
+}
+ZONES = {"us-central1": ["us-central1-a", "us-central1-b", "us-central1-c"],
+         "europe-west1": ["europe-west1-b", "europe-west1-c", "europe-west1-d"],
+         "asia-southeast1": ["asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"]}
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("build")
+    render(root, "playbooks/clusters.yml")
+    return root
+
+
+def cluster_of(plan: Path, region: str) -> dict[str, Any]:
+    body: dict[str, Any] = load(plan, region, "gke", "cluster.json")
+    assert list(body) == ["cluster"]  # the clusters.create body
+    return dict(body["cluster"])
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_cluster_matches_the_seed(plan: Path, region: str) -> None:
+    c = cluster_of(plan, region)
+    assert c["name"] == "tai-cluster"
+    assert c["locations"] == ZONES[region]  # regional cluster over the region's zones
+    assert "apiVersion" not in c and "kind" not in c and "nodeConfig" not in c
+    assert c["addonsConfig"] == {"httpLoadBalancing": {"disabled": False},
+                                 "horizontalPodAutoscaling": {"disabled": False},
+                                 "networkPolicyConfig": {"disabled": False}}
+    assert c["networkPolicy"] == {"enabled": True, "provider": "CALICO"}
+    assert c["loggingService"] == "logging.googleapis.com/kubernetes"
+    assert c["monitoringService"] == "monitoring.googleapis.com/kubernetes"
+    assert "WORKLOADS" in c["loggingConfig"]["componentConfig"]["enableComponents"]
+    assert c["releaseChannel"] == {"channel": "REGULAR"}
+    assert c["initialClusterVersion"] == "1.34"
+    assert c["workloadIdentityConfig"] == {"workloadPool": "tai-production.svc.id.goog"}
+    assert c["resourceLabels"]["region"] == region
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_node_pools_match_the_seed(plan: Path, region: str) -> None:
+    pools = {p["name"]: p for p in cluster_of(plan, region)["nodePools"]}
+    assert set(pools) == set(SEED_POOLS)
+    for name, (machine, disk, low, high) in SEED_POOLS.items():
+        pool = pools[name]
+        assert pool["config"]["machineType"] == machine
+        assert pool["config"]["diskSizeGb"] == disk
+        assert pool["autoscaling"] == {
+            "enabled": True, "totalMinNodeCount": low, "totalMaxNodeCount": high,
+            "locationPolicy": "ANY" if name == "spot-pool" else "BALANCED"}
+        # initialNodeCount is per zone: one per zone of the three.
+        assert pool["initialNodeCount"] == 1
+        assert pool["config"]["labels"]["region"] == region
+        assert pool["config"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
+        scopes = pool["config"]["oauthScopes"]
+        assert "https://www.googleapis.com/auth/logging.write" in scopes
+        assert "https://www.googleapis.com/auth/monitoring" in scopes
+        # Workload identity supersedes the seed's cloud-platform scope for workloads.
+        assert "https://www.googleapis.com/auth/cloud-platform" not in scopes
+        assert "preemptible" not in pool["config"]
+        # The node pool body (nodePools.create) is the same pool.
+        assert load(plan, region, "gke", f"node-pools/{name}.json") == {"nodePool": pool}
+    # The seed's initial 3 nodes of n1-standard-4: the general pool, one per zone.
+    assert pools["general-pool"]["initialNodeCount"] * len(ZONES[region]) == 3
+    assert pools["general-pool"]["config"]["labels"]["workload-type"] == "general"
+    assert pools["memory-pool"]["config"]["labels"]["workload-type"] == "memory-intensive"
+    spot = pools["spot-pool"]["config"]
+    assert spot["spot"] is True
+    assert spot["labels"]["spot"] == "true"
+    assert spot["taints"] == [{"key": "spot", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert pools["general-pool"]["config"]["spot"] is False
+    assert pools["general-pool"]["config"]["taints"] == []
+
+
+def test_bad_pool_sizes_stop_the_plan_with_one_sentence(tmp_path: Path) -> None:
+    from helpers.ansible_run import run_playbook
+
+    run = run_playbook("playbooks/clusters.yml", "-l", "europe-west1", "-e",
+                       f"tai_build_root={tmp_path}", "-e",
+                       '{"gke_node_pools": {"memory": {"initial_nodes": 9}}}')
+    assert run.returncode != 0
+    assert ("Node pool memory of region europe-west1 needs min_nodes <= initial_nodes <= "
+            "max_nodes, got 2, 9, 5.") in run.output
+    assert not (tmp_path / "europe-west1" / "gke").exists()
+
+
+@pytest.mark.playbook
+def test_apply_against_the_double_creates_then_changes_nothing(tmp_path: Path) -> None:
+    from helpers.ansible_run import run_playbook
+
+    kubeconfig = tmp_path / "kubeconfig"
+    with serve() as (double, url):
+        args = ("playbooks/clusters.yml", "-l", "europe-west1", "-e", "tai_apply=true",
+                "-e", f"tai_build_root={tmp_path / 'build'}", "-e", f"gke_api_endpoint={url}",
+                "-e", "gke_auth_kind=none", "-e", "gke_poll_interval=0",
+                "-e", f"gke_kubeconfig_path={kubeconfig}")
+        first = run_playbook(*args)
+        assert first.returncode == 0, first.output[-3000:]
+        assert first.recap("europe-west1")["changed"] == 3  # plan files, cluster, kubeconfig
+        sent = [b for m, p, b in double.requests if m == "POST"]
+        assert sent == [load(tmp_path / "build", "europe-west1", "gke", "cluster.json")]
+        second = run_playbook(*args)
+        assert second.returncode == 0, second.output[-3000:]
+        assert second.recap("europe-west1")["changed"] == 0
+        assert len([r for r in double.requests if r[0] != "GET"]) == 1
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    assert [c["name"] for c in cfg["contexts"]] == [
+        "gke_tai-production_europe-west1_tai-cluster"]
+    assert cfg["clusters"][0]["cluster"]["server"] == "https://203.0.113.10"
