@@ -1,0 +1,257 @@
+"""autoscaling role: one HPA or ScaledObject per blue-green slot Deployment, KEDA pinned."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers.ansible_run import BIN, REPO, run_playbook
+from helpers.platform_plan import REGIONS, host_failure, render, variant
+
+pytestmark = pytest.mark.playbook
+
+TARGET = re.compile(r"^(governor|coordinator|scheduler)-(blue|green)$")
+TRIGGERS = {"cpu", "prometheus", "redis-cluster"}
+
+
+def autoscalers(plan_region: tuple[Any, str]) -> dict[str, dict[str, Any]]:
+    plan, region = plan_region
+    return {f"{o['kind']}/{o['metadata']['name']}": o
+            for o in plan.manifests(region, "autoscaling")}
+
+
+def check_structure(obj: dict[str, Any]) -> None:
+    """Structural checks of an HPA or a KEDA ScaledObject (the CRD has no offline schema)."""
+    meta = obj["metadata"]
+    assert meta["namespace"] == "tai-system"
+    ref = obj["spec"]["scaleTargetRef"]
+    assert ref["apiVersion"] == "apps/v1" and ref["kind"] == "Deployment"
+    assert TARGET.match(ref["name"]), ref["name"]
+    assert meta["name"] == ref["name"]
+    service, slot = ref["name"].split("-")
+    assert meta["labels"]["app"] == service and meta["labels"]["slot"] == slot
+    assert meta["labels"]["app.kubernetes.io/component"] == "autoscaling"
+    spec = obj["spec"]
+    if obj["kind"] == "HorizontalPodAutoscaler":
+        assert obj["apiVersion"] == "autoscaling/v2"
+        assert 1 <= spec["minReplicas"] <= spec["maxReplicas"]
+        return
+    assert obj["apiVersion"] == "keda.sh/v1alpha1" and obj["kind"] == "ScaledObject"
+    assert set(spec) <= {"scaleTargetRef", "minReplicaCount", "maxReplicaCount",
+                         "pollingInterval", "cooldownPeriod", "advanced", "triggers"}
+    assert isinstance(spec["minReplicaCount"], int) and isinstance(spec["maxReplicaCount"], int)
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["name"] == f"keda-hpa-{meta['name']}"
+    assert spec["triggers"]
+    for trig in spec["triggers"]:
+        assert trig["type"] in TRIGGERS
+        # KEDA reads trigger metadata as strings.
+        assert all(isinstance(v, str) for v in trig["metadata"].values()), trig
+        if trig["type"] == "cpu":
+            assert trig["metricType"] == "Utilization"
+            assert set(trig["metadata"]) == {"value"}
+        elif trig["type"] == "prometheus":
+            assert set(trig["metadata"]) == {"serverAddress", "query", "threshold"}
+            assert trig["metadata"]["serverAddress"] == (
+                "http://kube-prometheus-stack-prometheus.monitoring.svc:9090")
+            assert f'slot="{slot}"' in trig["metadata"]["query"]
+            assert f'service="{service}"' in trig["metadata"]["query"]
+        else:
+            assert set(trig["metadata"]) == {"addresses", "listName", "listLength"}
+
+
+def owners(objs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ref, obj in objs.items():
+        out.setdefault(obj["spec"]["scaleTargetRef"]["name"], []).append(ref)
+    return out
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_default_autoscalers_target_the_blue_slot_deployments(region: str) -> None:
+    objs = autoscalers((render(), region))
+    assert sorted(objs) == [
+        "HorizontalPodAutoscaler/coordinator-blue", "HorizontalPodAutoscaler/governor-blue",
+        "ScaledObject/scheduler-blue"]
+    for obj in objs.values():
+        check_structure(obj)
+    gov = objs["HorizontalPodAutoscaler/governor-blue"]["spec"]
+    assert (gov["minReplicas"], gov["maxReplicas"]) == (3, 10)
+    assert gov["metrics"][0]["resource"]["target"] == {"type": "Utilization",
+                                                      "averageUtilization": 70}
+    sched = objs["ScaledObject/scheduler-blue"]["spec"]
+    assert [t["type"] for t in sched["triggers"]] == ["cpu", "prometheus"]
+
+
+def test_no_deployment_has_two_autoscalers_in_any_plan() -> None:
+    for plan in (render(), variant()):
+        for region in REGIONS:
+            for target, refs in owners(autoscalers((plan, region))).items():
+                assert len(refs) == 1, (region, target, refs)
+
+
+def test_slots_regions_and_triggers_from_the_inventory() -> None:
+    plan = variant()
+    europe = autoscalers((plan, "europe-west1"))
+    assert sorted(owners(europe)) == sorted(
+        f"{s}-{slot}" for s in ("governor", "coordinator", "scheduler")
+        for slot in ("blue", "green"))
+    us = autoscalers((plan, "us-central1"))
+    governor = us["HorizontalPodAutoscaler/governor-blue"]["spec"]
+    assert (governor["minReplicas"], governor["maxReplicas"]) == (5, 20)
+    asia = autoscalers((plan, "asia-southeast1"))["HorizontalPodAutoscaler/governor-blue"]["spec"]
+    assert (asia["minReplicas"], asia["maxReplicas"]) == (3, 10)
+    for region in REGIONS:
+        for obj in autoscalers((plan, region)).values():
+            check_structure(obj)
+    redis = [t for t in us["ScaledObject/scheduler-blue"]["spec"]["triggers"]
+             if t["type"] == "redis-cluster"]
+    assert redis == [{"type": "redis-cluster", "metadata": {
+        "addresses": "redis.tai-system.svc:6379", "listName": "scheduler:queue",
+        "listLength": "20"}}]
+
+
+def _chart_deployments(*sets: str) -> set[str]:
+    args = [str(BIN / "helm"), "template", "tai", str(REPO / "charts/tai-chart"),
+            "-n", "tai-system"]
+    for s in sets:
+        args += ["--set", s]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return {d["metadata"]["name"] for d in yaml.safe_load_all(out)
+            if d and d.get("kind") == "Deployment"}
+
+
+def test_every_target_is_a_deployment_the_chart_renders() -> None:
+    default = _chart_deployments()
+    both = _chart_deployments(*(f"services.{s}.slots.green.tag=v2.0.0"
+                                for s in ("governor", "coordinator", "scheduler")))
+    assert set(owners(autoscalers((render(), "europe-west1")))) <= default
+    assert set(owners(autoscalers((variant(), "europe-west1")))) <= both
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_keda_release_is_pinned_ha_and_restricted(region: str) -> None:
+    plan = render()
+    spec = plan.release(region, "autoscaling", "keda")
+    assert (spec["namespace"], spec["chart"], spec["version"]) == ("keda", "keda", "2.18.1")
+    values = plan.values(region, "autoscaling", "keda")
+    assert values["operator"]["replicaCount"] == 2
+    assert values["metricsServer"]["replicaCount"] == 1
+    for part in ("operator", "metricServer", "webhooks"):
+        assert values["podSecurityContext"][part]["runAsNonRoot"] is True
+        ctx = values["securityContext"][part]
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+BAD_1: dict[str, dict[str, Any]] = {
+    "europe-west1": {"autoscaling_hpa": {"governor": {"min_replicas": 12}}},
+    "us-central1": {"autoscaling_keda": {"scheduler": {"regions": {"europe-wst1": {
+        "min_replicas": 2}}}}},
+    "asia-southeast1": {"autoscaling_hpa": {"scheduler": {
+        "min_replicas": 2, "max_replicas": 4, "cpu_utilization": 60}}},
+}
+BAD_2: dict[str, dict[str, Any]] = {
+    "europe-west1": {"autoscaling_hpa": {"schedular": {"min_replicas": 2}}},
+    "us-central1": {"autoscaling_hpa": {"coordinator": {"regions": {"us-central1": {
+        "max_replicas": 2}}}}},
+    "asia-southeast1": {"autoscaling_keda": {"scheduler": {
+        "cpu_utilization": 0, "grpc_rps_per_replica": 0}}},
+}
+
+
+def test_min_above_max_unknown_region_and_hpa_plus_keda_are_refused() -> None:
+    plan = render(("autoscaling",), host_vars=BAD_1)
+    assert plan.run.returncode != 0
+    assert host_failure(plan.run, "europe-west1") == (
+        "governor (autoscaling_hpa) in europe-west1 has min_replicas 12 greater than "
+        "max_replicas 10.")
+    assert host_failure(plan.run, "us-central1") == (
+        "autoscaling_keda.scheduler.regions.europe-wst1 is not a region of the inventory "
+        "(asia-southeast1, europe-west1, us-central1).")
+    assert host_failure(plan.run, "asia-southeast1") == (
+        "scheduler is autoscaled by both an HPA (autoscaling_hpa) and KEDA (autoscaling_keda) "
+        "in asia-southeast1: KEDA drives an HPA of its own, and two HPAs on one Deployment "
+        "fight over its replicas; set enabled: false on one of them.")
+    assert "Traceback" not in plan.run.output
+    for region in REGIONS:
+        assert not (plan.region(region) / "autoscaling").exists()
+
+
+def test_unknown_service_regional_min_above_max_and_no_trigger_are_refused() -> None:
+    plan = render(("autoscaling",), host_vars=BAD_2)
+    assert plan.run.returncode != 0
+    assert host_failure(plan.run, "europe-west1") == (
+        "Validation of arguments failed: autoscaling_hpa.schedular. Supported parameters "
+        "include: coordinator, governor, scheduler.")
+    assert host_failure(plan.run, "us-central1") == (
+        "coordinator (autoscaling_hpa) in us-central1 has min_replicas 3 greater than "
+        "max_replicas 2.")
+    assert host_failure(plan.run, "asia-southeast1") == (
+        "scheduler (autoscaling_keda) in asia-southeast1 has no trigger: set cpu_utilization, "
+        "grpc_rps_per_replica or redis_list_name.")
+
+
+_LIVE_PLAYBOOK = """\
+---
+- name: Evaluate the autoscaling role's cluster checks on a given cluster state
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - "{repo}/roles/autoscaling/defaults/main.yml"
+    - "{repo}/roles/autoscaling/vars/main.yml"
+  tasks:
+    - name: Write what apply mode would refuse and prune
+      ansible.builtin.copy:
+        dest: "{out}"
+        content: >-
+          {{{{ {{'problems': autoscaling_live_problems,
+                'owned': autoscaling_live_owned | map(attribute='metadata.name') | list}}
+             | to_json }}}}
+        mode: "0644"
+"""
+
+
+def _obj(kind: str, name: str, target: str | None = None, owned: bool = False) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "tai-deploy",
+              "app.kubernetes.io/component": "autoscaling"} if owned else {"team": "x"}
+    obj: dict[str, Any] = {"kind": kind, "metadata": {"name": name, "labels": labels}}
+    if target:
+        obj["spec"] = {"scaleTargetRef": {"name": target}}
+    return obj
+
+
+def test_apply_mode_checks_missing_deployments_and_foreign_autoscalers(tmp_path: Path) -> None:
+    """Apply mode cannot run here (no cluster): evaluate its checks on a given cluster state."""
+    out = tmp_path / "result.json"
+    playbook = tmp_path / "live.yml"
+    playbook.write_text(_LIVE_PLAYBOOK.format(repo=REPO, out=out))
+    live = {"results": [
+        {"resources": [_obj("Deployment", "governor-blue"), _obj("Deployment", "scheduler-blue")]},
+        {"resources": [
+            _obj("HorizontalPodAutoscaler", "governor-blue", "governor-blue", owned=True),
+            _obj("HorizontalPodAutoscaler", "coordinator-blue", "coordinator-blue", owned=True),
+            _obj("HorizontalPodAutoscaler", "keda-hpa-scheduler-blue", "scheduler-blue"),
+            _obj("HorizontalPodAutoscaler", "legacy-scheduler", "scheduler-blue"),
+        ]},
+        {"resources": [_obj("ScaledObject", "scheduler-blue", "scheduler-blue", owned=True)]},
+    ]}
+    extra = {"autoscaling_targets": ["governor-blue", "scheduler-blue", "governor-green"],
+             "autoscaling_live": live}
+    result = run_playbook(str(playbook), "-e", json.dumps(extra))
+    assert result.returncode == 0, result.output[-3000:]
+    data = json.loads(out.read_text())
+    assert data["owned"] == ["governor-blue", "coordinator-blue", "scheduler-blue"]
+    assert data["problems"] == [
+        "Deployment tai-system/governor-green does not exist in localhost: deploy that slot or "
+        "drop it from autoscaling_slots.",
+        "HorizontalPodAutoscaler tai-system/legacy-scheduler, which this role does not manage, "
+        "already scales Deployment scheduler-blue in localhost; two autoscalers on one "
+        "Deployment fight, remove it.",
+    ]
