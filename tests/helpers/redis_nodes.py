@@ -1,0 +1,207 @@
+"""Real redis-server processes on loopback for the Redis cluster script tests.
+
+Each node is a ``redis-server`` child process in cluster mode with its own temporary folder,
+bound to 127.0.0.1 on a free port (the cluster bus uses port + 10000, also checked free).
+Nodes are stopped by the fixtures that start them, whatever the test outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "tai-chart"
+CLUSTER_INIT = CHART / "scripts" / "redis-cluster-init.sh"
+REDIS_START = CHART / "scripts" / "redis-start.sh"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+BUS_OFFSET = 10000
+# The shell that runs the chart's scripts: `sh` (dash here); TAI_REDIS_TEST_SHELL="busybox sh"
+# with busybox applets first on PATH approximates the alpine image.
+SCRIPT_SHELL = shlex.split(os.environ.get("TAI_REDIS_TEST_SHELL", "sh"))
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+_TAKEN: set[int] = set()
+
+
+def free_port() -> int:
+    """A port whose cluster-bus companion (port + 10000) is free as well."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(500):
+        port = rng.randint(20000, 50000)
+        if port in _TAKEN or port + BUS_OFFSET in _TAKEN:
+            continue
+        if _port_free(port) and _port_free(port + BUS_OFFSET):
+            _TAKEN.add(port)
+            return port
+    raise RuntimeError("no free port pair found on 127.0.0.1")
+
+
+def cli(port: int, *args: str, timeout: float = 10) -> str:
+    """One redis-cli command against a node; output without carriage returns."""
+    proc = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.stdout.replace("\r", "")
+
+
+def cluster_info(port: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in cli(port, "CLUSTER", "INFO").splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key] = value
+    return out
+
+
+def cluster_nodes(port: int) -> list[dict[str, str]]:
+    """CLUSTER NODES as dicts: id, addr, flags, master, epoch, slots (space-joined)."""
+    rows = []
+    for line in cli(port, "CLUSTER", "NODES").splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        rows.append({"id": parts[0], "addr": parts[1], "flags": parts[2], "master": parts[3],
+                     "epoch": parts[6], "slots": " ".join(parts[8:])})
+    return rows
+
+
+@dataclass
+class RedisNode:
+    """One redis-server process in cluster mode."""
+
+    port: int
+    workdir: Path
+    wrapper_env: dict[str, str] | None = None
+    extra_args: Sequence[str] = ()
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        return [
+            "--port", str(self.port), "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(self.workdir / "nodes.conf"),
+            "--cluster-node-timeout", "2000",
+            "--dir", str(self.workdir), "--save", "", "--appendonly", "no",
+            "--logfile", str(self.workdir / "redis.log"),
+            *self.extra_args,
+        ]
+
+    def start(self) -> RedisNode:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.wrapper_env is None:
+            cmd = [REDIS_SERVER, *self.args()]
+            env = None
+        else:
+            # Started through the chart's redis-start.sh, as in the StatefulSet.
+            cmd = [*SCRIPT_SHELL, str(REDIS_START), *self.args()]
+            env = {**os.environ, "REDIS_SERVER": REDIS_SERVER,
+                   "REDIS_NODES_CONF": str(self.workdir / "nodes.conf"), **self.wrapper_env}
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while cli(self.port, "PING", timeout=2).strip() != "PONG":
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = (self.workdir / "redis.log")
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"redis-server on {self.port} did not start:\n{tail}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class RedisNodes:
+    """A set of nodes that a fixture starts and always stops."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.nodes: list[RedisNode] = []
+
+    def start(self, count: int, *, wrapper_env: dict[str, str] | None = None,
+              extra_args: Sequence[str] = ()) -> list[RedisNode]:
+        new = []
+        for _ in range(count):
+            port = free_port()
+            node = RedisNode(port, self.base / f"node-{port}", wrapper_env, extra_args)
+            self.nodes.append(node)
+            new.append(node.start())
+        return new
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
+
+
+@contextlib.contextmanager
+def redis_nodes(base: Path) -> Iterator[RedisNodes]:
+    nodes = RedisNodes(base)
+    try:
+        yield nodes
+    finally:
+        nodes.stop_all()
+
+
+@dataclass
+class ScriptRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cluster_init(nodes: Sequence[str], *, replicas: int = 0, wait: int = 30,
+                     env: dict[str, str] | None = None, timeout: float = 120) -> ScriptRun:
+    """Run the chart's redis-cluster-init.sh with sh, as the hook Job does."""
+    full_env = {**os.environ, "REDIS_CLUSTER_REPLICAS": str(replicas),
+                "REDIS_WAIT_SECONDS": str(wait), "REDIS_CLI": REDIS_CLI, **(env or {})}
+    proc = subprocess.run([*SCRIPT_SHELL, str(CLUSTER_INIT), *nodes], env=full_env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    return ScriptRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def wait_for(predicate_port: int, *, state: str = "ok", timeout: float = 20) -> dict[str, str]:
+    """Poll CLUSTER INFO of a node until cluster_state is `state`."""
+    deadline = time.monotonic() + timeout
+    info = cluster_info(predicate_port)
+    while info.get("cluster_state") != state:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"node {predicate_port} stayed {info.get('cluster_state')}")
+        time.sleep(0.1)
+        info = cluster_info(predicate_port)
+    return info

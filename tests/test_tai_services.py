@@ -1,0 +1,238 @@
+"""The tai_services role: live blue-green state kept on apply, and the plan it writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from helpers.ansible_run import REPO, PlaybookRun, run_playbook
+
+FILTER_FILE = REPO / "roles" / "tai_services" / "filter_plugins" / "tai_services_live.py"
+
+
+def _load_filter() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("tai_services_live", FILTER_FILE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+live = _load_filter()
+
+PLANNED: dict[str, Any] = yaml.safe_load(
+    (REPO / "charts" / "tai-chart" / "values.yaml").read_text())
+
+
+def service(name: str, slot: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {"slot": slot}},
+            "spec": {"selector": {"app": name.removesuffix("-preview"), "slot": slot}}}
+
+
+def deployment(svc: str, slot: str, image: str, replicas: int) -> dict[str, Any]:
+    return {"metadata": {"name": f"{svc}-{slot}"},
+            "spec": {"replicas": replicas,
+                     "template": {"spec": {"containers": [
+                         {"name": "vault-agent", "image": "hashicorp/vault:1.20.0"},
+                         {"name": svc, "image": image}]}}}}
+
+
+def planned_with(**services: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(PLANNED))
+    for svc, values in services.items():
+        out["services"][svc].update(values)
+    return out
+
+
+# ---- the live-state filter ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("image", "expected"), [
+    ("gcr.io/ggen-project/governor:v1.0.0", ("gcr.io/ggen-project/governor", "v1.0.0", None)),
+    ("localhost:5000/governor:v1.2.3", ("localhost:5000/governor", "v1.2.3", None)),
+    ("localhost:5000/governor", ("localhost:5000/governor", None, None)),
+    ("gcr.io/p/governor:v1.0.0@sha256:" + "a" * 64,
+     ("gcr.io/p/governor", "v1.0.0", "sha256:" + "a" * 64)),
+])
+def test_split_image(image: str, expected: tuple[str, str | None, str | None]) -> None:
+    assert live.split_image(image) == expected
+
+
+def test_first_install_lets_the_plan_decide() -> None:
+    assert live.live_values(PLANNED, [], []) == {"values": {}, "notes": []}
+
+
+def test_an_unchanged_cluster_adds_only_what_it_runs() -> None:
+    result = live.live_values(
+        PLANNED, [service("governor", "blue")],
+        [deployment("governor", "blue", "gcr.io/ggen-project/governor:v1.0.0", 3)])
+    assert result == {"values": {"services": {"governor": {
+        "activeSlot": "blue", "slots": {"blue": {"tag": "v1.0.0", "replicas": 3}}}}},
+        "notes": []}
+
+
+def test_a_swapped_service_stays_swapped() -> None:
+    """After a swap to green, a re-converge with the old values keeps green serving."""
+    planned = planned_with(governor={"activeSlot": "blue",
+                                     "slots": {"blue": {"tag": "v1.0.0"}, "green": {}}})
+    result = live.live_values(
+        planned, [service("governor", "green"), service("governor-preview", "blue")],
+        [deployment("governor", "blue", "gcr.io/ggen-project/governor:v1.0.0", 0),
+         deployment("governor", "green", "gcr.io/ggen-project/governor:v1.1.0", 5)])
+    gov = result["values"]["services"]["governor"]
+    assert gov["activeSlot"] == "green"
+    # The serving slot keeps its image and the HPA's replicas; the idle one its scale-down.
+    assert gov["slots"]["green"] == {"tag": "v1.1.0", "replicas": 5}
+    assert gov["slots"]["blue"] == {"tag": "v1.0.0", "replicas": 0}
+    assert any("serves slot green; keeping it active" in n for n in result["notes"])
+
+
+def test_a_new_tag_for_the_serving_slot_is_not_rolled_in_place() -> None:
+    planned = planned_with(governor={"slots": {"blue": {"tag": "v2.0.0"}, "green": {}}})
+    result = live.live_values(
+        planned, [service("governor", "blue")],
+        [deployment("governor", "blue", "gcr.io/ggen-project/governor:v1.0.0", 3)])
+    assert result["values"]["services"]["governor"]["slots"]["blue"]["tag"] == "v1.0.0"
+    assert result["notes"] == [
+        "governor: slot blue serves v1.0.0; keeping it (the plan says v2.0.0: deploy it to "
+        "slot green and swap)"]
+
+
+def test_update_active_slot_rolls_the_serving_slot_in_place() -> None:
+    planned = planned_with(governor={"slots": {"blue": {"tag": "v2.0.0"}, "green": {}}})
+    result = live.live_values(
+        planned, [service("governor", "blue")],
+        [deployment("governor", "blue", "gcr.io/ggen-project/governor:v1.0.0", 4)],
+        update_active_slot=True)
+    # Only the replicas are kept: the planned tag rolls out.
+    assert result["values"]["services"]["governor"]["slots"]["blue"] == {"replicas": 4}
+
+
+def test_a_new_tag_for_the_idle_slot_gets_the_planned_replicas() -> None:
+    planned = planned_with(governor={"slots": {"blue": {"tag": "v1.0.0"},
+                                               "green": {"tag": "v1.2.0"}}})
+    result = live.live_values(
+        planned, [service("governor", "blue")],
+        [deployment("governor", "blue", "gcr.io/ggen-project/governor:v1.0.0", 3),
+         deployment("governor", "green", "gcr.io/ggen-project/governor:v1.1.0", 0)])
+    slots = result["values"]["services"]["governor"]["slots"]
+    assert "green" not in slots  # planned tag v1.2.0 and planned replicas apply
+
+
+@pytest.mark.parametrize(("keep", "expected"), [(True, {"tag": "v0.9.0", "replicas": 0}),
+                                                 (False, None)])
+def test_an_idle_slot_without_a_planned_tag(keep: bool, expected: dict[str, Any] | None) -> None:
+    result = live.live_values(
+        PLANNED, [service("governor", "blue")],
+        [deployment("governor", "blue", "gcr.io/ggen-project/governor:v1.0.0", 3),
+         deployment("governor", "green", "gcr.io/ggen-project/governor:v0.9.0", 0)],
+        keep_idle_slot=keep)
+    assert result["values"]["services"]["governor"]["slots"].get("green") == expected
+
+
+def test_a_service_without_a_slot_selector_is_left_to_the_plan() -> None:
+    svc = {"metadata": {"name": "governor"}, "spec": {"selector": {"app": "governor"}}}
+    result = live.live_values(PLANNED, [svc], [])
+    assert result["values"] == {}
+    assert result["notes"] == [
+        "governor: the live Service selects no blue/green slot; the plan decides"]
+
+
+# ---- the role end to end (plan mode) ------------------------------------------------------
+
+PLAYBOOK = """\
+---
+- name: Plan the TAI chart of one region
+  hosts: europe-west1
+  gather_facts: false
+  vars:
+    tai_build_dir: "{build}"
+    tai_charts_dir: "{charts}"
+    tai_helm_binary: "{{{{ ansible_playbook_python | dirname }}}}/helm"
+    tai_kubernetes_version: "1.34"
+    tai_kube_context: gke_tai-production_europe-west1_tai-cluster
+  roles:
+    - role: tai_services
+"""
+
+
+def plan(tmp_path: Path, *extra: str) -> PlaybookRun:
+    book = tmp_path / "play.yml"
+    if not book.exists():
+        book.write_text(PLAYBOOK.format(build=tmp_path / "build", charts=REPO / "charts"))
+    return run_playbook(str(book), "-l", "europe-west1", *extra)
+
+
+def plan_dir(tmp_path: Path) -> Path:
+    return tmp_path / "build" / "tai-services"
+
+
+def manifest(tmp_path: Path, name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(
+        (plan_dir(tmp_path) / "manifests" / "tai-system" / name).read_text())
+    return doc
+
+
+@pytest.mark.playbook
+def test_plan_writes_values_and_manifests_and_is_idempotent(tmp_path: Path) -> None:
+    first = plan(tmp_path)
+    assert first.returncode == 0, first.output
+    assert first.recap("europe-west1")["changed"] == 1
+    values = yaml.safe_load((plan_dir(tmp_path) / "values.yaml").read_text())
+    assert values["region"] == "europe-west1"
+    assert values["serviceAccounts"]["gcpProject"] == "tai-production"
+    assert values["istio"]["hosts"] == ["api.tai.example.com", "europe-west1.tai.example.com"]
+    assert len(values["chartDigest"]) == 64
+    files = {p.name for p in (plan_dir(tmp_path) / "manifests" / "tai-system").iterdir()}
+    assert {"deployment-governor-blue.yaml", "statefulset-redis.yaml",
+            "job-redis-cluster-init.yaml", "virtualservice-tai-api.yaml"} <= files
+    assert (plan_dir(tmp_path) / "manifests" / "istio-system" / "gateway-tai-gateway.yaml").exists()
+    assert not (plan_dir(tmp_path) / "live.yaml").exists()
+    second = plan(tmp_path)
+    assert second.returncode == 0, second.output
+    assert second.recap("europe-west1")["changed"] == 0
+
+
+@pytest.mark.playbook
+def test_inventory_values_and_live_state_shape_the_plan(tmp_path: Path) -> None:
+    """Inventory values deploy a preview slot; a live swap (as k8s_info reports it) is kept.
+
+    The live read only runs in apply mode; here its registered results are given as extra
+    vars, which is exactly what the role's templating consumes.
+    """
+    extra = {
+        "tai_services_values": {"services": {"governor": {"slots": {"green": {"tag": "v1.1.0"}}}}},
+        "tai_services_live_services": {"resources": [service("scheduler", "green")]},
+        "tai_services_live_deployments": {"resources": [
+            deployment("scheduler", "blue", "gcr.io/ggen-project/scheduler:v1.0.0", 0),
+            deployment("scheduler", "green", "gcr.io/ggen-project/scheduler:v1.1.0", 4)]},
+    }
+    run = plan(tmp_path, "-e", json.dumps(extra))
+    assert run.returncode == 0, run.output
+    assert manifest(tmp_path, "service-governor.yaml")["spec"]["selector"] == {
+        "app": "governor", "slot": "blue"}
+    assert manifest(tmp_path, "service-governor-preview.yaml")["spec"]["selector"] == {
+        "app": "governor", "slot": "green"}
+    green = manifest(tmp_path, "deployment-governor-green.yaml")
+    assert green["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v1.1.0")
+    assert manifest(tmp_path, "service-scheduler.yaml")["spec"]["selector"]["slot"] == "green"
+    assert manifest(tmp_path, "deployment-scheduler-green.yaml")["spec"]["replicas"] == 4
+    assert manifest(tmp_path, "deployment-scheduler-blue.yaml")["spec"]["replicas"] == 0
+
+
+@pytest.mark.playbook
+def test_bad_inventory_values_stop_the_plan_with_the_schema_message(tmp_path: Path) -> None:
+    extra = {"tai_services_values": {"services": {"governor": {"replicas": -1}}}}
+    run = plan(tmp_path, "-e", json.dumps(extra))
+    assert run.returncode != 0
+    flat = " ".join(run.stdout.split())
+    assert ("charts/tai-chart refused the values of europe-west1 (values-europe-west1.yaml + "
+            "tai_services_values)") in flat
+    assert "at '/services/governor/replicas': minimum: got -1, want 0" in flat
+    assert "Traceback" not in run.output
+    assert not plan_dir(tmp_path).exists()
