@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -62,9 +63,12 @@ def test_gateways_are_ha_with_hpa_pdb_and_zone_spread(region: str) -> None:
         assert spread["topologyKey"] == "topology.kubernetes.io/zone"
         assert spread["labelSelector"]["matchLabels"] == {"istio": label}
     ingress = plan.values(region, "istio", "istio-ingressgateway")["service"]
-    assert ingress["type"] == "LoadBalancer"
-    assert ingress["loadBalancerIP"] == LB[region]
-    assert [p["port"] for p in ingress["ports"]] == [15021, 443]
+    assert ingress["type"] == "ClusterIP", "the dns role's load balancer fronts the gateway"
+    assert "loadBalancerIP" not in ingress
+    neg = json.loads(ingress["annotations"]["cloud.google.com/neg"])
+    assert neg == {"exposed_ports": {"443": {"name": "tai-istio-ingress-443"}}}
+    assert {p["port"]: p["targetPort"] for p in ingress["ports"]} == \
+        {15021: 15021, 443: 8443, 50051: 50051}
     assert plan.values(region, "istio", "istio-egressgateway")["service"]["type"] == "ClusterIP"
 
 
