@@ -1,0 +1,635 @@
+"""Speak the Vault HTTP API: seal status, init, unseal, root-token generation, tokens, config.
+
+Plain, typed and free of Ansible so that tests drive it against a real server (OpenBao is
+API-compatible). Two rules hold everywhere:
+
+* Secrets (unseal or recovery shards, tokens) travel only in request bodies and headers, never in
+  URLs, and no error message built here quotes a request body, a response body or a header. What
+  Vault answers in ``errors`` is quoted; Vault does not echo submitted keys or tokens there.
+* The ``ensure_*`` functions read first and write only what differs, and report what they did
+  (created, updated, unchanged), so that a caller's ``changed`` is the truth.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+
+# sys/health answers with these codes for an initialised, unsealed node (active, standby,
+# DR secondary, performance standby); see the Vault API reference of sys/health.
+_SERVING_HEALTH_CODES = frozenset({200, 429, 472, 473})
+
+
+class VaultError(RuntimeError):
+    """A Vault operation failed; the message is one sentence for the operator, without secrets."""
+
+
+@dataclass(frozen=True)
+class SealStatus:
+    """The public part of ``GET /v1/sys/seal-status``."""
+
+    initialized: bool
+    sealed: bool
+    threshold: int
+    shares: int
+    progress: int
+    seal_type: str
+    recovery_seal: bool
+    version: str
+
+    @property
+    def key_type(self) -> str:
+        """``recovery`` for auto-unseal (KMS, transit, static) seals, ``unseal`` for Shamir."""
+        return "recovery" if self.recovery_seal else "unseal"
+
+    @classmethod
+    def from_response(cls, data: Mapping[str, Any]) -> SealStatus:
+        return cls(
+            initialized=bool(data.get("initialized")),
+            sealed=bool(data.get("sealed")),
+            threshold=int(data.get("t") or 0),
+            shares=int(data.get("n") or 0),
+            progress=int(data.get("progress") or 0),
+            seal_type=str(data.get("type") or "shamir"),
+            recovery_seal=bool(data.get("recovery_seal")),
+            version=str(data.get("version") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an ensure function found and did. ``before``/``after`` never hold secrets."""
+
+    kind: str
+    name: str
+    action: str
+    before: Any = None
+    after: Any = None
+
+    @property
+    def changed(self) -> bool:
+        return self.action != UNCHANGED
+
+
+# Transient answers of an HA node that does not (yet) know its active node.
+_LEADERSHIP_ERRORS = ("active cluster node not found", "local node not active")
+LEADERSHIP_WAIT = 10.0
+
+
+class VaultClient:
+    """A thin client for one Vault address. The token is kept out of ``repr`` and messages."""
+
+    def __init__(self, addr: str, *, token: str | None = None, ca_cert: str | None = None,
+                 timeout: float = 10.0, session: requests.Session | None = None) -> None:
+        if not re.match(r"^https?://[^/\s]+", addr):
+            raise VaultError(f"Vault address {addr!r} is not an http:// or https:// URL")
+        self.addr = addr.rstrip("/")
+        self.timeout = timeout
+        self._ca_cert = ca_cert
+        self._token = token
+        self._session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"VaultClient({self.addr!r}, token={'set' if self._token else 'none'})"
+
+    def with_token(self, token: str | None) -> VaultClient:
+        """The same address and TLS settings with another token (or none)."""
+        return VaultClient(self.addr, token=token, ca_cert=self._ca_cert, timeout=self.timeout,
+                           session=self._session)
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self._token)
+
+    def call(self, method: str, path: str, body: Mapping[str, Any] | None = None
+             ) -> tuple[int, dict[str, Any]]:
+        """Send one request; return (status, JSON body or {}). Transport problems raise.
+
+        While an HA cluster elects or re-learns its leader (right after an unseal or a pod
+        restart) a node answers HTTP 500 "active cluster node not found"; such answers are
+        retried for up to LEADERSHIP_WAIT seconds before they are returned.
+        """
+        deadline = time.monotonic() + LEADERSHIP_WAIT
+        while True:
+            status, data = self._call_once(method, path, body)
+            if status != 500 or time.monotonic() >= deadline or not any(
+                    m in " ".join(map(str, data.get("errors") or [])) for m in _LEADERSHIP_ERRORS):
+                return status, data
+            time.sleep(0.2)
+
+    def _call_once(self, method: str, path: str, body: Mapping[str, Any] | None
+                   ) -> tuple[int, dict[str, Any]]:
+        url = f"{self.addr}/v1/{path.lstrip('/')}"
+        headers = {"X-Vault-Request": "true"}
+        if self._token:
+            headers["X-Vault-Token"] = self._token
+        try:
+            resp = self._session.request(
+                method, url, json=dict(body) if body is not None else None, headers=headers,
+                timeout=self.timeout, verify=self._ca_cert or True)
+        except requests.exceptions.SSLError as exc:
+            raise VaultError(
+                f"TLS verification of {self.addr} failed ({_first_line(exc)}); check the CA "
+                "certificate given to the role") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise VaultError(f"cannot reach Vault at {self.addr}: {_first_line(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise VaultError(
+                f"Vault at {self.addr} did not answer {method} /v1/{path} within "
+                f"{self.timeout:g} s") from None
+        except requests.exceptions.RequestException as exc:
+            raise VaultError(f"request to Vault at {self.addr} failed: {_first_line(exc)}"
+                             ) from None
+        if not resp.content:
+            return resp.status_code, {}
+        try:
+            data = resp.json()
+        except ValueError:
+            return resp.status_code, {}
+        return resp.status_code, data if isinstance(data, dict) else {}
+
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
+                missing_ok: bool = False) -> dict[str, Any] | None:
+        """Like call() but any status other than 2xx raises; 404 gives None when missing_ok."""
+        status, data = self.call(method, path, body)
+        if 200 <= status < 300:
+            return data
+        if status == 404 and missing_ok:
+            return None
+        raise VaultError(refusal(self.addr, method, path, status, data))
+
+
+def refusal(addr: str, method: str, path: str, status: int, data: Mapping[str, Any]) -> str:
+    """One sentence for an HTTP error: what was refused and Vault's own reason."""
+    errors = data.get("errors") if isinstance(data, Mapping) else None
+    reason = "; ".join(str(e) for e in errors) if isinstance(errors, list) and errors else ""
+    hint = {403: "permission denied", 405: "endpoint disabled or not supported",
+            503: "Vault is sealed or in standby"}.get(status, "")
+    why = reason or hint or "no reason given"
+    return f"Vault at {addr} refused {method} /v1/{path}: HTTP {status} ({why})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _data(body: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The payload of a Vault response (newer servers wrap it in ``data``)."""
+    if not body:
+        return {}
+    inner = body.get("data")
+    return dict(inner) if isinstance(inner, Mapping) else dict(body)
+
+
+# --- seal, init, unseal ---------------------------------------------------------------------
+
+def seal_status(client: VaultClient) -> SealStatus:
+    return SealStatus.from_response(client.request("GET", "sys/seal-status") or {})
+
+
+def health_code(client: VaultClient) -> int:
+    """The status code of sys/health (200 active, 429 standby, 501 uninitialised, 503 sealed)."""
+    status, _ = client.call("GET", "sys/health")
+    return status
+
+
+def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
+    """Call check until it returns True or timeout seconds have passed; True when it did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def initialize(client: VaultClient, shares: int, threshold: int, *, recovery: bool
+               ) -> tuple[list[str], str]:
+    """PUT sys/init. Returns (shards as base64, root token). The caller must persist them first.
+
+    With an auto-unseal seal (KMS) Vault creates recovery shards instead of unseal shards.
+    """
+    if not 1 <= threshold <= shares:
+        raise VaultError(f"key threshold {threshold} must be between 1 and the share count "
+                         f"{shares}")
+    body: dict[str, Any] = (
+        {"recovery_shares": shares, "recovery_threshold": threshold} if recovery
+        else {"secret_shares": shares, "secret_threshold": threshold})
+    data = client.request("PUT", "sys/init", body) or {}
+    keys = data.get("recovery_keys_base64" if recovery else "keys_base64") or []
+    token = data.get("root_token") or ""
+    if not keys or not token:
+        raise VaultError(f"Vault at {client.addr} answered sys/init without shards or root token")
+    return [str(k) for k in keys], str(token)
+
+
+def reset_unseal(client: VaultClient) -> None:
+    client.request("PUT", "sys/unseal", {"reset": True})
+
+
+def submit_unseal_keys(client: VaultClient, keys: Sequence[str], threshold: int) -> SealStatus:
+    """Submit distinct shards until the node reports unsealed or ``threshold`` were accepted.
+
+    Any stale progress (a half-finished unseal by someone else) is reset first. When Vault
+    rejects a shard, or the combined key, progress is reset again so the node is left exactly as
+    it was, and a VaultError says so. A raft follower that is still joining reports ``sealed``
+    with progress 0 after the last shard; callers wait for it (see wait_unsealed).
+    """
+    distinct = list(dict.fromkeys(keys))
+    if len(distinct) < threshold:
+        raise VaultError(f"{len(distinct)} distinct shards cannot reach the threshold of "
+                         f"{threshold} on {client.addr}")
+    status = seal_status(client)
+    if not status.sealed:
+        return status
+    if status.progress:
+        reset_unseal(client)
+    for accepted, key in enumerate(distinct[:threshold], start=1):
+        code, data = client.call("PUT", "sys/unseal", {"key": key})
+        if code != 200:
+            reason = refusal(client.addr, "PUT", "sys/unseal", code, data)
+            _quiet_reset(client)
+            raise VaultError(
+                f"the stored shards do not unseal Vault at {client.addr} (shard {accepted} of "
+                f"{threshold} refused: {reason.split(': ', 1)[-1]}); its unseal progress was "
+                "reset and nothing else was changed")
+        status = SealStatus.from_response(data)
+        if not status.sealed:
+            return status
+    return status
+
+
+def _quiet_reset(client: VaultClient) -> None:
+    with contextlib.suppress(VaultError):
+        reset_unseal(client)
+
+
+def wait_unsealed(client: VaultClient, timeout: float) -> SealStatus:
+    last: list[SealStatus] = []
+
+    def unsealed() -> bool:
+        last[:] = [seal_status(client)]
+        return not last[0].sealed
+
+    if not wait_for(unsealed, timeout):
+        raise VaultError(f"Vault at {client.addr} was still sealed {timeout:g} s after the "
+                         "threshold of shards was accepted")
+    return last[0]
+
+
+def wait_serving(client: VaultClient, timeout: float) -> None:
+    """Wait until the node is initialised, unsealed and part of a cluster with a leader."""
+    def serving() -> bool:
+        code = health_code(client)
+        if code == 200:
+            return True
+        if code not in _SERVING_HEALTH_CODES:
+            return False
+        # A standby: it must know the active node AND be able to forward to it (right after an
+        # unseal it may know the address before forwarding works: HTTP 500 "active cluster
+        # node not found"). generate-root/attempt is forwarded and needs no token.
+        leader = client.request("GET", "sys/leader") or {}
+        if leader.get("ha_enabled") and not leader.get("leader_address"):
+            return False
+        forwarded, _ = client.call("GET", "sys/generate-root/attempt")
+        return forwarded in (200, 405)
+
+    if not wait_for(serving, timeout):
+        code = health_code(client)
+        state = {501: "not initialised", 503: "sealed"}.get(code, f"health code {code}")
+        raise VaultError(f"Vault at {client.addr} is not serving after {timeout:g} s ({state}); "
+                         "initialise and unseal it first")
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+def token_is_valid(client: VaultClient) -> bool:
+    """Whether the client's token is accepted (lookup-self); False for revoked or unknown."""
+    if not client.has_token:
+        return False
+    code, data = client.call("GET", "auth/token/lookup-self")
+    if code == 200:
+        return True
+    if code in (400, 401, 403):
+        return False
+    raise VaultError(refusal(client.addr, "GET", "auth/token/lookup-self", code, data))
+
+
+def generate_root(client: VaultClient, keys: Sequence[str], threshold: int) -> str:
+    """A new root token from a quorum of shards, with the one-time-password (OTP) flow.
+
+    A stale attempt is cancelled first. When a shard is refused the attempt is cancelled, so a
+    failure leaves no half-done generation behind.
+    """
+    code, data = client.call("GET", "sys/generate-root/attempt")
+    if code == 405:
+        raise VaultError(
+            f"Vault at {client.addr} has disabled sys/generate-root (OpenBao 2.5.3 and later "
+            "disable it unless the listener sets disable_unauthed_generate_root_endpoints = "
+            "false); the role needs it to mint its short-lived token")
+    if code != 200:
+        raise VaultError(refusal(client.addr, "GET", "sys/generate-root/attempt", code, data))
+    if data.get("started"):
+        client.request("DELETE", "sys/generate-root/attempt")
+    attempt = client.request("PUT", "sys/generate-root/attempt", {}) or {}
+    nonce, otp = str(attempt.get("nonce") or ""), str(attempt.get("otp") or "")
+    if not nonce or not otp:
+        client.request("DELETE", "sys/generate-root/attempt")
+        raise VaultError(f"Vault at {client.addr} did not return a nonce and one-time password "
+                         "for root-token generation")
+    distinct = list(dict.fromkeys(keys))
+    encoded = ""
+    for key in distinct[:max(threshold, 1)]:
+        code, data = client.call("PUT", "sys/generate-root/update", {"key": key, "nonce": nonce})
+        if code != 200:
+            reason = refusal(client.addr, "PUT", "sys/generate-root/update", code, data)
+            _quiet_cancel(client)
+            raise VaultError(
+                f"the stored shards do not authorise a token on {client.addr} "
+                f"({reason.split(': ', 1)[-1]}); the attempt was cancelled and nothing was "
+                "changed")
+        if data.get("complete"):
+            encoded = str(data.get("encoded_token") or data.get("encoded_root_token") or "")
+            break
+    if not encoded:
+        _quiet_cancel(client)
+        raise VaultError(f"{len(distinct)} stored shards did not complete root-token generation "
+                         f"on {client.addr}; the attempt was cancelled")
+    return decode_otp_token(encoded, otp)
+
+
+def _quiet_cancel(client: VaultClient) -> None:
+    with contextlib.suppress(VaultError):
+        client.request("DELETE", "sys/generate-root/attempt")
+
+
+def decode_otp_token(encoded: str, otp: str) -> str:
+    """Undo the OTP encoding of generate-root: base64 (unpadded) XOR the one-time password."""
+    try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except ValueError:
+        raise VaultError("Vault returned an encoded token that is not base64") from None
+    pad = otp.encode()
+    if len(raw) != len(pad):
+        raise VaultError("the encoded token and the one-time password differ in length")
+    return bytes(a ^ b for a, b in zip(raw, pad, strict=True)).decode()
+
+
+def create_orphan_token(client: VaultClient, *, policies: Sequence[str], ttl: str,
+                        display_name: str) -> str:
+    """An orphan, non-renewable token that expires after ttl even if nobody revokes it."""
+    data = client.request("POST", "auth/token/create-orphan", {
+        "policies": list(policies), "ttl": ttl, "explicit_max_ttl": ttl, "renewable": False,
+        "no_default_policy": True, "display_name": display_name}) or {}
+    token = (data.get("auth") or {}).get("client_token")
+    if not token:
+        raise VaultError(f"Vault at {client.addr} created no token")
+    return str(token)
+
+
+def revoke_self(client: VaultClient) -> None:
+    client.request("PUT", "auth/token/revoke-self")
+
+
+# --- idempotent configuration ---------------------------------------------------------------
+
+def _mount_key(path: str) -> str:
+    clean = path.strip().strip("/")
+    if not clean or " " in clean:
+        raise VaultError(f"mount path {path!r} is not valid")
+    return clean + "/"
+
+
+def _str_options(options: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(k): str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in (options or {}).items()}
+
+
+def ensure_auth_method(client: VaultClient, path: str, method_type: str, *,
+                       description: str | None = None, check: bool = False) -> Change:
+    """Enable an auth method at path; tune its description when one is given and differs."""
+    key = _mount_key(path)
+    mounts = _data(client.request("GET", "sys/auth"))
+    current = mounts.get(key)
+    wanted: dict[str, Any] = {"type": method_type}
+    if description is not None:
+        wanted["description"] = description
+    if current is None:
+        if not check:
+            client.request("POST", f"sys/auth/{key[:-1]}", wanted)
+        return Change("auth", key, CREATED, None, wanted)
+    before = {"type": current.get("type")}
+    if description is not None:
+        before["description"] = current.get("description") or ""
+    if before["type"] != method_type:
+        raise VaultError(f"auth path {key} on {client.addr} holds a {before['type']} method, not "
+                         f"{method_type}; refusing to replace it")
+    if before == wanted:
+        return Change("auth", key, UNCHANGED, before, wanted)
+    if not check:
+        client.request("POST", f"sys/auth/{key[:-1]}/tune", {"description": description})
+    return Change("auth", key, UPDATED, before, wanted)
+
+
+def ensure_secrets_engine(client: VaultClient, path: str, engine_type: str, *,
+                          options: Mapping[str, Any] | None = None,
+                          description: str | None = None, check: bool = False) -> Change:
+    """Mount a secrets engine at path; tune the given description/options that differ.
+
+    Only what is given is compared (no description given: any description is fine). Changing
+    a KV mount's version is refused: upgrading v1 to v2 rewrites all data and is a deliberate
+    operation, not something a converge run should do.
+    """
+    key = _mount_key(path)
+    mounts = _data(client.request("GET", "sys/mounts"))
+    current = mounts.get(key)
+    wanted_opts = _str_options(options)
+    wanted: dict[str, Any] = {"type": engine_type, "options": wanted_opts}
+    if description is not None:
+        wanted["description"] = description
+    if current is None:
+        if not check:
+            client.request("POST", f"sys/mounts/{key[:-1]}", wanted)
+        return Change("secrets_engine", key, CREATED, None, wanted)
+    cur_opts = _str_options(current.get("options"))
+    before: dict[str, Any] = {"type": current.get("type"),
+                              "options": {k: cur_opts.get(k) for k in wanted_opts}}
+    if description is not None:
+        before["description"] = current.get("description") or ""
+    if before["type"] != engine_type:
+        raise VaultError(f"mount {key} on {client.addr} is a {before['type']} engine, not "
+                         f"{engine_type}; refusing to replace it")
+    if (engine_type == "kv" and "version" in wanted_opts
+            and cur_opts.get("version", "1") != wanted_opts["version"]):
+        raise VaultError(f"mount {key} on {client.addr} is KV version "
+                         f"{cur_opts.get('version', '1')}, not {wanted_opts['version']}; "
+                         "upgrade it deliberately (it rewrites the data)")
+    if before == wanted:
+        return Change("secrets_engine", key, UNCHANGED, before, wanted)
+    if not check:
+        tune: dict[str, Any] = {"options": wanted_opts}
+        if description is not None:
+            tune["description"] = description
+        client.request("POST", f"sys/mounts/{key[:-1]}/tune", tune)
+    return Change("secrets_engine", key, UPDATED, before, wanted)
+
+
+def _policy_text(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
+
+
+def ensure_policy(client: VaultClient, name: str, policy: str, *, check: bool = False
+                  ) -> Change:
+    """Write an ACL policy when it is missing or its text differs (trailing spaces ignored)."""
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name) or name in ("root",):
+        raise VaultError(f"policy name {name!r} is not allowed")
+    wanted = _policy_text(policy)
+    current = client.request("GET", f"sys/policies/acl/{name}", missing_ok=True)
+    before = None if current is None else _policy_text(str(_data(current).get("policy") or ""))
+    if before == wanted:
+        return Change("policy", name, UNCHANGED, before, wanted)
+    if not check:
+        client.request("PUT", f"sys/policies/acl/{name}", {"policy": wanted})
+    return Change("policy", name, CREATED if before is None else UPDATED, before, wanted)
+
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def duration_seconds(value: Any) -> int | None:
+    """Vault durations ("1h", "90m", "30s", "1h30m", 3600, "3600") in seconds; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    match = _DURATION.match(text)
+    if not text or not match:
+        return None
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _normalise(wanted: Any, current: Any) -> tuple[Any, Any]:
+    """Bring a wanted value and Vault's stored value to a comparable form."""
+    if isinstance(current, list):
+        items = wanted if isinstance(wanted, list) else [
+            s.strip() for s in str(wanted).split(",") if s.strip()]
+        return sorted(str(i) for i in items), sorted(str(i) for i in current)
+    if isinstance(current, bool) or isinstance(wanted, bool):
+        return wanted, current
+    if isinstance(current, int):
+        seconds = duration_seconds(wanted)
+        return (seconds if seconds is not None else wanted), current
+    if isinstance(current, str) and isinstance(wanted, str):
+        return wanted.strip(), current.strip()
+    return wanted, current
+
+
+def ensure_endpoint(client: VaultClient, path: str, data: Mapping[str, Any], *,
+                    check: bool = False) -> Change:
+    """Write a config object (for example auth/kubernetes/role/x) when a given field differs.
+
+    Only the fields given are compared; lists compare as sets, durations in seconds. A field
+    that Vault never returns (a write-only credential) cannot be compared and is refused, since
+    writing it on every run would make ``changed`` a lie.
+    """
+    clean = path.strip().strip("/")
+    if not clean or clean.startswith("sys/"):
+        raise VaultError(f"endpoint path {path!r} is not a configuration path (use the "
+                         "dedicated options for sys/)")
+    current_body = client.request("GET", clean, missing_ok=True)
+    wanted = dict(data)
+    if current_body is None:
+        if not check:
+            client.request("POST", clean, wanted)
+        return Change("endpoint", clean, CREATED, None, wanted)
+    current = _data(current_body)
+    unreadable = sorted(k for k in wanted if k not in current)
+    if unreadable:
+        raise VaultError(f"{clean} on {client.addr} does not return {', '.join(unreadable)}, "
+                         "so the role cannot tell whether it differs; leave write-only fields "
+                         "out of the configuration")
+    before: dict[str, Any] = {}
+    differs = False
+    for key, value in wanted.items():
+        want_n, cur_n = _normalise(value, current[key])
+        before[key] = current[key]
+        differs = differs or want_n != cur_n
+    if not differs:
+        return Change("endpoint", clean, UNCHANGED, before, wanted)
+    if not check:
+        client.request("POST", clean, wanted)
+    return Change("endpoint", clean, UPDATED, before, wanted)
+
+
+@dataclass
+class Configuration:
+    """The desired state the role sends (configuration.json in the plan)."""
+
+    auth_methods: list[dict[str, Any]] = field(default_factory=list)
+    secrets_engines: list[dict[str, Any]] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Configuration:
+        known = {"auth_methods", "secrets_engines", "policies", "endpoints"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise VaultError(f"configuration has unknown sections {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(known))})")
+        out = cls()
+        required = {"auth_methods": ("path", "type"), "secrets_engines": ("path", "type"),
+                    "policies": ("name", "policy"), "endpoints": ("path", "data")}
+        for section, keys in required.items():
+            items = data.get(section) or []
+            if not isinstance(items, list):
+                raise VaultError(f"configuration section {section} must be a list")
+            for i, item in enumerate(items):
+                if not isinstance(item, Mapping):
+                    raise VaultError(f"{section}[{i}] must be a mapping")
+                missing = [k for k in keys if not item.get(k)]
+                if missing:
+                    raise VaultError(f"{section}[{i}] lacks {', '.join(missing)}")
+                getattr(out, section).append(dict(item))
+        return out
+
+
+def apply_configuration(client: VaultClient, config: Configuration, *, check: bool = False
+                        ) -> list[Change]:
+    """Ensure every item, in dependency order: mounts, then policies, then config objects."""
+    changes: list[Change] = []
+    for item in config.auth_methods:
+        changes.append(ensure_auth_method(client, item["path"], item["type"],
+                                          description=item.get("description"), check=check))
+    for item in config.secrets_engines:
+        changes.append(ensure_secrets_engine(client, item["path"], item["type"],
+                                             options=item.get("options"),
+                                             description=item.get("description"),
+                                             check=check))
+    for item in config.policies:
+        changes.append(ensure_policy(client, item["name"], item["policy"], check=check))
+    for item in config.endpoints:
+        if check and any(c.action == CREATED and str(item["path"]).startswith(f"auth/{c.name}")
+                         for c in changes if c.kind == "auth"):
+            # The auth method does not exist yet, so its config cannot be read: it would be
+            # created together with the method.
+            changes.append(Change("endpoint", str(item["path"]).strip("/"), CREATED, None,
+                                  dict(item["data"])))
+            continue
+        changes.append(ensure_endpoint(client, item["path"], item["data"], check=check))
+    return changes

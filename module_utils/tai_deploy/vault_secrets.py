@@ -1,0 +1,283 @@
+"""Vault init material (shards and the initial root token) at rest, encrypted, written atomically.
+
+The material lives in ONE file, encrypted with a ``Cipher``. ``AnsibleVaultCipher`` writes the
+ansible-vault 1.1 format (AES256-CTR, HMAC-SHA256, PBKDF2 with 10000 rounds) with
+``cryptography``, so ``ansible-vault view --vault-password-file ...`` opens the file and Ansible's
+``unvault`` lookup reads it. Modules cannot import Ansible's controller code (AnsiballZ ships only
+module_utils), hence the re-implementation; tests check it against Ansible's VaultLib both ways.
+This module never prints, logs or raises with a secret in the message.
+
+Writes go to a temporary file in the same folder (mode 0600), are flushed and fsynced, then
+renamed over the target and the folder is fsynced: a crash leaves the old file or the new one,
+never half of either.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+FORMAT_VERSION = 1
+KEY_TYPES = ("unseal", "recovery")
+
+
+class MaterialError(ValueError):
+    """The material file is missing, unreadable or inconsistent; one sentence, no secrets."""
+
+
+class Cipher(Protocol):
+    """Symmetric encryption of whole files (ansible-vault in the modules)."""
+
+    def encrypt(self, plaintext: bytes) -> bytes: ...
+
+    def decrypt(self, ciphertext: bytes) -> bytes: ...
+
+
+VAULT_HEADER = b"$ANSIBLE_VAULT;1.1;AES256"
+
+
+class AnsibleVaultCipher:
+    """The ansible-vault 1.1 AES256 format with one password (vault id ``default``)."""
+
+    def __init__(self, password: bytes) -> None:
+        if not password.strip():
+            raise MaterialError("the vault password is empty")
+        self._password = password.strip()
+
+    def __repr__(self) -> str:
+        return "AnsibleVaultCipher(<password>)"
+
+    @classmethod
+    def from_password_file(cls, path: str | Path) -> AnsibleVaultCipher:
+        """Read the password like Ansible does: an executable file is run and its stdout used."""
+        source = Path(path)
+        if not source.is_file():
+            raise MaterialError(f"the vault password file {source} does not exist")
+        try:
+            if os.access(source, os.X_OK):
+                proc = subprocess.run([str(source)], capture_output=True, check=False,
+                                      timeout=60)
+                if proc.returncode != 0:
+                    raise MaterialError(f"the vault password script {source} exited with "
+                                        f"status {proc.returncode}")
+                return cls(proc.stdout)
+            return cls(source.read_bytes())
+        except OSError as exc:
+            raise MaterialError(f"cannot read the vault password file {source}: "
+                                f"{exc.strerror}") from None
+        except subprocess.TimeoutExpired:
+            raise MaterialError(f"the vault password script {source} did not finish within "
+                                "60 s") from None
+
+    def _keys(self, salt: bytes) -> tuple[bytes, bytes, bytes]:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+        derived = PBKDF2HMAC(algorithm=hashes.SHA256(), length=80, salt=salt,
+                             iterations=10000).derive(self._password)
+        return derived[:32], derived[32:64], derived[64:80]
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes, padding
+        from cryptography.hazmat.primitives.ciphers import Cipher as AesCipher
+        from cryptography.hazmat.primitives.ciphers import algorithms, modes
+        from cryptography.hazmat.primitives.hmac import HMAC
+
+        salt = os.urandom(32)
+        key1, key2, iv = self._keys(salt)
+        padder = padding.PKCS7(128).padder()
+        encryptor = AesCipher(algorithms.AES(key1), modes.CTR(iv)).encryptor()
+        ciphertext = encryptor.update(padder.update(plaintext) + padder.finalize())
+        ciphertext += encryptor.finalize()
+        mac = HMAC(key2, hashes.SHA256())
+        mac.update(ciphertext)
+        body = binascii.hexlify(b"\n".join([binascii.hexlify(salt),
+                                             binascii.hexlify(mac.finalize()),
+                                             binascii.hexlify(ciphertext)]))
+        lines = [VAULT_HEADER] + [body[i:i + 80] for i in range(0, len(body), 80)]
+        return b"\n".join(lines) + b"\n"
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes, padding
+        from cryptography.hazmat.primitives.ciphers import Cipher as AesCipher
+        from cryptography.hazmat.primitives.ciphers import algorithms, modes
+        from cryptography.hazmat.primitives.hmac import HMAC
+
+        lines = ciphertext.strip().splitlines()
+        header = lines[0].strip().split(b";") if lines else []
+        if len(header) < 3 or header[0] != b"$ANSIBLE_VAULT" or header[2] != b"AES256":
+            raise MaterialError("not an ansible-vault AES256 file")
+        try:
+            salt_hex, mac_hex, data_hex = binascii.unhexlify(b"".join(lines[1:])).split(b"\n", 2)
+            salt, data = binascii.unhexlify(salt_hex), binascii.unhexlify(data_hex)
+        except (binascii.Error, ValueError):
+            raise MaterialError("the ansible-vault file is corrupt") from None
+        key1, key2, iv = self._keys(salt)
+        mac = HMAC(key2, hashes.SHA256())
+        mac.update(data)
+        if not hmac.compare_digest(mac.finalize().hex().encode(), mac_hex.lower()):
+            raise MaterialError("the vault password does not open this file")
+        decryptor = AesCipher(algorithms.AES(key1), modes.CTR(iv)).decryptor()
+        unpadder = padding.PKCS7(128).unpadder()
+        try:
+            return unpadder.update(decryptor.update(data) + decryptor.finalize()) + \
+                unpadder.finalize()
+        except ValueError:
+            raise MaterialError("the ansible-vault file is corrupt") from None
+
+
+@dataclass(frozen=True)
+class InitMaterial:
+    """What ``sys/init`` returned. Secrets are excluded from repr."""
+
+    key_type: str
+    shares: int
+    threshold: int
+    keys: tuple[str, ...] = field(repr=False)
+    root_token: str | None = field(default=None, repr=False)
+    initialized_at: str = ""
+
+    def __post_init__(self) -> None:
+        if self.key_type not in KEY_TYPES:
+            raise MaterialError(f"key type {self.key_type!r} is not one of {', '.join(KEY_TYPES)}")
+        if not 1 <= self.threshold <= self.shares:
+            raise MaterialError(f"threshold {self.threshold} is not between 1 and {self.shares}")
+        if len(self.keys) < self.threshold:
+            raise MaterialError(f"the material holds {len(self.keys)} shards, fewer than the "
+                                f"threshold {self.threshold}")
+
+    @classmethod
+    def new(cls, key_type: str, shares: int, threshold: int, keys: Sequence[str],
+            root_token: str) -> InitMaterial:
+        now = datetime.now(UTC).replace(microsecond=0).isoformat()
+        return cls(key_type, shares, threshold, tuple(keys), root_token, now)
+
+    def secrets(self) -> list[str]:
+        """Every secret string in the material, for output masking (Ansible no_log_values)."""
+        out = list(self.keys)
+        out += [_b64_to_hex(k) for k in self.keys]
+        if self.root_token:
+            out.append(self.root_token)
+        return [s for s in out if s]
+
+    def without_root_token(self) -> InitMaterial:
+        return replace(self, root_token=None)
+
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "format": FORMAT_VERSION,
+            "key_type": self.key_type,
+            "shares": self.shares,
+            "threshold": self.threshold,
+            "keys_base64": list(self.keys),
+            "initialized_at": self.initialized_at,
+        }
+        if self.root_token:
+            doc["root_token"] = self.root_token
+        return {"vault_init": doc}
+
+    @classmethod
+    def from_document(cls, doc: Any, source: str) -> InitMaterial:
+        body = doc.get("vault_init") if isinstance(doc, Mapping) else None
+        if not isinstance(body, Mapping):
+            raise MaterialError(f"{source} does not hold Vault init material (no vault_init key)")
+        keys = body.get("keys_base64")
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+            raise MaterialError(f"{source} has no list of shards under vault_init.keys_base64")
+        try:
+            return cls(
+                key_type=str(body.get("key_type", "unseal")),
+                shares=int(body.get("shares", len(keys))),
+                threshold=int(body.get("threshold", 0)),
+                keys=tuple(keys),
+                root_token=str(body["root_token"]) if body.get("root_token") else None,
+                initialized_at=str(body.get("initialized_at", "")),
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, MaterialError):
+                raise MaterialError(f"{source}: {exc}") from None
+            raise MaterialError(f"{source} has a malformed shares or threshold value") from None
+
+
+def _b64_to_hex(key: str) -> str:
+    try:
+        return base64.b64decode(key, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return ""
+
+
+HEADER = ("# Vault init material (unseal or recovery shards, initial root token until it is\n"
+          "# revoked). Written by the tai-deploy vault role; keep it encrypted.\n")
+
+
+def load_encrypted_document(path: str | Path, cipher: Cipher) -> Any | None:
+    """The decrypted YAML document of an encrypted file, or None when the file is missing."""
+    target = Path(path)
+    try:
+        blob = target.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise MaterialError(f"cannot read {target}: {exc.strerror}") from None
+    if not blob.lstrip().startswith(b"$ANSIBLE_VAULT;"):
+        raise MaterialError(f"{target} is not encrypted; refusing to use plain-text secrets "
+                            "(encrypt it with ansible-vault, then rotate what it holds)")
+    try:
+        plain = cipher.decrypt(blob)
+    except Exception:  # the cipher's own errors may carry context we do not want to print
+        raise MaterialError(f"cannot decrypt {target} with the given vault password file "
+                            "(wrong password?)") from None
+    try:
+        return yaml.safe_load(plain.decode())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise MaterialError(f"{target} decrypts to something that is not YAML") from None
+
+
+def save_encrypted_document(path: str | Path, doc: Mapping[str, Any], cipher: Cipher, *,
+                            header: str = "") -> None:
+    """Encrypt a YAML document and write it atomically (0600, folder 0700), fsynced."""
+    text = header + yaml.safe_dump(dict(doc), sort_keys=True, default_flow_style=False)
+    write_private_atomic(Path(path), cipher.encrypt(text.encode()))
+
+
+def load_material(path: str | Path, cipher: Cipher) -> InitMaterial | None:
+    """The decrypted init material, or None when the file does not exist."""
+    doc = load_encrypted_document(path, cipher)
+    return None if doc is None else InitMaterial.from_document(doc, str(path))
+
+
+def save_material(path: str | Path, material: InitMaterial, cipher: Cipher) -> None:
+    save_encrypted_document(path, material.to_document(), cipher, header=HEADER)
+
+
+def write_private_atomic(target: Path, blob: bytes, *, mode: int = 0o600) -> None:
+    """Replace target with blob atomically; never readable by others unless mode says so."""
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp_path = Path(tmp)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp_path.replace(target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,140 @@
+"""The vault role in plan mode: what it renders under build/<region>/vault/, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers.ansible_run import REPO, run_playbook
+
+pytestmark = pytest.mark.playbook
+
+PLAYBOOK = """\
+---
+- name: Plan Vault for europe-west1 with each seal
+  hosts: europe-west1
+  gather_facts: false
+  vars_files:
+    - {repo}/group_vars/all/versions.yml
+  vars:
+    tai_project_root: {repo}
+  tasks:
+    - name: Plan with the defaults (Cloud KMS auto-unseal)
+      ansible.builtin.include_role:
+        name: vault
+      vars:
+        tai_build_dir: {build}/kms
+    - name: Plan with Shamir unseal shards and five servers
+      ansible.builtin.include_role:
+        name: vault
+      vars:
+        tai_build_dir: {build}/shamir
+        vault_seal_type: shamir
+        vault_replicas: 5
+"""
+
+
+def _plan(tmp_path: Path, *extra: str) -> tuple[int, str]:
+    playbook = tmp_path / "plan.yml"
+    playbook.write_text(PLAYBOOK.format(repo=REPO, build=tmp_path / "build"))
+    run = run_playbook("-l", "europe-west1", *extra, str(playbook))
+    return run.returncode, run.output
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("vault-plan")
+    code, output = _plan(tmp_path)
+    assert code == 0, output[-3000:]
+    return tmp_path / "build"
+
+
+def _values(build: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((build / "vault/values/vault.yaml").read_text())
+    return data
+
+
+def test_release_is_pinned_ha_raft_with_injector_tls_pdb_and_spread(planned: Path) -> None:
+    release = yaml.safe_load((planned / "kms/vault/releases/vault.yaml").read_text())
+    assert release == {"name": "vault", "namespace": "vault", "chart": "vault",
+                       "repository": "https://helm.releases.hashicorp.com",
+                       "version": release["version"], "values_file": "values/vault.yaml"}
+    values = _values(planned / "kms")
+    server = values["server"]
+    assert values["global"]["tlsDisable"] is False
+    assert server["ha"]["enabled"] and server["ha"]["replicas"] == 3
+    assert server["ha"]["raft"]["enabled"] and server["ha"]["raft"]["setNodeId"]
+    assert server["ha"]["disruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
+    anti = server["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+    assert server["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    assert values["injector"]["enabled"] and values["injector"]["replicas"] == 2
+    assert values["injector"]["podDisruptionBudget"] == {"maxUnavailable": 1}
+    assert values["injector"]["webhook"]["namespaceSelector"]["matchExpressions"][0][
+        "values"] == ["tai-system"]
+    for security in (server["statefulSet"]["securityContext"],
+                     values["injector"]["securityContext"]):
+        assert security["pod"]["runAsNonRoot"] is True
+        assert security["pod"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert security["container"] == {"allowPrivilegeEscalation": False,
+                                          "capabilities": {"drop": ["ALL"]}}
+    config = server["ha"]["raft"]["config"]
+    assert 'tls_cert_file   = "/vault/userconfig/vault-tls/tls.crt"' in config
+    assert "unauthenticated_metrics_access = true" in config
+    assert config.count("retry_join {") == 3
+    assert 'seal "gcpckms"' in config and 'key_ring   = "vault-production"' in config
+    assert server["serviceAccount"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": "vault-server@tai-production.iam.gserviceaccount.com"}
+    monitor = values["serverTelemetry"]["serviceMonitor"]
+    assert monitor["enabled"] and monitor["selectors"] == {"release": "kube-prometheus-stack"}
+    rules = values["serverTelemetry"]["prometheusRules"]["rules"]
+    assert rules[0]["expr"] == "vault_core_unsealed == 0"
+    assert "{{ $labels.pod }}" in rules[0]["annotations"]["summary"]
+
+
+def test_bootstrap_and_configuration_are_planned_without_secrets(planned: Path) -> None:
+    boot = json.loads((planned / "kms/vault/bootstrap.json").read_text())
+    assert boot["seal_type"] == "gcpckms" and boot["key_kind"] == "recovery"
+    assert (boot["key_shares"], boot["key_threshold"]) == (5, 3)
+    assert boot["nodes"] == ["pod/vault-0", "pod/vault-1", "pod/vault-2"]
+    assert "vault.vault.svc" in boot["tls"]["dns_names"]
+    assert "vault-2.vault-internal" in boot["tls"]["dns_names"]
+    assert boot["tls"]["ip_addresses"] == ["127.0.0.1"]
+    config = json.loads((planned / "kms/vault/configuration.json").read_text())
+    assert config["secrets_engines"][0]["path"] == "tai"
+    assert config["secrets_engines"][0]["options"] == {"version": "2"}
+    assert config["policies"][0]["name"] == "tai-app"
+    assert 'path "tai/data/*"' in config["policies"][0]["policy"]
+    role = next(e for e in config["endpoints"] if e["path"] == "auth/kubernetes/role/tai-app")
+    assert role["data"]["bound_service_account_names"] == ["governor", "coordinator",
+                                                            "scheduler"]
+    assert role["data"]["bound_service_account_namespaces"] == ["tai-system"]
+    files = sorted(str(p.relative_to(planned / "kms/vault"))
+                   for p in (planned / "kms/vault").rglob("*") if p.is_file())
+    assert files == ["bootstrap.json", "configuration.json", "releases/vault.yaml",
+                     "values/vault.yaml"]
+
+
+def test_shamir_plan_has_no_kms_seal_and_scales_the_raft_peers(planned: Path) -> None:
+    values = _values(planned / "shamir")
+    config = values["server"]["ha"]["raft"]["config"]
+    assert "seal " not in config and config.count("retry_join {") == 5
+    assert values["server"]["serviceAccount"]["annotations"] == {}
+    boot = json.loads((planned / "shamir/vault/bootstrap.json").read_text())
+    assert boot["key_kind"] == "unseal" and len(boot["nodes"]) == 5
+
+
+def test_bad_input_stops_the_plan_with_one_sentence_per_problem(tmp_path: Path) -> None:
+    code, output = _plan(tmp_path, "-e", "vault_replicas=4", "-e", "vault_key_threshold=6",
+                         "-e", '{"vault_kubernetes_roles": {"x": {"token_policies": ["nope"]}}}')
+    assert code != 0
+    flat = " ".join(output.split())
+    assert "vault_replicas is 4 in europe-west1; raft needs an odd number of servers" in flat
+    assert "vault_key_threshold (6) must be between 1 and vault_key_shares (5)." in flat
+    assert "Kubernetes auth role x grants policy nope, which neither vault_default_policies " \
+           "nor vault_policies defines." in flat
+    assert "Kubernetes auth role x must bind bound_service_account_names" in flat
+    assert "Traceback" not in output
