@@ -1,0 +1,900 @@
+"""Blue-green swap of a TAI service: two Deployment slots behind one Service selector.
+
+The cluster layout is the chart's (see the blue-green contract): per service ``<svc>``,
+Deployments ``<svc>-blue`` and ``<svc>-green`` whose pods carry ``app: <svc>`` and
+``slot: <slot>``; Service ``<svc>`` selects ``{app: <svc>, slot: <active>}`` and carries the
+label ``slot: <active>``; Service ``<svc>-preview`` selects the other slot.
+
+Operations (each idempotent, each resumable from what the cluster says, never from a file):
+
+- ``prepare``: put the target image on the inactive slot at the active slot's replica count
+  (creating that Deployment from the active one when the chart has not deployed it), point the
+  preview Service at it, and wait until it is fully available: observedGeneration caught up,
+  spec, updated, available and total replicas all equal to the desired count, no unavailable
+  replica, and the controller not reporting ProgressDeadlineExceeded.
+- ``promote``: ``prepare``, then switch the Service in ONE merge patch of ``spec.selector``
+  (only the slot key), the ``slot`` label and a state annotation, sent with the
+  resourceVersion just read, right after re-reading the new slot and finding it fully
+  available. A 409 Conflict makes it re-read both and decide again. The selector is never
+  empty or half-changed: the API server applies the patch atomically or not at all.
+- ``rollback``: switch back to the slot recorded in the annotation (scaling it up and waiting
+  first if it was already scaled down). Switching back is a single patch when the previous
+  slot is still running, which is the case until ``finalize``.
+- ``finalize``: once ``scale_down_delay`` has passed since the switch (recorded as an absolute
+  time in the annotation), scale the slot that lost traffic to zero, after checking again
+  that the Service does not select it, and mark the record scaled down.
+
+The annotation ``bluegreen.tai-deploy.io/state`` on the Service is written in the same patch
+as the selector, so the record and the traffic can never disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
+
+ANNOTATION = "bluegreen.tai-deploy.io/state"
+# The chart's label telling the active Service from the preview one.
+ROUTE_LABEL = "tai.example.com/route"
+DEFAULT_SLOTS = ("blue", "green")
+PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
+READY, PROGRESSING, FAILED, MISSING = "ready", "progressing", "failed", "missing"
+# Annotations of the active Deployment that must not be copied to a new slot.
+_NOT_COPIED = ("deployment.kubernetes.io/revision",
+               "kubectl.kubernetes.io/last-applied-configuration")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class SwapError(Exception):
+    """The swap cannot go on; the message says what was (not) done and what to do."""
+
+
+# ------------------------------------------------------------------------------------------
+# inputs
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How slots are named and how long to wait; shared by every service of one call."""
+
+    namespace: str
+    slot_label: str = "slot"
+    slots: tuple[str, str] = DEFAULT_SLOTS
+    progress_deadline: float = 600.0
+    scale_down_delay: float = 60.0
+    poll_interval: float = 1.0
+    conflict_attempts: int = 5
+    preview_suffix: str = "-preview"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if not _DNS_LABEL.match(self.namespace or ""):
+            out.append(f"namespace {self.namespace!r} is not a valid namespace name")
+        if not self.slot_label or not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9_.-]{1,63}$",
+                                               self.slot_label):
+            out.append(f"slot_label {self.slot_label!r} is not a valid label key")
+        if len(self.slots) != 2 or self.slots[0] == self.slots[1] or not all(
+                s and _LABEL_VALUE.match(s) and _DNS_LABEL.match(s) for s in self.slots):
+            out.append(f"slots must be two different lowercase names, got {list(self.slots)}")
+        if self.progress_deadline <= 0:
+            out.append(f"progress_deadline must be positive, got {self.progress_deadline}")
+        if self.scale_down_delay < 0:
+            out.append(f"scale_down_delay cannot be negative, got {self.scale_down_delay}")
+        if self.poll_interval <= 0:
+            out.append(f"poll_interval must be positive, got {self.poll_interval}")
+        if self.conflict_attempts < 1:
+            out.append(f"conflict_attempts must be at least 1, got {self.conflict_attempts}")
+        return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """One service and, for prepare/promote (and as a guard for rollback), its new image."""
+
+    service: str
+    image: str | None = None
+    version: str | None = None
+    container: str | None = None
+
+    def problems(self, *, need_image: bool) -> list[str]:
+        out: list[str] = []
+        if not _DNS_LABEL.match(self.service or ""):
+            out.append(f"service {self.service!r} is not a valid Service name")
+            return out
+        if self.image and self.version:
+            out.append(f"service {self.service}: give image or version, not both")
+        if need_image and not (self.image or self.version):
+            out.append(f"service {self.service}: the new image or version is required")
+        if self.version is not None and not _TAG.match(self.version):
+            out.append(f"service {self.service}: version {self.version!r} is not a valid "
+                       "image tag (letters, digits, '_', '.', '-'; at most 128)")
+        if self.image is not None and not _IMAGE.match(self.image):
+            out.append(f"service {self.service}: image {self.image!r} is not an image "
+                       "reference")
+        return out
+
+
+def with_version(image: str, version: str) -> str:
+    """The image reference with its tag (or digest) replaced by ``version``."""
+    base = image.split("@", 1)[0]
+    last = base.rsplit("/", 1)[-1]
+    if ":" in last:
+        base = base[: len(base) - len(last)] + last.split(":", 1)[0]
+    return f"{base}:{version}"
+
+
+# ------------------------------------------------------------------------------------------
+# the record kept on the Service
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class Record:
+    """The last switch of a Service: written with the selector, read by every later step."""
+
+    phase: str
+    active: str
+    active_image: str
+    previous: str
+    previous_image: str
+    swapped_at: float
+    scale_down_at: float
+    scaled_down: bool = False
+
+    def to_annotation(self) -> str:
+        return json.dumps({
+            "phase": self.phase, "active": self.active, "activeImage": self.active_image,
+            "previous": self.previous, "previousImage": self.previous_image,
+            "swappedAt": _iso(self.swapped_at), "scaleDownAt": _iso(self.scale_down_at),
+            "scaledDown": self.scaled_down,
+        }, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_annotation(cls, text: str, where: str) -> Record:
+        try:
+            d = json.loads(text)
+            return cls(str(d["phase"]), str(d["active"]), str(d["activeImage"]),
+                       str(d["previous"]), str(d["previousImage"]), _epoch(d["swappedAt"]),
+                       _epoch(d["scaleDownAt"]), bool(d.get("scaledDown", False)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SwapError(f"{where}: annotation {ANNOTATION} is not a blue-green record "
+                            f"({exc}); fix or remove it by hand") from exc
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "active": self.active, "active_image": self.active_image,
+                "previous": self.previous, "previous_image": self.previous_image,
+                "swapped_at": _iso(self.swapped_at), "scale_down_at": _iso(self.scale_down_at),
+                "scaled_down": self.scaled_down}
+
+
+# ------------------------------------------------------------------------------------------
+# reading the cluster
+
+
+@dataclass(frozen=True)
+class Readiness:
+    state: str
+    detail: str
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+
+def container_image(dep: Mapping[str, Any], container: str) -> str | None:
+    for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        if c.get("name") == container:
+            return str(c.get("image"))
+    return None
+
+
+def readiness(dep: Mapping[str, Any] | None, *, desired: int, image: str,
+              container: str) -> Readiness:
+    """Whether a Deployment is fully available with ``image`` at exactly ``desired`` pods."""
+    if dep is None:
+        return Readiness(MISSING, "does not exist")
+    meta, spec, status = dep.get("metadata", {}), dep.get("spec", {}), dep.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    observed = int(status.get("observedGeneration") or 0)
+    running = container_image(dep, container)
+    for cond in status.get("conditions") or []:
+        if (cond.get("type") == "Progressing" and cond.get("status") == "False"
+                and cond.get("reason") == "ProgressDeadlineExceeded" and observed >= generation):
+            return Readiness(FAILED, f"ProgressDeadlineExceeded: {cond.get('message', '')}")
+    if running != image:
+        return Readiness(PROGRESSING, f"runs {running}, not {image}")
+    if spec.get("paused"):
+        return Readiness(FAILED, "is paused (kubectl rollout resume)")
+    if observed < generation:
+        return Readiness(PROGRESSING, f"generation {generation} not observed yet "
+                                      f"(observed {observed})")
+    want = int(spec.get("replicas", 1))
+    if want != desired:
+        return Readiness(PROGRESSING, f"wants {want} replicas, not {desired}")
+    counts = {k: int(status.get(k) or 0) for k in
+              ("replicas", "updatedReplicas", "availableReplicas", "readyReplicas",
+               "unavailableReplicas")}
+    text = (f"{counts['updatedReplicas']} updated, {counts['availableReplicas']} available "
+            f"of {desired}, {counts['replicas']} pods in total")
+    if desired < 1:
+        return Readiness(PROGRESSING, "has no replicas")
+    if (counts["updatedReplicas"] == counts["availableReplicas"] == counts["replicas"] == desired
+            and counts["unavailableReplicas"] == 0):
+        return Readiness(READY, text)
+    return Readiness(PROGRESSING, text)
+
+
+@dataclass
+class Slot:
+    name: str
+    deployment: str
+    obj: dict[str, Any] | None
+
+    def image(self, container: str) -> str | None:
+        return container_image(self.obj, container) if self.obj else None
+
+    @property
+    def replicas(self) -> int:
+        return int((self.obj or {}).get("spec", {}).get("replicas", 1)) if self.obj else 0
+
+    def summary(self, container: str) -> dict[str, Any]:
+        status = (self.obj or {}).get("status") or {}
+        return {"deployment": self.deployment, "exists": self.obj is not None,
+                "image": self.image(container), "replicas": self.replicas,
+                "available_replicas": int(status.get("availableReplicas") or 0)}
+
+
+@dataclass
+class View:
+    """A Service, its two slots and its preview Service, as read from the cluster."""
+
+    service: dict[str, Any]
+    active: str
+    inactive: str
+    slots: dict[str, Slot]
+    record: Record | None
+    preview: dict[str, Any] | None
+    container: str
+
+    @property
+    def active_image(self) -> str | None:
+        return self.slots[self.active].image(self.container)
+
+    def summary(self) -> dict[str, Any]:
+        return {"active_slot": self.active, "image": self.active_image,
+                "slots": {n: {"image": s.image(self.container), "replicas": s.replicas}
+                          for n, s in self.slots.items()}}
+
+
+@dataclass
+class Outcome:
+    """What one call did (or would do, in check mode) to one service."""
+
+    service: str
+    changed: bool = False
+    actions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    target_image: str | None = None
+    promotion_needed: bool = False
+    soak_pending: bool = False
+    rolled_back: bool = False
+    scale_down_pending: bool = False
+    record: dict[str, Any] | None = None
+    slots: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def act(self, text: str) -> None:
+        self.changed = True
+        self.actions.append(text)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed, "actions": self.actions, "warnings": self.warnings,
+            "active_slot": self.after.get("active_slot"), "image": self.after.get("image"),
+            "target_image": self.target_image, "promotion_needed": self.promotion_needed,
+            "soak_pending": self.soak_pending, "rolled_back": self.rolled_back,
+            "scale_down_pending": self.scale_down_pending, "record": self.record,
+            "slots": self.slots, "message": self.message,
+        }
+
+
+# (outcome, view, slot, desired replicas, image): one Deployment to wait for.
+_Wait = tuple[Outcome, View, str, int, str]
+
+
+# ------------------------------------------------------------------------------------------
+# the operations
+
+
+class BlueGreen:
+    """Blue-green operations over one namespace of one cluster."""
+
+    def __init__(self, client: KubeClient, settings: Settings, *, check_mode: bool = False,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        problems = settings.problems()
+        if problems:
+            raise SwapError("; ".join(problems))
+        self.client = client
+        self.s = settings
+        self.check_mode = check_mode
+        self.clock = clock
+        self.sleep = sleep
+        self.outcomes: dict[str, Outcome] = {}
+        self.conflicts = 0
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _svc_ref(self, name: str) -> str:
+        return f"Service {self.s.namespace}/{name}"
+
+    def _dep_name(self, service: str, slot: str) -> str:
+        return f"{service}-{slot}"
+
+    def read(self, target: Target) -> View:
+        ns, key = self.s.namespace, self.s.slot_label
+        service = self.client.get_or_none(service_path(ns, target.service))
+        if service is None:
+            raise SwapError(f"{self._svc_ref(target.service)} does not exist; deploy the chart "
+                            "(playbooks/services.yml) before a blue-green upgrade")
+        selector = service.get("spec", {}).get("selector") or {}
+        active = selector.get(key)
+        if active not in self.s.slots:
+            raise SwapError(
+                f"{self._svc_ref(target.service)} selects {json.dumps(selector, sort_keys=True)}"
+                f", without a {key!r} key naming {' or '.join(self.s.slots)}; deploy the chart "
+                "with two-slot support before a blue-green upgrade")
+        inactive = self.s.slots[1] if active == self.s.slots[0] else self.s.slots[0]
+        slots = {slot: Slot(slot, self._dep_name(target.service, slot),
+                            self.client.get_or_none(
+                                deployment_path(ns, self._dep_name(target.service, slot))))
+                 for slot in self.s.slots}
+        active_dep = slots[active].obj
+        if active_dep is None:
+            raise SwapError(f"{self._svc_ref(target.service)} selects slot {active} but "
+                            f"Deployment {ns}/{slots[active].deployment} does not exist")
+        container = self._container(target, active_dep)
+        text = (service.get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
+        record = Record.from_annotation(text, self._svc_ref(target.service)) if text else None
+        preview = (self.client.get_or_none(
+            service_path(ns, target.service + self.s.preview_suffix))
+            if self.s.preview_suffix else None)
+        return View(service, active, inactive, slots, record, preview, container)
+
+    def _container(self, target: Target, dep: Mapping[str, Any]) -> str:
+        names = [str(c.get("name")) for c in
+                 dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])]
+        wanted = target.container or target.service
+        if wanted in names:
+            return wanted
+        if target.container is None and len(names) == 1:
+            return names[0]
+        raise SwapError(f"Deployment {self.s.namespace}/{dep['metadata']['name']} has no "
+                        f"container {wanted!r} (containers: {', '.join(names)}); set container")
+
+    def _target_image(self, target: Target, view: View) -> str:
+        if target.image:
+            return target.image
+        assert target.version is not None
+        return with_version(str(view.active_image), target.version)
+
+    def _outcome(self, target: Target, view: View) -> Outcome:
+        out = self.outcomes.get(target.service)
+        if out is None:
+            out = Outcome(target.service, before=view.summary(), after=view.summary())
+            self.outcomes[target.service] = out
+        return out
+
+    def _finish(self, out: Outcome, view: View) -> None:
+        rec = view.record
+        out.record = rec.as_dict() if rec else None
+        out.slots = {n: s.summary(view.container) for n, s in view.slots.items()}
+        out.soak_pending = bool(rec and rec.phase == PROMOTED and not rec.scaled_down
+                                and rec.active == view.active)
+        out.scale_down_pending = bool(rec and not rec.scaled_down and rec.active == view.active)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _clone(self, view: View, slot: str, image: str, replicas: int) -> dict[str, Any]:
+        src = view.slots[view.active].obj
+        assert src is not None
+        key, name = self.s.slot_label, view.slots[slot].deployment
+        spec = copy.deepcopy(src["spec"])
+        match = spec.get("selector", {}).get("matchLabels") or {}
+        if key not in match:
+            raise SwapError(f"Deployment {self.s.namespace}/{src['metadata']['name']} selects "
+                            f"pods without the {key!r} label; the chart's two-slot layout is "
+                            "needed to create the other slot")
+        match[key] = slot
+        spec["template"].setdefault("metadata", {}).setdefault("labels", {})[key] = slot
+        spec["replicas"] = replicas
+        spec.pop("paused", None)
+        for c in spec["template"]["spec"]["containers"]:
+            if c.get("name") == view.container:
+                c["image"] = image
+        meta = src.get("metadata", {})
+        labels = dict(meta.get("labels") or {})
+        if key in labels:
+            labels[key] = slot
+        annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                       if k not in _NOT_COPIED}
+        new_meta: dict[str, Any] = {"name": name, "namespace": self.s.namespace,
+                                    "labels": labels}
+        if annotations:
+            new_meta["annotations"] = annotations
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": new_meta,
+                "spec": spec}
+
+    def _deploy_slot(self, out: Outcome, view: View, slot: str, image: str,
+                     replicas: int) -> None:
+        """Make Deployment <svc>-<slot> run ``image`` with ``replicas`` pods."""
+        target = view.slots[slot]
+        ns, name = self.s.namespace, target.deployment
+        if target.obj is None:
+            body = self._clone(view, slot, image, replicas)
+            out.act(f"create Deployment {ns}/{name} from "
+                    f"{view.slots[view.active].deployment} with {image}, {replicas} replicas")
+            if not self.check_mode:
+                target.obj = self.client.create(deployment_path(ns), body)
+            else:
+                target.obj = body
+            return
+        if target.obj.get("spec", {}).get("paused"):
+            raise SwapError(f"Deployment {ns}/{name} is paused; resume it (kubectl rollout "
+                            "resume) or fix it by hand, then run again")
+        container = view.container
+
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            spec = current.get("spec", {})
+            patch: dict[str, Any] = {}
+            if int(spec.get("replicas", 1)) != replicas:
+                patch.setdefault("spec", {})["replicas"] = replicas
+            if container_image(current, container) != image:
+                containers = copy.deepcopy(spec["template"]["spec"]["containers"])
+                for c in containers:
+                    if c.get("name") == container:
+                        c["image"] = image
+                patch.setdefault("spec", {})["template"] = {"spec": {"containers": containers}}
+            return patch or None
+
+        wanted = change(target.obj)
+        if wanted is None:
+            return
+        parts = []
+        if "replicas" in wanted.get("spec", {}):
+            parts.append(f"{target.replicas} -> {replicas} replicas")
+        if "template" in wanted.get("spec", {}):
+            parts.append(f"{target.image(container)} -> {image}")
+        out.act(f"update Deployment {ns}/{name}: {', '.join(parts)}")
+        if self.check_mode:
+            obj = copy.deepcopy(target.obj)
+            obj["spec"]["replicas"] = replicas
+            for c in obj["spec"]["template"]["spec"]["containers"]:
+                if c.get("name") == container:
+                    c["image"] = image
+            target.obj = obj
+            return
+        target.obj, _, conflicts = self.client.update_with_retry(
+            deployment_path(ns, name), change, attempts=self.s.conflict_attempts)
+        self.conflicts += conflicts
+
+    def _point_preview(self, out: Outcome, view: View, slot: str) -> None:
+        preview, key = view.preview, self.s.slot_label
+        name = f"{view.service['metadata']['name']}{self.s.preview_suffix}"
+        if preview is None:
+            if self.s.preview_suffix:
+                self._create_preview(out, view, name, slot)
+            return
+        selector = preview.get("spec", {}).get("selector") or {}
+        if key not in selector:
+            out.warnings.append(f"{self._svc_ref(name)} has no {key!r} selector; left alone")
+            return
+        if selector[key] == slot:
+            return
+        out.act(f"point {self._svc_ref(name)} at slot {slot}")
+        if self.check_mode:
+            return
+
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            if (current.get("spec", {}).get("selector") or {}).get(key) == slot:
+                return None
+            patch: dict[str, Any] = {"spec": {"selector": {key: slot}}}
+            if key in (current.get("metadata", {}).get("labels") or {}):
+                patch["metadata"] = {"labels": {key: slot}}
+            return patch
+
+        view.preview, _, conflicts = self.client.update_with_retry(
+            service_path(self.s.namespace, name), change, attempts=self.s.conflict_attempts)
+        self.conflicts += conflicts
+
+    def _create_preview(self, out: Outcome, view: View, name: str, slot: str) -> None:
+        """The chart renders <svc>-preview only when the other slot is deployed: make it."""
+        key = self.s.slot_label
+        src = view.service
+        meta = src.get("metadata", {})
+        labels = dict(meta.get("labels") or {})
+        if key in labels:
+            labels[key] = slot
+        if ROUTE_LABEL in labels:
+            labels[ROUTE_LABEL] = "preview"
+        annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                       if k not in (*_NOT_COPIED, ANNOTATION)}
+        ports = [{k: v for k, v in port.items() if k != "nodePort"}
+                 for port in src.get("spec", {}).get("ports") or []]
+        body: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": self.s.namespace, "labels": labels,
+                         **({"annotations": annotations} if annotations else {})},
+            "spec": {"type": "ClusterIP", "ports": ports,
+                     "selector": {**(src.get("spec", {}).get("selector") or {}), key: slot}}}
+        out.act(f"create {self._svc_ref(name)} selecting slot {slot}")
+        if not self.check_mode:
+            view.preview = self.client.create(service_path(self.s.namespace), body)
+
+    def _switch(self, out: Outcome, view: View, to: str, record: Record, *,
+                desired: int, image: str) -> None:
+        """The one patch that moves traffic: selector slot key, slot label, record."""
+        key, ns = self.s.slot_label, self.s.namespace
+        name = view.service["metadata"]["name"]
+        dep = view.slots[to]
+        out.act(f"switch {self._svc_ref(name)} from slot {view.active} to {to} ({image})")
+        if self.check_mode:
+            return
+
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            selector = current.get("spec", {}).get("selector") or {}
+            now_active = selector.get(key)
+            ann = (current.get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
+            if now_active == to:
+                if ann and Record.from_annotation(ann, self._svc_ref(name)).active_image == image:
+                    return None  # an earlier attempt (or a parallel run) already switched
+                raise SwapError(f"{self._svc_ref(name)} was switched to slot {to} by somebody "
+                                "else while this run was switching it; check it by hand")
+            if now_active != view.active:
+                raise SwapError(f"{self._svc_ref(name)} selects {now_active!r}, not "
+                                f"{view.active!r} any more; check it by hand")
+            # Re-read the new slot right before the patch: never switch to a slot that is
+            # not fully available, however little time has passed since the wait.
+            fresh = self.client.get(deployment_path(ns, dep.deployment))
+            state = readiness(fresh, desired=desired, image=image, container=view.container)
+            if not state.ready:
+                raise SwapError(f"Deployment {ns}/{dep.deployment} {state.detail}; "
+                                f"{self._svc_ref(name)} still selects {view.active}")
+            return {"metadata": {"labels": {key: to},
+                                 "annotations": {ANNOTATION: record.to_annotation()}},
+                    "spec": {"selector": {key: to}}}
+
+        view.service, _, conflicts = self.client.update_with_retry(
+            service_path(ns, name), change, attempts=self.s.conflict_attempts)
+        self.conflicts += conflicts
+
+    def _mark_scaled_down(self, view: View) -> None:
+        name = view.service["metadata"]["name"]
+        rec = view.record
+        assert rec is not None
+
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            ann = (current.get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
+            now = Record.from_annotation(ann, self._svc_ref(name)) if ann else None
+            if now is None or now.swapped_at != rec.swapped_at or now.scaled_down:
+                return None
+            done = dataclasses.replace(now, scaled_down=True)
+            return {"metadata": {"annotations": {ANNOTATION: done.to_annotation()}}}
+
+        view.service, _, conflicts = self.client.update_with_retry(
+            service_path(self.s.namespace, name), change, attempts=self.s.conflict_attempts)
+        self.conflicts += conflicts
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def wait_available(self, waits: Sequence[_Wait],
+                       why: str) -> None:
+        """Wait until every (outcome, view, slot, replicas, image) is fully available."""
+        if self.check_mode or not waits:
+            return
+        deadline = self.clock() + self.s.progress_deadline
+        pending = list(waits)
+        pause = min(0.1, self.s.poll_interval)
+        while True:
+            still: list[_Wait] = []
+            failed: list[str] = []
+            for item in pending:
+                _, view, slot, desired, image = item
+                dep = view.slots[slot]
+                dep.obj = self.client.get_or_none(deployment_path(self.s.namespace,
+                                                                  dep.deployment))
+                state = readiness(dep.obj, desired=desired, image=image,
+                                  container=view.container)
+                if state.state == FAILED:
+                    failed.append(f"Deployment {self.s.namespace}/{dep.deployment} "
+                                  f"{state.detail}")
+                elif not state.ready:
+                    still.append(item)
+            if failed:
+                raise SwapError(f"{'; '.join(failed)}; {why}")
+            if not still:
+                return
+            now = self.clock()
+            if now >= deadline:
+                details = []
+                for _, view, slot, desired, image in still:
+                    dep = view.slots[slot]
+                    state = readiness(dep.obj, desired=desired, image=image,
+                                      container=view.container)
+                    details.append(f"Deployment {self.s.namespace}/{dep.deployment} did not "
+                                   f"become fully available within "
+                                   f"{self.s.progress_deadline:g} s ({state.detail})")
+                raise SwapError(f"{'; '.join(details)}; {why}")
+            self.sleep(min(pause, deadline - now))
+            pause = min(pause * 2, self.s.poll_interval)
+            pending = still
+
+    # -- operations ----------------------------------------------------------------------
+
+    def status(self, targets: Iterable[Target]) -> list[Outcome]:
+        result = []
+        for target in targets:
+            view = self.read(target)
+            out = self._outcome(target, view)
+            if target.image or target.version:
+                out.target_image = self._target_image(target, view)
+                out.promotion_needed = view.active_image != out.target_image
+            self._finish(out, view)
+            out.message = f"slot {view.active} is active with {view.active_image}"
+            result.append(out)
+        return result
+
+    def _prepare_one(self, target: Target) -> tuple[Outcome, View, _Wait | None]:
+        view = self.read(target)
+        out = self._outcome(target, view)
+        image = self._target_image(target, view)
+        out.target_image = image
+        if view.active_image == image:
+            out.promotion_needed = False
+            self._point_preview(out, view, view.inactive)
+            out.message = f"slot {view.active} already serves {image}"
+            self._finish(out, view)
+            return out, view, None
+        out.promotion_needed = True
+        desired = view.slots[view.active].replicas
+        if desired < 1:
+            raise SwapError(f"Deployment {self.s.namespace}/{view.slots[view.active].deployment}"
+                            f" (the active slot) has {desired} replicas; scale it up first")
+        self._deploy_slot(out, view, view.inactive, image, desired)
+        self._point_preview(out, view, view.inactive)
+        out.after = view.summary()
+        out.message = f"slot {view.inactive} prepared with {image}"
+        return out, view, (out, view, view.inactive, desired, image)
+
+    def _prepare_all(self, targets: Sequence[Target], wait: bool
+                     ) -> list[tuple[Outcome, View, int | None]]:
+        prepared = [self._prepare_one(t) for t in targets]
+        waits = [w for _, _, w in prepared if w is not None]
+        if wait:
+            names = ", ".join(sorted({w[1].service["metadata"]["name"] for w in waits}))
+            self.wait_available(waits, f"no Service was switched ({names} keep their "
+                                       "active slot)")
+        for out, view, _ in prepared:
+            out.after = view.summary()
+            self._finish(out, view)
+        return [(out, view, w[3] if w else None) for out, view, w in prepared]
+
+    def prepare(self, targets: Sequence[Target], *, wait: bool = True) -> list[Outcome]:
+        """Deploy every target to its inactive slot, then wait for all of them together."""
+        return [out for out, _, _ in self._prepare_all(targets, wait)]
+
+    def promote(self, targets: Sequence[Target]) -> list[Outcome]:
+        """Prepare and wait, then switch each Service that does not serve its image yet."""
+        outcomes = []
+        for out, view, desired in self._prepare_all(targets, True):
+            image = str(out.target_image)
+            if desired is not None:
+                old, new = view.active, view.inactive
+                old_image = str(view.active_image)
+                now = self.clock()
+                record = Record(PROMOTED, new, image, old, old_image, now,
+                                now + self.s.scale_down_delay)
+                self._switch(out, view, new, record, desired=desired, image=image)
+                view.active, view.inactive, view.record = new, old, record
+                self._point_preview(out, view, old)
+                out.message = f"switched from slot {old} to {new} ({image})"
+            else:
+                out.message = f"slot {view.active} serves {image}"
+            out.promotion_needed = False
+            out.after = view.summary()
+            self._finish(out, view)
+            outcomes.append(out)
+        return outcomes
+
+    def rollback(self, targets: Sequence[Target], *,
+                 include_finalized: bool = True) -> list[Outcome]:
+        """Switch each Service back to the slot it served before its last switch.
+
+        With ``include_finalized=False`` a switch whose old slot was already scaled down
+        (its soak completed) is left alone: the playbook's automatic rollback uses that.
+        """
+        outcomes: list[Outcome] = []
+        waits: list[_Wait] = []
+        plans: list[tuple[Outcome, View, Record, int]] = []
+        for target in targets:
+            view = self.read(target)
+            out = self._outcome(target, view)
+            outcomes.append(out)
+            rec = view.record
+            guard = self._target_image(target, view) if (target.image or target.version) \
+                else None
+            out.target_image = guard
+            if rec is None:
+                out.message = "no switch is recorded on the Service; nothing to roll back"
+            elif guard is not None and view.active_image != guard:
+                out.message = (f"slot {view.active} serves {view.active_image}, not {guard}; "
+                               "nothing to roll back")
+            elif rec.phase == ROLLED_BACK and rec.active == view.active:
+                out.message = f"already rolled back to slot {view.active} ({rec.active_image})"
+            elif rec.scaled_down and not include_finalized:
+                out.message = (f"the switch to slot {view.active} was completed (slot "
+                               f"{rec.previous} scaled down); left alone")
+            elif rec.active != view.active:
+                raise SwapError(f"{self._svc_ref(target.service)} selects slot {view.active} "
+                                f"but its record says {rec.active}; it was changed by hand, "
+                                "so rollback will not guess; fix the selector by hand")
+            else:
+                back = view.slots[rec.previous]
+                if back.obj is None:
+                    raise SwapError(f"cannot roll back {self._svc_ref(target.service)}: "
+                                    f"Deployment {self.s.namespace}/{back.deployment} is gone")
+                if back.image(view.container) != rec.previous_image:
+                    raise SwapError(
+                        f"cannot roll back {self._svc_ref(target.service)}: Deployment "
+                        f"{self.s.namespace}/{back.deployment} runs "
+                        f"{back.image(view.container)}, not the recorded previous image "
+                        f"{rec.previous_image}")
+                desired = max(back.replicas, view.slots[view.active].replicas, 1)
+                if back.replicas != desired:
+                    self._deploy_slot(out, view, rec.previous, rec.previous_image, desired)
+                waits.append((out, view, rec.previous, desired, rec.previous_image))
+                plans.append((out, view, rec, desired))
+            self._finish(out, view)
+        self.wait_available(waits, "no Service was switched back")
+        for out, view, rec, desired in plans:
+            now = self.clock()
+            record = Record(ROLLED_BACK, rec.previous, rec.previous_image, rec.active,
+                            rec.active_image, now, now + self.s.scale_down_delay)
+            self._switch(out, view, rec.previous, record, desired=desired,
+                         image=rec.previous_image)
+            view.active, view.inactive, view.record = rec.previous, rec.active, record
+            self._point_preview(out, view, rec.active)
+            out.rolled_back = True
+            out.message = (f"switched back from slot {rec.active} ({rec.active_image}) to "
+                           f"{rec.previous} ({rec.previous_image})")
+            out.after = view.summary()
+            self._finish(out, view)
+        return outcomes
+
+    def finalize(self, targets: Sequence[Target], *, wait: bool = True) -> list[Outcome]:
+        """Scale the slot that lost traffic to zero once the scale-down delay has passed."""
+        outcomes = []
+        for target in targets:
+            view = self.read(target)
+            out = self._outcome(target, view)
+            outcomes.append(out)
+            rec = view.record
+            if rec is None or rec.scaled_down:
+                out.message = ("no switch is recorded on the Service; nothing to scale down"
+                               if rec is None else f"slot {rec.previous} is already scaled down")
+                self._finish(out, view)
+                continue
+            if rec.active != view.active:
+                raise SwapError(f"{self._svc_ref(target.service)} selects slot {view.active} "
+                                f"but its record says {rec.active}; not scaling anything down")
+            remaining = rec.scale_down_at - self.clock()
+            if remaining > 0 and not (wait and not self.check_mode):
+                out.message = (f"slot {rec.previous} is scaled down after "
+                               f"{_iso(rec.scale_down_at)} ({remaining:.0f} s from now)")
+                if self.check_mode:
+                    out.act(f"scale Deployment {self.s.namespace}/"
+                            f"{view.slots[rec.previous].deployment} to 0 after the delay")
+                self._finish(out, view)
+                continue
+            if remaining > 0:
+                self.sleep(remaining)
+            self._scale_down(out, view, rec)
+            out.message = f"slot {rec.previous} scaled down"
+            out.after = view.summary()
+            view.record = dataclasses.replace(rec, scaled_down=True)
+            self._finish(out, view)
+        return outcomes
+
+    def _scale_down(self, out: Outcome, view: View, rec: Record) -> None:
+        ns, key = self.s.namespace, self.s.slot_label
+        name = view.service["metadata"]["name"]
+        dep = view.slots[rec.previous]
+        if dep.obj is not None and dep.replicas > 0:
+            out.act(f"scale Deployment {ns}/{dep.deployment} to 0")
+            if not self.check_mode:
+                def change(current: dict[str, Any]) -> dict[str, Any] | None:
+                    # The Service is re-read right before: never scale down what it selects.
+                    svc = self.client.get(service_path(ns, name))
+                    if (svc.get("spec", {}).get("selector") or {}).get(key) == rec.previous:
+                        raise SwapError(f"{self._svc_ref(name)} selects slot {rec.previous} "
+                                        "again; not scaling it down")
+                    if int(current.get("spec", {}).get("replicas", 1)) == 0:
+                        return None
+                    return {"spec": {"replicas": 0}}
+
+                dep.obj, _, conflicts = self.client.update_with_retry(
+                    deployment_path(ns, dep.deployment), change,
+                    attempts=self.s.conflict_attempts)
+                self.conflicts += conflicts
+            else:
+                obj = copy.deepcopy(dep.obj)
+                obj["spec"]["replicas"] = 0
+                dep.obj = obj
+        out.act(f"record the scale-down of slot {rec.previous} on {self._svc_ref(name)}")
+        if not self.check_mode:
+            self._mark_scaled_down(view)
+
+
+# ------------------------------------------------------------------------------------------
+# entry point used by the Ansible module
+
+
+OPERATIONS = ("prepared", "promoted", "rolled_back", "finalized", "status")
+
+
+def run(bg: BlueGreen, state: str, targets: Sequence[Target], *, wait: bool = True,
+        wait_scale_down: bool = False, include_finalized: bool = True) -> list[Outcome]:
+    """Run one operation over ``targets``; raises SwapError on any failure.
+
+    ``bg.outcomes`` keeps what was done so far, also when it raises.
+    """
+    problems = [p for t in targets
+                for p in t.problems(need_image=state in ("prepared", "promoted"))]
+    names = [t.service for t in targets]
+    if not targets:
+        problems.append("no service given")
+    if len(set(names)) != len(names):
+        problems.append(f"a service is listed twice: {', '.join(names)}")
+    if state not in OPERATIONS:
+        problems.append(f"state must be one of {', '.join(OPERATIONS)}, got {state!r}")
+    if problems:
+        raise SwapError("; ".join(problems))
+    try:
+        if state == "prepared":
+            return bg.prepare(targets, wait=wait)
+        if state == "promoted":
+            outcomes = bg.promote(targets)
+            return bg.finalize(targets, wait=True) if wait_scale_down else outcomes
+        if state == "rolled_back":
+            outcomes = bg.rollback(targets, include_finalized=include_finalized)
+            return bg.finalize(targets, wait=True) if wait_scale_down else outcomes
+        if state == "finalized":
+            return bg.finalize(targets, wait=True)
+        return bg.status(targets)
+    except ApiError as exc:
+        raise SwapError(f"the API server refused a request ({exc}); nothing after it was "
+                        "done, run again to resume") from exc
+    except KubeError as exc:
+        raise SwapError(f"{exc}; nothing after it was done, run again to resume") from exc

@@ -1,0 +1,1346 @@
+"""TEST DOUBLE of a Kubernetes API server, for tai-deploy's blue-green tests only.
+
+It is NOT Kubernetes and must never be mistaken for one. It exists because no kube-apiserver
+can run on these machines, and it imitates just enough of one, on loopback, for the
+blue-green swap module, kubectl and the Kubernetes Python client (what kubernetes.core uses)
+to talk to it through the real REST paths and JSON:
+
+- discovery: ``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/apps``,
+  ``/apis/apps/v1`` (legacy discovery documents; aggregated discovery is not offered, so
+  clients fall back to the legacy form as they do with older servers);
+- ``/apis/apps/v1/namespaces/{ns}/deployments[/{name}[/status|/scale]]`` and
+  ``/api/v1/namespaces/{ns}/services[/{name}[/status]]`` (GET, LIST with label/field
+  selectors, POST, PUT, PATCH as JSON merge patch, JSON patch or a simplified strategic merge
+  patch, DELETE), cluster-wide lists, and read-only namespaces;
+- every stored object is defaulted like the API server does for the fields that matter here,
+  checked for what the server's own validation refuses (selector/template label mismatch,
+  immutable selector and clusterIP, label syntax, names) and validated with
+  kubernetes-validate in strict mode. Unknown or mistyped fields are answered 400 BadRequest
+  ("strict decoding error", what a real server says under ``fieldValidation=Strict``; the
+  double is always strict), other schema violations 422 Invalid, both with a Status body;
+- resourceVersion is bumped on every real change (not on no-op updates); a write carrying a
+  stale ``metadata.resourceVersion`` is refused with 409 Conflict and the real message;
+  ``metadata.generation`` of a Deployment is bumped when its spec changes;
+- it plays the Deployment controller: a new generation is observed after ``observe_delay``;
+  new pods become ready after a delay (or never), the old template's ready pods stay until the
+  new ones are all ready, status counts and the Available/Progressing conditions follow,
+  ProgressDeadlineExceeded is reported after ``spec.progressDeadlineSeconds``;
+- it plays the pods and kube-proxy: each Deployment with pods runs a real grpcio server with
+  the standard health service on loopback (status driven by a Behaviour chosen from the image
+  tag), and each Service with a port named ``grpc`` gets a loopback TCP proxy that, like
+  kube-proxy, picks a backend among the Deployments its selector matches that have available
+  pods when a connection is opened. Connections already open stay where they are after a
+  selector change, exactly the draining problem of gRPC's long-lived HTTP/2 connections.
+
+Image tag conventions of ``behaviour_for_tag`` (tests may pass their own function): a tag
+ending in ``-never`` never becomes available; ``-sick`` becomes available but answers
+NOT_SERVING; ``-fail-after-swap`` answers SERVING until a non-preview Service has selected it
+for ``fail_after`` seconds, then NOT_SERVING; ``-flap`` alternates; ``-slow`` takes 2 s to
+become ready. Anything else is healthy.
+
+Fault injection for tests: ``add_fault(Fault(...))`` makes the next matching request(s)
+answer an error, close the connection before or after applying the request, or (``touch``)
+have "somebody else" modify the object first so that the request meets a genuine 409.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import json
+import math
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import grpc
+import kubernetes_validate
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+SERVING, NOT_SERVING = "SERVING", "NOT_SERVING"
+_STATUS = {SERVING: health_pb2.HealthCheckResponse.SERVING,
+           NOT_SERVING: health_pb2.HealthCheckResponse.NOT_SERVING}
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+# ------------------------------------------------------------------------------------------
+# behaviours and faults
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the pods of one image behave."""
+
+    available: bool = True
+    ready_delay: float | None = None  # None: the double's default
+    health: str = SERVING
+    fail_after: float | None = None  # seconds live (selected by a non-preview Service)
+    flap_period: float | None = None
+
+
+def behaviour_for_tag(tag: str) -> Behaviour:
+    """The tag conventions described in the module docstring."""
+    if tag.endswith("-never"):
+        return Behaviour(available=False)
+    if tag.endswith("-sick"):
+        return Behaviour(health=NOT_SERVING)
+    if tag.endswith("-fail-after-swap"):
+        return Behaviour(fail_after=0.3)
+    if tag.endswith("-flap"):
+        return Behaviour(flap_period=0.15)
+    if tag.endswith("-slow"):
+        return Behaviour(ready_delay=2.0)
+    return Behaviour()
+
+
+def image_tag(image: str) -> str:
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"
+
+
+@dataclass
+class Fault:
+    """Make matching requests misbehave. ``path`` is a regular expression (full match).
+
+    action: ``error`` answers ``status``/``reason`` without touching anything; ``touch``
+    changes the object (an annotation) before the request is handled, so a request with the
+    old resourceVersion meets a genuine 409; ``drop`` closes the connection without doing
+    anything; ``drop_after`` applies the request, then closes the connection unanswered.
+    The first ``skip`` matching requests pass untouched; then ``times`` of them misbehave.
+    """
+
+    method: str
+    path: str
+    action: str = "error"
+    status: int = 409
+    reason: str = "Conflict"
+    message: str = "injected fault"
+    times: int = 1
+    skip: int = 0
+    seen: int = 0
+    hits: int = 0
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    at: float
+    method: str
+    path: str
+    query: str
+    status: int
+    content_type: str
+    body: Any
+
+
+class _HttpError(Exception):
+    def __init__(self, code: int, reason: str, message: str,
+                 details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+        self.details = dict(details or {})
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                "status": "Failure", "message": self.message,
+                                "reason": self.reason, "code": self.code}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class _Drop(Exception):
+    """Close the client connection without an answer."""
+
+
+# ------------------------------------------------------------------------------------------
+# resources
+
+
+@dataclass(frozen=True)
+class _Resource:
+    group: str
+    version: str
+    plural: str
+    singular: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...]
+    verbs: tuple[str, ...]
+    subresources: tuple[str, ...]
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def kind_qualified(self) -> str:
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+
+_RW = ("create", "delete", "get", "list", "patch", "update")
+DEPLOYMENTS = _Resource("apps", "v1", "deployments", "deployment", "Deployment", True,
+                        ("deploy",), _RW, ("status", "scale"))
+SERVICES = _Resource("", "v1", "services", "service", "Service", True, ("svc",), _RW,
+                     ("status",))
+NAMESPACES = _Resource("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",),
+                       ("get", "list"), ())
+_BY_PLURAL = {r.plural: r for r in (DEPLOYMENTS, SERVICES, NAMESPACES)}
+
+_ROUTES = [
+    (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>services)"
+                r"(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?$"), SERVICES),
+    (re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>deployments)"
+                r"(?:/(?P<name>[^/]+)(?:/(?P<sub>status|scale))?)?$"), DEPLOYMENTS),
+    (re.compile(r"^/api/v1/(?P<plural>services)$"), SERVICES),
+    (re.compile(r"^/apis/apps/v1/(?P<plural>deployments)$"), DEPLOYMENTS),
+    (re.compile(r"^/api/v1/(?P<plural>namespaces)(?:/(?P<name>[^/]+))?$"), NAMESPACES),
+]
+
+
+def _now_iso(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(ts if ts is not None else time.time(), UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+# ------------------------------------------------------------------------------------------
+# patches
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """A simplified strategic merge patch: lists of objects with a ``name`` merge by name.
+
+    Enough for kubectl's scale/patch of the fields used here; ``$patch`` directives are
+    refused rather than misapplied.
+    """
+    if isinstance(patch, dict):
+        if any(str(k).startswith("$") for k in patch):
+            raise _HttpError(415, "UnsupportedMediaType",
+                             "the test double does not implement strategic merge directives")
+        result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        for key, value in patch.items():
+            if value is None:
+                result.pop(key, None)
+            else:
+                result[key] = strategic_merge_patch(result.get(key), value)
+        return result
+    if (isinstance(patch, list) and isinstance(target, list) and patch
+            and all(isinstance(p, dict) and "name" in p for p in patch)
+            and all(isinstance(t, dict) and "name" in t for t in target)):
+        merged = [copy.deepcopy(t) for t in target]
+        for item in patch:
+            for i, existing in enumerate(merged):
+                if existing["name"] == item["name"]:
+                    merged[i] = strategic_merge_patch(existing, item)
+                    break
+            else:
+                merged.append(copy.deepcopy(item))
+        return merged
+    return copy.deepcopy(patch)
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise _HttpError(422, "Invalid", f"JSON patch path {path!r} must start with /")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def json_patch(target: Any, ops: Any) -> Any:
+    """RFC 6902 JSON patch (add, remove, replace, test, copy, move)."""
+    if not isinstance(ops, list):
+        raise _HttpError(400, "BadRequest", "a JSON patch must be a list of operations")
+    doc = copy.deepcopy(target)
+
+    def parent(parts: list[str]) -> tuple[Any, str]:
+        node = doc
+        for p in parts[:-1]:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        return node, parts[-1]
+
+    def get(path: str) -> Any:
+        node = doc
+        for p in _pointer(path):
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        return node
+
+    for op in ops:
+        try:
+            kind, path = op["op"], op["path"]
+            parts = _pointer(path)
+            if kind == "test":
+                if get(path) != op["value"]:
+                    raise _HttpError(422, "Invalid",
+                                     f"the server rejected our request due to an error in our "
+                                     f"request: testing value {path} failed")
+                continue
+            if kind in ("copy", "move"):
+                value = copy.deepcopy(get(op["from"]))
+                if kind == "move":
+                    node, key = parent(_pointer(op["from"]))
+                    del node[int(key) if isinstance(node, list) else key]
+                kind = "add"
+            else:
+                value = op.get("value")
+            node, key = parent(parts)
+            if kind == "add":
+                if isinstance(node, list):
+                    node.insert(len(node) if key == "-" else int(key), value)
+                else:
+                    node[key] = value
+            elif kind == "replace":
+                if isinstance(node, list):
+                    node[int(key)] = value
+                else:
+                    if key not in node:
+                        raise KeyError(key)
+                    node[key] = value
+            elif kind == "remove":
+                del node[int(key) if isinstance(node, list) else key]
+            else:
+                raise _HttpError(422, "Invalid", f"unknown JSON patch operation {kind!r}")
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise _HttpError(422, "Invalid",
+                             f"the server rejected our request due to an error in our request: "
+                             f"{exc!r} in {op!r}") from exc
+    return doc
+
+
+# ------------------------------------------------------------------------------------------
+# pods and kube-proxy
+
+
+class _RecordingHealth(health.HealthServicer):  # type: ignore[misc]
+    """grpcio's reference health servicer, remembering every answer it gives."""
+
+    def __init__(self, answers: list[tuple[float, str]]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def Check(self, request: Any, context: Any) -> Any:
+        response = super().Check(request, context)
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        self.answers.append((time.time(), status))
+        return response
+
+
+@dataclass
+class _PodServer:
+    """The pods of one Deployment: a real gRPC server with the health service."""
+
+    answers: list[tuple[float, str]]
+    server: Any = None
+    servicer: Any = None
+    port: int = 0
+    status: str = ""
+    calls: int = 0
+
+    def start(self) -> _PodServer:
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.servicer = _RecordingHealth(self.answers)
+        health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        return self
+
+    def set(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.servicer.set("", _STATUS[status])
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(grace=None)
+            self.server = None
+
+
+class _ServiceProxy:
+    """kube-proxy for one Service port: a backend is chosen when a connection opens."""
+
+    def __init__(self, resolve: Callable[[], tuple[str, int] | None]) -> None:
+        self.resolve = resolve
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port: int = self.sock.getsockname()[1]
+        self.connections: list[tuple[float, str | None]] = []
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            backend = self.resolve()
+            self.connections.append((time.time(), backend[0] if backend else None))
+            if backend is None:
+                # No ready endpoint: a real kube-proxy rejects the connection.
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00"
+                                  b"\x00\x00\x00\x00")
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", backend[1]), timeout=2)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            for s in (src, dst):
+                if s in self._open:
+                    self._open.discard(s)
+                    s.close()
+
+    def close(self) -> None:
+        self._stopped = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        with self._lock:
+            for s in list(self._open):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self._open.clear()
+
+
+@dataclass
+class _Pods:
+    """The Deployment controller's view of one Deployment."""
+
+    generation: int = 0
+    seen_generation: int = 0
+    seen_at: float = 0.0
+    template: str = ""
+    image: str = ""
+    ready: int = 0
+    pending: list[float] = field(default_factory=list)
+    old_ready: int = 0
+    old_image: str = ""
+    progress_started: float = 0.0
+    live_since: float | None = None
+    conditions: dict[str, dict[str, str]] = field(default_factory=dict)
+    server: _PodServer | None = None
+    answers: list[tuple[float, str]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------
+# the double
+
+
+class KubeApiDouble:
+    """A loopback Kubernetes API TEST DOUBLE (see the module docstring)."""
+
+    def __init__(self, *, name: str = "double", kubernetes_version: str = "1.34",
+                 namespaces: tuple[str, ...] = ("default", "kube-system", "tai-system"),
+                 ready_delay: float = 0.3, observe_delay: float = 0.05,
+                 behaviour: Callable[[str], Behaviour] = lambda image: behaviour_for_tag(
+                     image_tag(image)),
+                 token: str | None = None, tick: float = 0.02) -> None:
+        self.name = name
+        self.kubernetes_version = kubernetes_version
+        self.ready_delay = ready_delay
+        self.observe_delay = observe_delay
+        self.behaviour = behaviour
+        self.token = token
+        self.tick = tick
+        self.requests: list[RequestRecord] = []
+        self.selector_history: dict[tuple[str, str], list[tuple[float, dict[str, str]]]] = {}
+        # When each Deployment's status last changed, with the new status.
+        self.status_history: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]] = {}
+        self.faults: list[Fault] = []
+        self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._rv = itertools.count(1000)
+        self._ips = itertools.count(10)
+        self._lock = threading.RLock()
+        self._pods: dict[tuple[str, str], _Pods] = {}
+        self._proxies: dict[tuple[str, str], _ServiceProxy] = {}
+        self._stop = threading.Event()
+        self._http: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        for ns in namespaces:
+            self._objects[("namespaces", "", ns)] = {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "uid": str(uuid.uuid4()),
+                             "resourceVersion": str(next(self._rv)),
+                             "creationTimestamp": _now_iso(),
+                             "labels": {"kubernetes.io/metadata.name": ns}},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> KubeApiDouble:
+        double = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.double = double
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        for thread in (threading.Thread(target=self._http.serve_forever, daemon=True,
+                                        kwargs={"poll_interval": 0.05}),
+                       threading.Thread(target=self._controller, daemon=True)):
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        for proxy in self._proxies.values():
+            proxy.close()
+        for pods in self._pods.values():
+            if pods.server:
+                pods.server.stop()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+    def __enter__(self) -> KubeApiDouble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._http is not None
+        return int(self._http.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- test API ------------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> Fault:
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def seed(self, *objects: Mapping[str, Any]) -> None:
+        """Create objects as a client would (validated); raises on a refused object."""
+        for obj in objects:
+            res = DEPLOYMENTS if obj.get("kind") == "Deployment" else SERVICES
+            ns = str(obj.get("metadata", {}).get("namespace", "default"))
+            with self._lock:
+                self._create(res, ns, copy.deepcopy(dict(obj)))
+
+    def find(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A copy of a stored Deployment or Service, or None."""
+        res = DEPLOYMENTS if kind.lower() in ("deployment", "deployments") else SERVICES
+        with self._lock:
+            obj = self._objects.get((res.plural, namespace, name))
+            return copy.deepcopy(obj) if obj else None
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """A copy of a stored Deployment or Service; LookupError when it does not exist."""
+        obj = self.find(kind, namespace, name)
+        if obj is None:
+            raise LookupError(f"{kind} {namespace}/{name} is not stored in the double")
+        return obj
+
+    def endpoint(self, namespace: str, service: str) -> str:
+        """Loopback address of a Service's gRPC port (the kube-proxy double).
+
+        Like a Service's DNS name it can be known before the Service exists; connections
+        are refused while there is no such Service or it has no available endpoint.
+        """
+        with self._lock:
+            return f"127.0.0.1:{self._proxy(namespace, service).port}"
+
+    def _proxy(self, namespace: str, service: str) -> _ServiceProxy:
+        if (namespace, service) not in self._proxies:
+            self._proxies[(namespace, service)] = _ServiceProxy(
+                lambda: self._backend(namespace, service))
+        return self._proxies[(namespace, service)]
+
+    def proxy_connections(self, namespace: str, service: str) -> list[tuple[float, str | None]]:
+        with self._lock:
+            return list(self._proxies[(namespace, service)].connections)
+
+    def health_answers(self, namespace: str, deployment: str) -> list[tuple[float, str]]:
+        with self._lock:
+            pods = self._pods.get((namespace, deployment))
+            return list(pods.answers) if pods else []
+
+    def writes(self, path_prefix: str = "") -> list[RequestRecord]:
+        return [r for r in list(self.requests)
+                if r.method in ("POST", "PUT", "PATCH", "DELETE") and r.path.startswith(
+                    path_prefix)]
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.time() + timeout
+        while not condition():
+            if time.time() > deadline:
+                raise TimeoutError("condition not met in the test double")
+            time.sleep(0.02)
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def handle(self, h: _Handler, method: str) -> None:
+        split = urlsplit(h.path)
+        path, query = split.path.rstrip("/") or "/", parse_qs(split.query)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        content_type = (h.headers.get("Content-Type") or "").split(";")[0].strip()
+        body: Any = None
+        status = 200
+        answer: Any
+        try:
+            if self.token is not None and h.headers.get("Authorization") != f"Bearer {self.token}":
+                raise _HttpError(401, "Unauthorized", "Unauthorized")
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise _HttpError(400, "BadRequest",
+                                     f"the body of the request was not valid JSON: {exc}") from exc
+            fault = self._fault(method, path)
+            if fault is not None and fault.action == "error":
+                raise _HttpError(fault.status, fault.reason, fault.message)
+            if fault is not None and fault.action == "drop":
+                raise _Drop
+            with self._lock:
+                if fault is not None and fault.action == "touch":
+                    self._touch(path)
+                status, answer = self._dispatch(method, path, query, body, content_type)
+            if fault is not None and fault.action == "drop_after":
+                raise _Drop
+        except _HttpError as err:
+            status, answer = err.code, err.status()
+        except _Drop:
+            self._record(method, path, split.query, status=0, content_type=content_type,
+                         body=body)
+            h.close_connection = True
+            with contextlib.suppress(OSError):
+                h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._record(method, path, split.query, status=status, content_type=content_type,
+                     body=body)
+        data = json.dumps(answer).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.send_header("Audit-Id", str(uuid.uuid4()))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _record(self, method: str, path: str, query: str, *, status: int, content_type: str,
+                body: Any) -> None:
+        self.requests.append(RequestRecord(time.time(), method, path, query, status,
+                                           content_type, body))
+
+    def _fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.hits < fault.times and fault.method == method and re.fullmatch(
+                        fault.path, path):
+                    fault.seen += 1
+                    if fault.seen <= fault.skip:
+                        continue
+                    fault.hits += 1
+                    return fault
+        return None
+
+    def _touch(self, path: str) -> None:
+        for pattern, res in _ROUTES:
+            m = pattern.match(path)
+            if m and m.groupdict().get("name"):
+                key = (res.plural, m.group("ns") if res.namespaced else "", m.group("name"))
+                obj = self._objects.get(key)
+                if obj is not None:
+                    ann = obj["metadata"].setdefault("annotations", {})
+                    ann["double.test/touched"] = str(int(ann.get("double.test/touched", "0")) + 1)
+                    obj["metadata"]["resourceVersion"] = str(next(self._rv))
+                    self._after_write(res, key[1], obj)
+                return
+
+    # -- discovery -----------------------------------------------------------------------
+
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        if path == "/version":
+            minor = self.kubernetes_version.split(".")[1]
+            return {"major": "1", "minor": minor, "gitVersion": f"v1.{minor}.0-tai-double",
+                    "gitCommit": "0" * 40, "gitTreeState": "clean",
+                    "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
+                    "compiler": "gc", "platform": "linux/amd64"}
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                                                    "serverAddress": f"127.0.0.1:{self.port}"}]}
+        apps = {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}
+        if path == "/apis":
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [apps]}
+        if path == "/apis/apps":
+            return {"kind": "APIGroup", "apiVersion": "v1", **apps}
+        if path in ("/api/v1", "/apis/apps/v1"):
+            group_version = "v1" if path == "/api/v1" else "apps/v1"
+            resources = []
+            for res in _BY_PLURAL.values():
+                if res.api_version != group_version:
+                    continue
+                resources.append({"name": res.plural, "singularName": res.singular,
+                                  "namespaced": res.namespaced, "kind": res.kind,
+                                  "verbs": list(res.verbs), "shortNames": list(res.short_names),
+                                  **({"categories": ["all"]} if res is not NAMESPACES else {})})
+                for sub in res.subresources:
+                    entry = {"name": f"{res.plural}/{sub}", "singularName": "",
+                             "namespaced": res.namespaced, "kind": res.kind,
+                             "verbs": ["get", "patch", "update"]}
+                    if sub == "scale":
+                        entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+                    resources.append(entry)
+            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                    "resources": resources}
+        return None
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self, method: str, path: str, query: Mapping[str, list[str]], body: Any,
+                  content_type: str) -> tuple[int, Any]:
+        if method == "GET":
+            doc = self._discovery(path)
+            if doc is not None:
+                return 200, doc
+        for pattern, res in _ROUTES:
+            m = pattern.match(path)
+            if m is None:
+                continue
+            groups = m.groupdict()
+            ns = groups.get("ns") or ""
+            name, sub = groups.get("name"), groups.get("sub")
+            if query.get("watch", ["false"])[0] in ("true", "1"):
+                raise _HttpError(405, "MethodNotAllowed",
+                                 "watch is not implemented by the test double")
+            if res.namespaced and ns and ("namespaces", "", ns) not in self._objects and (
+                    method != "GET" or name):
+                raise _HttpError(404, "NotFound", f'namespaces "{ns}" not found',
+                                 {"name": ns, "kind": "namespaces"})
+            if name is None:
+                if method == "GET":
+                    return 200, self._list(res, ns if "ns" in groups else None, query)
+                if method == "POST" and "ns" in groups and res is not NAMESPACES:
+                    obj = self._body_object(body, res)
+                    obj.setdefault("metadata", {}).setdefault("namespace", ns)
+                    return 201, self._create(res, ns, obj)
+                raise _HttpError(405, "MethodNotAllowed",
+                                 "the server does not allow this method on the requested "
+                                 "resource")
+            if res is NAMESPACES and method != "GET":
+                raise _HttpError(405, "MethodNotAllowed", "namespaces are read-only here")
+            return self._item(method, res, ns, name, sub=sub, body=body,
+                              content_type=content_type)
+        raise _HttpError(404, "NotFound", "the server could not find the requested resource")
+
+    @staticmethod
+    def _body_object(body: Any, res: _Resource) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _HttpError(400, "BadRequest",
+                             f"{res.kind} in version \"{res.version}\" cannot be handled as a "
+                             f"{res.kind}: the body is not a JSON object")
+        return copy.deepcopy(body)
+
+    def _list(self, res: _Resource, ns: str | None,
+              query: Mapping[str, list[str]]) -> dict[str, Any]:
+        label_sel = _parse_selector(query.get("labelSelector", [""])[0])
+        field_sel = _parse_selector(query.get("fieldSelector", [""])[0])
+        items = []
+        for (plural, ins, name), obj in sorted(self._objects.items()):
+            if plural != res.plural or (ns is not None and ins != ns):
+                continue
+            labels = obj["metadata"].get("labels") or {}
+            fields = {"metadata.name": name, "metadata.namespace": ins}
+            if _matches(label_sel, labels) and _matches(field_sel, fields):
+                item = copy.deepcopy(obj)
+                item.pop("apiVersion", None)
+                item.pop("kind", None)
+                items.append(item)
+        return {"kind": f"{res.kind}List", "apiVersion": res.api_version,
+                "metadata": {"resourceVersion": str(self._current_rv())}, "items": items}
+
+    def _current_rv(self) -> int:
+        return max(int(o["metadata"]["resourceVersion"]) for o in self._objects.values())
+
+    def _item(self, method: str, res: _Resource, ns: str, name: str, *, sub: str | None,
+              body: Any, content_type: str) -> tuple[int, Any]:
+        key = (res.plural, ns, name)
+        current = self._objects.get(key)
+        if current is None:
+            raise _HttpError(404, "NotFound", f'{res.qualified} "{name}" not found',
+                             {"name": name, "group": res.group, "kind": res.plural})
+        if method == "GET":
+            return 200, (self._scale_of(current) if sub == "scale" else copy.deepcopy(current))
+        if method == "DELETE":
+            del self._objects[key]
+            self._after_delete(res, ns, name)
+            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                         "details": {"name": name, "group": res.group, "kind": res.plural}}
+        if sub == "scale":
+            scale = self._scale_of(current)
+            new_scale = (self._body_object(body, res) if method == "PUT"
+                         else self._patched(scale, body, content_type))
+            rv = new_scale.get("metadata", {}).get("resourceVersion")
+            update = copy.deepcopy(current)
+            update["spec"]["replicas"] = new_scale.get("spec", {}).get("replicas", 0)
+            if rv:
+                update["metadata"]["resourceVersion"] = rv
+            stored = self._update(res, ns, name, update, None)
+            return 200, self._scale_of(stored)
+        new = (self._body_object(body, res) if method == "PUT"
+               else self._patched(current, body, content_type))
+        return 200, self._update(res, ns, name, new, sub)
+
+    def _patched(self, current: dict[str, Any], body: Any, content_type: str) -> dict[str, Any]:
+        if content_type == "application/merge-patch+json":
+            result = merge_patch(current, body)
+        elif content_type == "application/strategic-merge-patch+json":
+            result = strategic_merge_patch(current, body)
+        elif content_type == "application/json-patch+json":
+            result = json_patch(current, body)
+        else:
+            raise _HttpError(415, "UnsupportedMediaType",
+                             f"the body of the request was in an unknown format - accepted "
+                             f"media types include: application/json-patch+json, "
+                             f"application/merge-patch+json, "
+                             f"application/strategic-merge-patch+json (got {content_type!r})")
+        if not isinstance(result, dict):
+            raise _HttpError(422, "Invalid", "the patch does not produce an object")
+        return result
+
+    def _scale_of(self, dep: Mapping[str, Any]) -> dict[str, Any]:
+        meta = dep["metadata"]
+        match = dep["spec"].get("selector", {}).get("matchLabels") or {}
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                             "uid": meta["uid"], "resourceVersion": meta["resourceVersion"],
+                             "creationTimestamp": meta["creationTimestamp"]},
+                "spec": {"replicas": dep["spec"].get("replicas", 1)},
+                "status": {"replicas": (dep.get("status") or {}).get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in sorted(match.items()))}}
+
+    # -- storage -------------------------------------------------------------------------
+
+    def _create(self, res: _Resource, ns: str, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name")
+        if not name:
+            raise _HttpError(422, "Invalid",
+                             f'{res.kind_qualified} "" is invalid: metadata.name: Required value: '
+                             "name or generateName is required")
+        if meta.get("namespace", ns) != ns:
+            raise _HttpError(400, "BadRequest", "the namespace of the provided object does not "
+                                                "match the namespace sent on the request")
+        if ("namespaces", "", ns) not in self._objects:
+            raise _HttpError(404, "NotFound", f'namespaces "{ns}" not found')
+        key = (res.plural, ns, name)
+        if key in self._objects:
+            raise _HttpError(409, "AlreadyExists", f'{res.qualified} "{name}" already exists',
+                             {"name": name, "group": res.group, "kind": res.plural})
+        self._check_type(res, obj)
+        meta.update({"namespace": ns, "uid": str(uuid.uuid4()),
+                     "creationTimestamp": _now_iso()})
+        for server_field in ("resourceVersion", "generation", "managedFields", "selfLink"):
+            meta.pop(server_field, None)
+        if res is DEPLOYMENTS:
+            meta["generation"] = 1
+            obj["status"] = {}
+        else:
+            obj["status"] = {"loadBalancer": {}}
+        self._default(res, obj, None)
+        self._validate(res, obj, None)
+        meta["resourceVersion"] = str(next(self._rv))
+        self._objects[key] = obj
+        self._after_write(res, ns, obj)
+        return copy.deepcopy(obj)
+
+    def _update(self, res: _Resource, ns: str, name: str, new: dict[str, Any],
+                sub: str | None) -> dict[str, Any]:
+        key = (res.plural, ns, name)
+        old = self._objects[key]
+        meta = new.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise _HttpError(400, "BadRequest",
+                             f"the name of the object ({meta.get('name')}) does not match the "
+                             f"name on the URL ({name})")
+        if meta.get("namespace", ns) != ns:
+            raise _HttpError(400, "BadRequest", "the namespace of the provided object does not "
+                                                "match the namespace sent on the request")
+        rv = meta.get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise _HttpError(409, "Conflict",
+                             f'Operation cannot be fulfilled on {res.qualified} "{name}": the '
+                             "object has been modified; please apply your changes to the latest "
+                             "version and try again",
+                             {"name": name, "group": res.group, "kind": res.plural})
+        self._check_type(res, new)
+        if sub == "status":
+            merged = copy.deepcopy(old)
+            merged["status"] = new.get("status") or {}
+        else:
+            merged = new
+            merged["status"] = copy.deepcopy(old.get("status") or {})
+            for kept in ("uid", "creationTimestamp", "generation"):
+                if kept in old["metadata"]:
+                    merged["metadata"][kept] = old["metadata"][kept]
+                else:
+                    merged["metadata"].pop(kept, None)
+            merged["metadata"].update({"name": name, "namespace": ns})
+            self._default(res, merged, old)
+        merged["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        self._validate(res, merged, old)
+        if merged == old:
+            return copy.deepcopy(old)
+        if res is DEPLOYMENTS and merged.get("spec") != old.get("spec"):
+            merged["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        merged["metadata"]["resourceVersion"] = str(next(self._rv))
+        self._objects[key] = merged
+        self._after_write(res, ns, merged)
+        return copy.deepcopy(merged)
+
+    @staticmethod
+    def _check_type(res: _Resource, obj: dict[str, Any]) -> None:
+        if obj.get("kind", res.kind) != res.kind or obj.get("apiVersion",
+                                                            res.api_version) != res.api_version:
+            raise _HttpError(400, "BadRequest",
+                             f"the API version in the data ({obj.get('apiVersion')}) does not "
+                             f"match the expected API version ({res.api_version}) or kind")
+        obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+
+    def _default(self, res: _Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        spec: dict[str, Any] = obj.setdefault("spec", {})
+        if res is DEPLOYMENTS:
+            spec.setdefault("replicas", 1)
+            spec.setdefault("revisionHistoryLimit", 10)
+            spec.setdefault("progressDeadlineSeconds", 600)
+            spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {
+                "maxUnavailable": "25%", "maxSurge": "25%"}})
+            pod = spec.get("template", {}).get("spec")
+            if isinstance(pod, dict):
+                pod.setdefault("restartPolicy", "Always")
+                pod.setdefault("terminationGracePeriodSeconds", 30)
+                pod.setdefault("dnsPolicy", "ClusterFirst")
+                pod.setdefault("schedulerName", "default-scheduler")
+                pod.setdefault("securityContext", {})
+                for c in pod.get("containers") or []:
+                    if not isinstance(c, dict):
+                        continue
+                    c.setdefault("terminationMessagePath", "/dev/termination-log")
+                    c.setdefault("terminationMessagePolicy", "File")
+                    c.setdefault("resources", {})
+                    tag = image_tag(str(c.get("image", "")))
+                    c.setdefault("imagePullPolicy", "Always" if tag == "latest" else "IfNotPresent")
+                    for p in c.get("ports") or []:
+                        if isinstance(p, dict):
+                            p.setdefault("protocol", "TCP")
+        elif res is SERVICES:
+            spec.setdefault("type", "ClusterIP")
+            spec.setdefault("sessionAffinity", "None")
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+            if "clusterIP" not in spec:
+                old_ip = (old or {}).get("spec", {}).get("clusterIP")
+                index = next(self._ips)
+                spec["clusterIP"] = old_ip or f"10.96.{index // 250}.{index % 250 + 2}"
+            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+            for p in spec.get("ports") or []:
+                if isinstance(p, dict):
+                    p.setdefault("protocol", "TCP")
+                    p.setdefault("targetPort", p.get("port"))
+
+    # -- validation ----------------------------------------------------------------------
+
+    def _validate(self, res: _Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        name = str(obj["metadata"].get("name"))
+        prefix = f'{res.kind_qualified} "{name}" is invalid'
+        problems: list[str] = []
+        name_re = _DNS1035 if res is SERVICES else _DNS1123_SUBDOMAIN
+        if not name_re.match(name) or len(name) > (63 if res is SERVICES else 253):
+            problems.append(f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 "
+                            "name is required")
+        problems += _label_problems(obj["metadata"].get("labels"), "metadata.labels")
+        if res is DEPLOYMENTS:
+            problems += self._deployment_problems(obj, old)
+        elif res is SERVICES:
+            problems += self._service_problems(obj, old)
+        if problems:
+            raise _HttpError(422, "Invalid", f"{prefix}: {'; '.join(problems)}",
+                             {"name": name, "group": res.group, "kind": res.kind,
+                              "causes": [{"message": p} for p in problems]})
+        self._schema(res, obj, prefix)
+
+    def _deployment_problems(self, obj: Mapping[str, Any],
+                             old: Mapping[str, Any] | None) -> list[str]:
+        out: list[str] = []
+        spec = obj.get("spec") or {}
+        selector = spec.get("selector") or {}
+        match = selector.get("matchLabels") or {}
+        labels = spec.get("template", {}).get("metadata", {}).get("labels") or {}
+        if not match and not selector.get("matchExpressions"):
+            out.append("spec.selector: Required value")
+        elif isinstance(match, dict) and isinstance(labels, dict) and any(
+                labels.get(k) != v for k, v in match.items()):
+            out.append(f"spec.template.metadata.labels: Invalid value: {labels}: `selector` "
+                       "does not match template `labels`")
+        if old is not None and selector != old.get("spec", {}).get("selector"):
+            out.append(f"spec.selector: Invalid value: {selector}: field is immutable")
+        out += _label_problems(labels, "spec.template.metadata.labels")
+        containers = spec.get("template", {}).get("spec", {}).get("containers")
+        if not containers:
+            out.append("spec.template.spec.containers: Required value")
+        else:
+            names = [c.get("name") for c in containers if isinstance(c, dict)]
+            if len(set(names)) != len(names):
+                out.append("spec.template.spec.containers: Duplicate value")
+            for i, c in enumerate(containers):
+                if isinstance(c, dict) and not c.get("image"):
+                    out.append(f"spec.template.spec.containers[{i}].image: Required value")
+        if isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
+            out.append("spec.replicas: Invalid value: must be greater than or equal to 0")
+        return out
+
+    @staticmethod
+    def _service_problems(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[str]:
+        out: list[str] = []
+        spec = obj.get("spec") or {}
+        selector = spec.get("selector") or {}
+        if isinstance(selector, dict):
+            out += _label_problems(selector, "spec.selector")
+        ports = spec.get("ports") or []
+        if spec.get("type", "ClusterIP") != "ExternalName" and not ports:
+            out.append("spec.ports: Required value")
+        names = [p.get("name") for p in ports if isinstance(p, dict)]
+        if len(ports) > 1 and not all(names):
+            out.append("spec.ports[].name: Required value")
+        if len({n for n in names if n}) != len([n for n in names if n]):
+            out.append("spec.ports[].name: Duplicate value")
+        if old is not None and spec.get("clusterIP") != old.get("spec", {}).get("clusterIP"):
+            out.append("spec.clusterIP: Invalid value: field is immutable")
+        return out
+
+    def _schema(self, res: _Resource, obj: dict[str, Any], prefix: str) -> None:
+        try:
+            kubernetes_validate.validate(obj, self.kubernetes_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.absolute_path)
+            message = str(exc.message).splitlines()[0]
+            if exc.validator == "additionalProperties":
+                m = re.search(r"'([^']+)' was unexpected", message)
+                unknown = f"{where}.{m.group(1)}" if m and where else (m.group(1) if m else where)
+                raise _HttpError(400, "BadRequest",
+                                 f'{res.kind} in version "{res.version}" cannot be handled as a '
+                                 f'{res.kind}: strict decoding error: unknown field '
+                                 f'"{unknown}"') from exc
+            if exc.validator == "type":
+                raise _HttpError(400, "BadRequest",
+                                 f'{res.kind} in version "{res.version}" cannot be handled as a '
+                                 f"{res.kind}: json: cannot unmarshal {where}: {message}") from exc
+            raise _HttpError(422, "Invalid", f"{prefix}: {where or '<root>'}: {message}",
+                             {"name": obj["metadata"].get("name"), "kind": res.kind}) from exc
+
+    # -- side effects --------------------------------------------------------------------
+
+    def _after_write(self, res: _Resource, ns: str, obj: Mapping[str, Any]) -> None:
+        if res is not SERVICES:
+            return
+        name = obj["metadata"]["name"]
+        selector = dict(obj.get("spec", {}).get("selector") or {})
+        history = self.selector_history.setdefault((ns, name), [])
+        if not history or history[-1][1] != selector:
+            history.append((time.time(), selector))
+        ports = obj.get("spec", {}).get("ports") or []
+        if any(p.get("name") == "grpc" for p in ports):
+            self._proxy(ns, name)
+
+    def _after_delete(self, res: _Resource, ns: str, name: str) -> None:
+        """Nothing to do: the proxy refuses connections once the Service is gone."""
+
+    def _selected(self, ns: str, selector: Mapping[str, str]) -> Iterator[tuple[str, _Pods]]:
+        if not selector:
+            return
+        for (plural, ins, name), obj in sorted(self._objects.items()):
+            if plural != "deployments" or ins != ns:
+                continue
+            labels = obj["spec"].get("template", {}).get("metadata", {}).get("labels") or {}
+            if all(labels.get(k) == v for k, v in selector.items()):
+                pods = self._pods.get((ns, name))
+                if pods is not None:
+                    yield name, pods
+
+    def _backend(self, ns: str, service: str) -> tuple[str, int] | None:
+        with self._lock:
+            svc = self._objects.get(("services", ns, service))
+            if svc is None:
+                return None
+            selector = svc["spec"].get("selector") or {}
+            for name, pods in self._selected(ns, selector):
+                if pods.ready + pods.old_ready > 0 and pods.server is not None:
+                    return name, pods.server.port
+        return None
+
+    # -- the Deployment controller -------------------------------------------------------
+
+    def _controller(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                with self._lock:
+                    self._reconcile(time.time())
+            except Exception as exc:  # a broken double must be loud, not silently stuck
+                print(f"k8s_double {self.name}: controller error: {exc!r}", flush=True)
+
+    def _reconcile(self, now: float) -> None:
+        live: dict[str, set[str]] = {}
+        for (plural, ns, name), svc in self._objects.items():
+            if plural == "services" and not name.endswith("-preview"):
+                for selected, _ in self._selected(ns, svc["spec"].get("selector") or {}):
+                    live.setdefault(ns, set()).add(selected)
+        for (kind, ns, name), obj in list(self._objects.items()):
+            if kind != "deployments":
+                continue
+            dep: dict[str, Any] = obj
+            pods = self._pods.setdefault((ns, name), _Pods())
+            self._observe(pods, dep, now)
+            desired = int(dep["spec"].get("replicas", 1))
+            done = [t for t in pods.pending if t <= now]
+            if done:
+                pods.ready += len(done)
+                pods.pending = [t for t in pods.pending if t > now]
+            if pods.ready >= desired or desired == 0:
+                pods.old_ready = 0
+            total = pods.ready + len(pods.pending) + pods.old_ready
+            if total > 0 and pods.server is None:
+                pods.server = _PodServer(pods.answers).start()
+            elif total == 0 and pods.server is not None:
+                pods.server.stop()
+                pods.server = None
+            if name in live.get(ns, set()):
+                pods.live_since = pods.live_since or now
+            else:
+                pods.live_since = None
+            if pods.server is not None:
+                pods.server.set(self._health(pods, now))
+            status = self._status(pods, dep, desired, now)
+            if status != dep.get("status"):
+                dep["status"] = status
+                dep["metadata"]["resourceVersion"] = str(next(self._rv))
+                self.status_history.setdefault((ns, name), []).append((now, status))
+
+    def _observe(self, pods: _Pods, dep: Mapping[str, Any], now: float) -> None:
+        generation = int(dep["metadata"].get("generation", 1))
+        if generation == pods.generation:
+            return
+        if pods.seen_generation != generation:
+            pods.seen_generation, pods.seen_at = generation, now
+        if now - pods.seen_at < self.observe_delay:
+            return
+        spec = dep["spec"]
+        template = json.dumps(spec.get("template"), sort_keys=True)
+        containers = spec.get("template", {}).get("spec", {}).get("containers") or [{}]
+        image = str(containers[0].get("image", ""))
+        desired = int(spec.get("replicas", 1))
+        beh = self.behaviour(image)
+        delay = beh.ready_delay if beh.ready_delay is not None else self.ready_delay
+        ready_at = now + delay if beh.available else math.inf
+        if template != pods.template:
+            pods.old_ready += pods.ready
+            pods.old_image = pods.image or image
+            pods.ready, pods.pending = 0, [ready_at] * desired
+            pods.template, pods.image = template, image
+            pods.progress_started = now
+        else:
+            current = pods.ready + len(pods.pending)
+            if desired > current:
+                pods.pending += [ready_at] * (desired - current)
+                pods.progress_started = now
+            elif desired < current:
+                extra = current - desired
+                drop = min(extra, len(pods.pending))
+                pods.pending = pods.pending[: len(pods.pending) - drop]
+                pods.ready -= extra - drop
+        pods.generation = generation
+
+    def _health(self, pods: _Pods, now: float) -> str:
+        image = pods.image if pods.ready > 0 or not pods.old_image else pods.old_image
+        beh = self.behaviour(image)
+        status = beh.health
+        if beh.flap_period and int(now / beh.flap_period) % 2:
+            status = NOT_SERVING
+        if (beh.fail_after is not None and pods.live_since is not None
+                and now - pods.live_since >= beh.fail_after):
+            status = NOT_SERVING
+        return status
+
+    def _condition(self, pods: _Pods, kind: str, status: str, *, reason: str, message: str,
+                   now: float) -> dict[str, str]:
+        previous = pods.conditions.get(kind)
+        stamp = _now_iso(now)
+        if previous and previous["status"] == status and previous["reason"] == reason:
+            cond = dict(previous)
+            if previous["message"] != message:
+                cond.update({"message": message, "lastUpdateTime": stamp})
+        else:
+            cond = {"type": kind, "status": status, "reason": reason, "message": message,
+                    "lastUpdateTime": stamp,
+                    "lastTransitionTime": stamp if not previous or previous["status"] != status
+                    else previous["lastTransitionTime"]}
+        pods.conditions[kind] = cond
+        return cond
+
+    def _status(self, pods: _Pods, dep: Mapping[str, Any], desired: int,
+                now: float) -> dict[str, Any]:
+        name = dep["metadata"]["name"]
+        rs = f"{name}-{abs(hash(pods.template)) % 10 ** 10:010d}"[:63]
+        available = pods.ready + pods.old_ready
+        updated = pods.ready + len(pods.pending)
+        total = updated + pods.old_ready
+        status: dict[str, Any] = {"observedGeneration": pods.generation}
+        for key, value in (("replicas", total), ("updatedReplicas", updated),
+                           ("readyReplicas", available), ("availableReplicas", available),
+                           ("unavailableReplicas", max(0, total - available))):
+            if value:
+                status[key] = value  # the API server omits zero counts
+        ok = available >= desired
+        conds = [self._condition(pods, "Available", "True" if ok else "False",
+                                 reason="MinimumReplicasAvailable" if ok else
+                                 "MinimumReplicasUnavailable",
+                                 message="Deployment has minimum availability." if ok else
+                                 "Deployment does not have minimum availability.", now=now)]
+        deadline = int(dep["spec"].get("progressDeadlineSeconds", 600))
+        if pods.pending and now - pods.progress_started > deadline:
+            conds.append(self._condition(pods, "Progressing", "False",
+                                         reason="ProgressDeadlineExceeded",
+                                         message=f'ReplicaSet "{rs}" has timed out progressing.',
+                                         now=now))
+        elif not pods.pending and pods.old_ready == 0:
+            conds.append(self._condition(pods, "Progressing", "True",
+                                         reason="NewReplicaSetAvailable",
+                                         message=f'ReplicaSet "{rs}" has successfully '
+                                                 'progressed.', now=now))
+        else:
+            conds.append(self._condition(pods, "Progressing", "True", reason="ReplicaSetUpdated",
+                                         message=f'ReplicaSet "{rs}" is progressing.', now=now))
+        status["conditions"] = conds
+        return status
+
+
+def _label_problems(labels: Any, where: str) -> list[str]:
+    if labels is None:
+        return []
+    if not isinstance(labels, dict):
+        return [f"{where}: Invalid value: must be a map"]
+    out = []
+    for key, value in labels.items():
+        name = str(key).rsplit("/", 1)[-1]
+        if not _LABEL_NAME.match(name) or len(name) > 63:
+            out.append(f"{where}: Invalid value: {key!r}: name part must consist of "
+                       "alphanumeric characters, '-', '_' or '.'")
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value) or len(value) > 63:
+            out.append(f"{where}: Invalid value: {value!r}: a valid label must be an empty "
+                       "string or consist of alphanumeric characters, '-', '_' or '.'")
+    return out
+
+
+def _parse_selector(text: str) -> list[tuple[str, str, str | None]]:
+    out: list[tuple[str, str, str | None]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "!=" in part:
+            k, v = part.split("!=", 1)
+            out.append((k.strip(), "!=", v.strip()))
+        elif "==" in part or "=" in part:
+            k, v = part.split("==", 1) if "==" in part else part.split("=", 1)
+            out.append((k.strip(), "=", v.strip()))
+        elif part.startswith("!"):
+            out.append((part[1:], "!", None))
+        else:
+            out.append((part, "exists", None))
+    return out
+
+
+def _matches(selector: list[tuple[str, str, str | None]], values: Mapping[str, str]) -> bool:
+    for key, op, value in selector:
+        if (op == "=" and values.get(key) != value) or (op == "!=" and values.get(key) == value) \
+                or (op == "exists" and key not in values) or (op == "!" and key in values):
+            return False
+    return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    double: KubeApiDouble
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.double.handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.double.handle(self, "POST")
+
+    def do_PUT(self) -> None:
+        self.double.handle(self, "PUT")
+
+    def do_PATCH(self) -> None:
+        self.double.handle(self, "PATCH")
+
+    def do_DELETE(self) -> None:
+        self.double.handle(self, "DELETE")
