@@ -27,6 +27,12 @@ description:
     while that slot still runs; after O(state=finalized) it is scaled up and waited for
     first). O(state=finalized) scales the slot that lost traffic to zero once
     O(scale_down_delay) has passed since the switch, waiting for the rest of the delay.
+  - KEDA would scale an idle slot back up to its minReplicaCount. When the slot's ScaledObject
+    exists (named like the slot's Deployment C(<svc>-<slot>), as the autoscaling role names
+    it), scaling the slot to zero first sets its annotation
+    C(autoscaling.keda.sh/paused-replicas) to C("0"), and scaling a slot up first removes that
+    annotation. No ScaledObject (or no KEDA) means nothing to do; the module's identity needs
+    get and patch on C(scaledobjects.keda.sh).
   - Every state is idempotent and resumable after an interruption at any step. What was done
     is read from the cluster (the Service's C(bluegreen.tai-deploy.io/state) annotation, which
     is written in the same patch as the selector, and the Deployments), never from a local

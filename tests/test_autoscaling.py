@@ -73,19 +73,41 @@ def owners(objs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_default_autoscalers_target_the_blue_slot_deployments(region: str) -> None:
+def test_default_autoscalers_target_both_slot_deployments(region: str) -> None:
+    """One scaler per slot: after a swap to green the serving slot is autoscaled too."""
     objs = autoscalers((render(), region))
     assert sorted(objs) == [
-        "HorizontalPodAutoscaler/coordinator-blue", "HorizontalPodAutoscaler/governor-blue",
-        "ScaledObject/scheduler-blue"]
+        f"{kind}/{svc}-{slot}"
+        for kind, svc in (("HorizontalPodAutoscaler", "coordinator"),
+                          ("HorizontalPodAutoscaler", "governor"),
+                          ("ScaledObject", "scheduler"))
+        for slot in ("blue", "green")]
     for obj in objs.values():
         check_structure(obj)
-    gov = objs["HorizontalPodAutoscaler/governor-blue"]["spec"]
-    assert (gov["minReplicas"], gov["maxReplicas"]) == (3, 10)
-    assert gov["metrics"][0]["resource"]["target"] == {"type": "Utilization",
-                                                      "averageUtilization": 70}
-    sched = objs["ScaledObject/scheduler-blue"]["spec"]
-    assert [t["type"] for t in sched["triggers"]] == ["cpu", "prometheus"]
+    for slot in ("blue", "green"):
+        gov = objs[f"HorizontalPodAutoscaler/governor-{slot}"]["spec"]
+        assert (gov["minReplicas"], gov["maxReplicas"]) == (3, 10)
+        assert gov["metrics"][0]["resource"]["target"] == {"type": "Utilization",
+                                                          "averageUtilization": 70}
+        sched = objs[f"ScaledObject/scheduler-{slot}"]["spec"]
+        assert [t["type"] for t in sched["triggers"]] == ["cpu", "prometheus"]
+        # The swap pauses ScaledObject <svc>-<slot>: the name must stay the Deployment's.
+        assert objs[f"ScaledObject/scheduler-{slot}"]["metadata"]["name"] == f"scheduler-{slot}"
+        # Nothing here pauses a slot: that annotation belongs to the swap alone, and applying
+        # this manifest must leave it in place.
+        assert "annotations" not in objs[f"ScaledObject/scheduler-{slot}"]["metadata"]
+
+
+def test_slots_can_be_narrowed_per_region_and_per_service() -> None:
+    plan = render(("autoscaling",), host_vars={
+        "europe-west1": {"autoscaling_slots": ["blue"]},
+        "asia-southeast1": {"autoscaling_hpa": {"governor": {"slots": ["green"]}}}})
+    assert plan.run.returncode == 0, plan.run.output[-3000:]
+    assert sorted(owners(autoscalers((plan, "europe-west1")))) == [
+        "coordinator-blue", "governor-blue", "scheduler-blue"]
+    asia = owners(autoscalers((plan, "asia-southeast1")))
+    assert sorted(t for t in asia if t.startswith("governor")) == ["governor-green"]
+    assert {"coordinator-blue", "coordinator-green", "scheduler-green"} <= set(asia)
 
 
 def test_no_deployment_has_two_autoscalers_in_any_plan() -> None:
@@ -127,10 +149,13 @@ def _chart_deployments(*sets: str) -> set[str]:
 
 
 def test_every_target_is_a_deployment_the_chart_renders() -> None:
+    """Blue targets exist from the first install; green ones once that slot is deployed."""
     default = _chart_deployments()
     both = _chart_deployments(*(f"services.{s}.slots.green.tag=v2.0.0"
                                 for s in ("governor", "coordinator", "scheduler")))
-    assert set(owners(autoscalers((render(), "europe-west1")))) <= default
+    targets = set(owners(autoscalers((render(), "europe-west1"))))
+    assert targets == both
+    assert {t for t in targets if t.endswith("-blue")} == default
     assert set(owners(autoscalers((variant(), "europe-west1")))) <= both
 
 
@@ -207,33 +232,51 @@ _LIVE_PLAYBOOK = """\
     - "{repo}/roles/autoscaling/defaults/main.yml"
     - "{repo}/roles/autoscaling/vars/main.yml"
   tasks:
-    - name: Write what apply mode would refuse and prune
+    - name: Write what apply mode would refuse, skip, apply and prune
       ansible.builtin.copy:
         dest: "{out}"
         content: >-
           {{{{ {{'problems': autoscaling_live_problems,
+                'skipped': autoscaling_skipped | map(attribute='msg') | list,
+                'files': autoscaling_manifest_files,
                 'owned': autoscaling_live_owned | map(attribute='metadata.name') | list}}
              | to_json }}}}
         mode: "0644"
 """
 
 
-def _obj(kind: str, name: str, target: str | None = None, owned: bool = False) -> dict[str, Any]:
+def _obj(kind: str, name: str, target: str | None = None, owned: bool = False,
+         replicas: int | None = None) -> dict[str, Any]:
     labels = {"app.kubernetes.io/managed-by": "tai-deploy",
               "app.kubernetes.io/component": "autoscaling"} if owned else {"team": "x"}
     obj: dict[str, Any] = {"kind": kind, "metadata": {"name": name, "labels": labels}}
     if target:
-        obj["spec"] = {"scaleTargetRef": {"name": target}}
+        obj["spec"] = {"scaleTargetRef": {"name": target}, "minReplicaCount": 3}
+    if replicas is not None:
+        obj["spec"] = {"replicas": replicas}
     return obj
 
 
-def test_apply_mode_checks_missing_deployments_and_foreign_autoscalers(tmp_path: Path) -> None:
-    """Apply mode cannot run here (no cluster): evaluate its checks on a given cluster state."""
+def _file(kind: str, name: str) -> str:
+    return f"manifests/tai-system/{kind.lower()}-{name}.yaml"
+
+
+def test_apply_mode_skips_slots_not_deployed_and_refuses_foreign_autoscalers(
+        tmp_path: Path) -> None:
+    """Apply mode cannot run here (no cluster): evaluate its checks on a given cluster state.
+
+    After a first install (blue only) plus one swap of the scheduler: governor-green does not
+    exist, coordinator-green and scheduler-green are idle at 0 replicas, scheduler-blue is idle
+    with its ScaledObject paused by the swap.
+    """
     out = tmp_path / "result.json"
     playbook = tmp_path / "live.yml"
     playbook.write_text(_LIVE_PLAYBOOK.format(repo=REPO, out=out))
     live = {"results": [
-        {"resources": [_obj("Deployment", "governor-blue"), _obj("Deployment", "scheduler-blue")]},
+        {"resources": [_obj("Deployment", "governor-blue", replicas=3),
+                       _obj("Deployment", "coordinator-green", replicas=0),
+                       _obj("Deployment", "scheduler-blue", replicas=0),
+                       _obj("Deployment", "scheduler-green", replicas=0)]},
         {"resources": [
             _obj("HorizontalPodAutoscaler", "governor-blue", "governor-blue", owned=True),
             _obj("HorizontalPodAutoscaler", "coordinator-blue", "coordinator-blue", owned=True),
@@ -242,16 +285,35 @@ def test_apply_mode_checks_missing_deployments_and_foreign_autoscalers(tmp_path:
         ]},
         {"resources": [_obj("ScaledObject", "scheduler-blue", "scheduler-blue", owned=True)]},
     ]}
-    extra = {"autoscaling_targets": ["governor-blue", "scheduler-blue", "governor-green"],
+    planned = [("HorizontalPodAutoscaler", "governor-blue"),
+               ("HorizontalPodAutoscaler", "governor-green"),
+               ("HorizontalPodAutoscaler", "coordinator-green"),
+               ("ScaledObject", "scheduler-blue"), ("ScaledObject", "scheduler-green")]
+    extra = {"autoscaling_manifests": [_obj(kind, name, name) for kind, name in planned],
+             "autoscaling_bundle": {"files": [
+                 {"path": "releases/keda.yaml", "state": "unchanged"},
+                 *({"path": _file(kind, name), "state": "unchanged"} for kind, name in planned),
+                 {"path": _file("HorizontalPodAutoscaler", "old"), "state": "removed"}]},
              "autoscaling_live": live}
     result = run_playbook(str(playbook), "-e", json.dumps(extra))
     assert result.returncode == 0, result.output[-3000:]
     data = json.loads(out.read_text())
     assert data["owned"] == ["governor-blue", "coordinator-blue", "scheduler-blue"]
+    # Only a real conflict is refused: two autoscalers on one Deployment.
     assert data["problems"] == [
-        "Deployment tai-system/governor-green does not exist in localhost: deploy that slot or "
-        "drop it from autoscaling_slots.",
         "HorizontalPodAutoscaler tai-system/legacy-scheduler, which this role does not manage, "
         "already scales Deployment scheduler-blue in localhost; two autoscalers on one "
         "Deployment fight, remove it.",
     ]
+    assert data["skipped"] == [
+        "HorizontalPodAutoscaler tai-system/governor-green is not created in localhost: its "
+        "Deployment governor-green does not exist yet (a slot that is not deployed); the next "
+        "converge after the rolling upgrade has created it adds it.",
+        "ScaledObject tai-system/scheduler-green is not created in localhost: its Deployment "
+        "scheduler-green is the idle slot (0 replicas) and KEDA would scale it up to 3; a "
+        "converge after that slot serves adds it.",
+    ]
+    # An HPA leaves an idle slot alone; an existing (swap-paused) ScaledObject is re-applied.
+    assert data["files"] == [_file("HorizontalPodAutoscaler", "governor-blue"),
+                             _file("HorizontalPodAutoscaler", "coordinator-green"),
+                             _file("ScaledObject", "scheduler-blue")]

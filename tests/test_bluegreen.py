@@ -21,6 +21,7 @@ from helpers.bluegreen_env import NAMESPACE, SERVICES, chart_objects
 from helpers.k8s_double import Fault, KubeApiDouble
 from tai_deploy.bluegreen import (
     ANNOTATION,
+    KEDA_PAUSED_REPLICAS,
     BlueGreen,
     Record,
     Settings,
@@ -246,7 +247,8 @@ def _writes_of_a_promotion(double: KubeApiDouble, bg: Factory) -> list[tuple[str
 
 FULL_PROMOTION = [
     ("POST", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),  # the green slot
-    # The chart renders no preview Service while only blue is deployed: create it.
+    # A release of an older chart has no preview Service while only blue is deployed (the
+    # lab seeds that shape): create it. The current chart renders it always (test below).
     ("POST", f"/api/v1/namespaces/{NAMESPACE}/services"),
     ("PATCH", SVC_PATH),  # the switch
     ("PATCH", f"/api/v1/namespaces/{NAMESPACE}/services/governor-preview"),  # -> blue
@@ -280,6 +282,174 @@ def test_interrupted_at_any_write_then_rerun_converges(double: KubeApiDouble, bg
     assert_selectors_always_whole(double)
     again = run(bg(), "promoted", [Target("governor", version="v1.1.0")], wait_scale_down=True)
     assert not again[0].changed
+
+
+def test_a_preview_service_rendered_by_the_chart_is_used_not_created(
+        double: KubeApiDouble, client: KubeClient, bg: Factory) -> None:
+    """The chart renders <svc>-preview always, also while the other slot is not deployed."""
+    preview = next(o for o in chart_objects("governor", 50051,
+                                            tags={"blue": "v1.0.0", "green": "v0.9.0"})
+                   if o["metadata"]["name"] == "governor-preview")
+    client.create(f"/api/v1/namespaces/{NAMESPACE}/services", preview)
+    assert double.find("Deployment", NAMESPACE, "governor-green") is None
+    before = len(double.writes())
+    _writes_of_a_promotion(double, bg)
+    writes = [(r.method, r.path) for r in double.writes()[before:]]
+    create_service = ("POST", f"/api/v1/namespaces/{NAMESPACE}/services")
+    assert writes == [w for w in FULL_PROMOTION if w != create_service]
+    assert selector(double, "governor-preview") == {"app": "governor", "slot": "blue"}
+    assert selector(double) == {"app": "governor", "slot": "green"}
+
+
+# ------------------------------------------------------------------------------------------
+# KEDA: the idle slot's ScaledObject is paused
+
+
+SO_PATH = f"/apis/keda.sh/v1alpha1/namespaces/{NAMESPACE}/scaledobjects"
+
+
+def scaled_object(deployment: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """ScaledObject <svc>-<slot> as the autoscaling role renders it (names and target)."""
+    service, slot = deployment.rsplit("-", 1)
+    meta: dict[str, Any] = {"name": deployment, "namespace": NAMESPACE, "labels": {
+        "app": service, "slot": slot, "app.kubernetes.io/managed-by": "tai-deploy",
+        "app.kubernetes.io/component": "autoscaling"}}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": meta,
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": deployment},
+                     "minReplicaCount": 3, "maxReplicaCount": 12,
+                     "triggers": [{"type": "cpu", "metricType": "Utilization",
+                                   "metadata": {"value": "70"}}]}}
+
+
+def paused(double: KubeApiDouble, name: str) -> str | None:
+    annotations = double.get("ScaledObject", NAMESPACE, name)["metadata"].get("annotations")
+    return (annotations or {}).get(KEDA_PAUSED_REPLICAS)
+
+
+def keda_writes(double: KubeApiDouble) -> list[tuple[str, str, Any]]:
+    return [(r.method, r.path.rsplit("/", 1)[-1], r.body) for r in double.writes(SO_PATH)]
+
+
+def test_finalize_pauses_the_idle_slots_scaled_object_before_scaling_it_down(
+        double: KubeApiDouble, bg: Factory) -> None:
+    double.seed(scaled_object("scheduler-blue", {"team": "sre"}))
+    bg().promote([Target("scheduler", version="v1.1.0")])
+    assert paused(double, "scheduler-blue") is None  # still the rollback target: not paused
+    assert keda_writes(double) == []
+    out = bg().finalize([Target("scheduler")])[0]
+    assert paused(double, "scheduler-blue") == "0"
+    assert replicas(double, "scheduler-blue") == 0
+    annotations = double.get("ScaledObject", NAMESPACE, "scheduler-blue")["metadata"][
+        "annotations"]
+    assert annotations["team"] == "sre"  # only the pause annotation was touched
+    [(method, name, body)] = keda_writes(double)
+    assert (method, name) == ("PATCH", "scheduler-blue")
+    assert body["metadata"]["annotations"] == {KEDA_PAUSED_REPLICAS: "0"}
+    assert body["metadata"]["resourceVersion"]  # precondition, like every write here
+    assert double.writes(SO_PATH)[0].content_type == "application/merge-patch+json"
+    # Paused first, then scaled down: KEDA never sees the idle slot at 0 while it may act.
+    assert [(r.method, r.path) for r in double.writes()[-3:]] == [
+        ("PATCH", f"{SO_PATH}/scheduler-blue"),
+        ("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/scheduler-blue"),
+        ("PATCH", f"/api/v1/namespaces/{NAMESPACE}/services/scheduler")]  # the record
+    assert any(a.startswith("pause ScaledObject tai-system/scheduler-blue") for a in out.actions)
+    writes = len(double.writes())
+    assert not bg().finalize([Target("scheduler")])[0].changed
+    assert len(double.writes()) == writes
+
+
+def test_prepare_resumes_the_slots_scaled_object_first(double: KubeApiDouble,
+                                                       bg: Factory) -> None:
+    double.seed(scaled_object("scheduler-blue"))
+    bg().promote([Target("scheduler", version="v1.1.0")])
+    bg().finalize([Target("scheduler")])
+    double.seed(scaled_object("scheduler-green"))  # the next converge of the autoscaling role
+    assert paused(double, "scheduler-blue") == "0"
+    before = len(double.writes())
+    out = bg().promote([Target("scheduler", version="v1.2.0")])[0]
+    assert selector(double, "scheduler")["slot"] == "blue"
+    assert paused(double, "scheduler-blue") is None
+    # null in the merge patch removed the key (and nothing else was there)
+    assert not double.get("ScaledObject", NAMESPACE, "scheduler-blue")["metadata"].get(
+        "annotations")
+    resume, scale_up = double.writes()[before:before + 2]
+    # First the ScaledObject (a paused one would hold the slot at 0), then the Deployment.
+    assert (resume.method, resume.path) == ("PATCH", f"{SO_PATH}/scheduler-blue")
+    assert resume.body["metadata"]["annotations"] == {KEDA_PAUSED_REPLICAS: None}
+    assert resume.body["metadata"]["resourceVersion"]
+    assert (scale_up.method, scale_up.path) == (
+        "PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/scheduler-blue")
+    assert scale_up.body["spec"]["replicas"] == 3
+    assert any(a.startswith("resume ScaledObject tai-system/scheduler-blue")
+               for a in out.actions)
+    assert paused(double, "scheduler-green") is None  # serving until finalize
+    bg().finalize([Target("scheduler")])
+    assert paused(double, "scheduler-green") == "0" and paused(double, "scheduler-blue") is None
+
+
+def test_rollback_of_a_finalized_switch_resumes_the_old_slot(double: KubeApiDouble,
+                                                             bg: Factory) -> None:
+    double.seed(scaled_object("scheduler-blue"))
+    bg().promote([Target("scheduler", version="v1.1.0")])
+    bg().finalize([Target("scheduler")])
+    out = bg().rollback([Target("scheduler")])[0]
+    assert out.rolled_back and selector(double, "scheduler")["slot"] == "blue"
+    assert paused(double, "scheduler-blue") is None and replicas(double, "scheduler-blue") == 3
+
+
+def test_no_scaled_object_means_nothing_to_pause(double: KubeApiDouble, bg: Factory) -> None:
+    bg().promote([Target("scheduler", version="v1.1.0")])
+    bg().finalize([Target("scheduler")])
+    assert replicas(double, "scheduler-blue") == 0
+    asked = [(r.method, r.path.rsplit("/", 1)[-1], r.status) for r in double.requests
+             if r.path.startswith(SO_PATH)]
+    # Looked up (green before it is scaled up, blue before it is scaled down): 404, no write.
+    assert asked == [("GET", "scheduler-green", 404), ("GET", "scheduler-blue", 404)]
+
+
+def test_check_mode_reports_the_pause_and_writes_nothing(double: KubeApiDouble,
+                                                         bg: Factory) -> None:
+    double.seed(scaled_object("scheduler-blue"), scaled_object("scheduler-green",
+                                                               {KEDA_PAUSED_REPLICAS: "0"}))
+    planned = bg(check_mode=True).promote([Target("scheduler", version="v1.1.0")])[0]
+    assert any(a.startswith("resume ScaledObject tai-system/scheduler-green")
+               for a in planned.actions)
+    assert paused(double, "scheduler-green") == "0"
+    bg().promote([Target("scheduler", version="v1.1.0")])
+    before = len(double.writes())
+    final = bg(check_mode=True).finalize([Target("scheduler")])[0]
+    assert any(a.startswith("pause ScaledObject tai-system/scheduler-blue")
+               for a in final.actions)
+    assert len(double.writes()) == before
+    assert paused(double, "scheduler-blue") is None and replicas(double, "scheduler-blue") == 3
+
+
+@pytest.mark.parametrize("action", ["drop", "drop_after"])
+def test_interrupted_pause_then_rerun_converges(double: KubeApiDouble, bg: Factory,
+                                                action: str) -> None:
+    double.seed(scaled_object("scheduler-blue"))
+    bg().promote([Target("scheduler", version="v1.1.0")])
+    double.add_fault(Fault("PATCH", f"{SO_PATH}/scheduler-blue", action=action))
+    with pytest.raises(SwapError, match="run again to resume"):
+        run(bg(), "finalized", [Target("scheduler")])
+    assert replicas(double, "scheduler-blue") == 3  # nothing scaled down without the pause
+    run(bg(), "finalized", [Target("scheduler")])
+    assert paused(double, "scheduler-blue") == "0" and replicas(double, "scheduler-blue") == 0
+    assert record(double, "scheduler").scaled_down
+
+
+def test_a_scaled_object_that_cannot_be_read_stops_the_scale_down(double: KubeApiDouble,
+                                                                  bg: Factory) -> None:
+    bg().promote([Target("scheduler", version="v1.1.0")])
+    double.add_fault(Fault("GET", f"{SO_PATH}/scheduler-blue", status=403, reason="Forbidden",
+                           message='scaledobjects.keda.sh "scheduler-blue" is forbidden'))
+    with pytest.raises(SwapError) as err:
+        run(bg(), "finalized", [Target("scheduler")])
+    assert "is forbidden" in str(err.value) and "run again to resume" in str(err.value)
+    assert replicas(double, "scheduler-blue") == 3
 
 
 # ------------------------------------------------------------------------------------------

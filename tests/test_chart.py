@@ -154,8 +154,19 @@ def test_every_workload_has_a_pdb_with_its_own_selector(objects: Objects) -> Non
 def test_every_service_selects_pods_and_its_ports_exist(objects: Objects) -> None:
     pods = [(w["spec"]["template"]["metadata"]["labels"], list(containers(w)))
             for w in workloads(objects) if w["kind"] != "Job"]
-    for name, svc in by_kind(objects, "Service").items():
+    services = by_kind(objects, "Service")
+    for name, svc in services.items():
         selected = [cs for labels, cs in pods if selector_matches(svc["spec"]["selector"], labels)]
+        if not selected and name.endswith("-preview"):
+            # The preview Service is rendered also while the other slot is not deployed (the
+            # first upgrade needs its ingress path before any helm upgrade). It then selects
+            # no pod by construction: {app: <svc>, slot: <other>}. The slot is created from the
+            # active slot's template (by the chart or the swap module), so its ports are
+            # those of the pods the active Service selects.
+            app = name.removesuffix("-preview")
+            active = services[app]["spec"]["selector"]
+            assert svc["spec"]["selector"] == {"app": app, "slot": other_slot(active["slot"])}
+            selected = [cs for labels, cs in pods if selector_matches(active, labels)]
         assert selected, f"Service {name} selects no pod"
         for cs in selected:
             ports = {p["name"]: p for c in cs for p in c.get("ports", [])}
@@ -196,7 +207,16 @@ def test_single_blue_slot_is_the_default(rendered: dict[str, Objects]) -> None:
     for name in (*REGIONS, "defaults"):
         objs = rendered[name]
         assert sorted(by_kind(objs, "Deployment")) == sorted(f"{s}-blue" for s in SERVICES)
-        assert sorted(by_kind(objs, "Service")) == sorted([*SERVICES, "redis"])
+        # The preview Services exist from the first install (selecting the idle green slot).
+        assert sorted(by_kind(objs, "Service")) == sorted(
+            [*SERVICES, *(f"{s}-preview" for s in SERVICES), "redis"])
+        for svc in SERVICES:
+            preview = by_kind(objs, "Service")[f"{svc}-preview"]
+            assert preview["spec"]["selector"] == {"app": svc, "slot": "green"}
+            assert preview["metadata"]["labels"]["slot"] == "green"
+            assert preview["metadata"]["labels"]["tai.example.com/route"] == "preview"
+        assert sorted(by_kind(objs, "DestinationRule")) == sorted(
+            [*SERVICES, *(f"{s}-preview" for s in SERVICES)])
 
 
 def test_deployments_follow_the_blue_green_contract(rendered: dict[str, Objects]) -> None:
@@ -355,7 +375,77 @@ def test_istio_routing_of_the_api(rendered: dict[str, Objects]) -> None:
         assert pool["maxRequestsPerConnection"] > 0
         assert pool["idleTimeout"]
     single = by_kind(rendered["europe-west1"], "VirtualService")["tai-api"]
-    assert [r["name"] for r in single["spec"]["http"]] == sorted(SERVICES)
+    # The same routes with a single slot deployed: the preview path exists from the start.
+    assert [r["name"] for r in single["spec"]["http"]] == [r["name"] for r in routes]
+
+
+def other_slot(slot: str) -> str:
+    return "green" if slot == "blue" else "blue"
+
+
+def first_route(http: list[dict[str, Any]], path: str, headers: dict[str, str]) -> str | None:
+    """The destination host of the first HTTP route that matches, as Istio picks it.
+
+    Only the match kinds the chart uses: uri prefix and exact header values (all of one
+    match block must hold; any block of a route may match).
+    """
+    for route in http:
+        for match in route.get("match", [{}]):
+            prefix = match.get("uri", {}).get("prefix", "")
+            wanted = {k: v["exact"] for k, v in match.get("headers", {}).items()}
+            if path.startswith(prefix) and all(headers.get(k) == v for k, v in wanted.items()):
+                host: str = route["route"][0]["destination"]["host"]
+                return host.removesuffix(f".{NAMESPACE}.svc.cluster.local")
+    return None
+
+
+HEALTH_CALLS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
+
+
+@pytest.mark.parametrize("variant", ["europe-west1", "blue-green"])
+def test_health_checks_through_the_ingress_reach_each_service_and_slot(
+        rendered: dict[str, Objects], variant: str) -> None:
+    """What the rolling upgrade sends (docs/bluegreen.md, playbooks/rolling-upgrade.yml).
+
+    Header x-tai-service: <svc> picks the service of a health call, x-tai-slot: preview the
+    preview Service; the API prefixes keep working with and without the preview header.
+    """
+    objs = rendered[variant]
+    http = by_kind(objs, "VirtualService")["tai-api"]["spec"]["http"]
+    services = by_kind(objs, "Service")
+    rules = by_kind(objs, "DestinationRule")
+    for svc, port in SERVICES.items():
+        for call in HEALTH_CALLS:
+            assert first_route(http, call, {"x-tai-service": svc}) == svc
+            assert first_route(http, call, {"x-tai-service": svc,
+                                            "x-tai-slot": "preview"}) == f"{svc}-preview"
+        api = f"/tai.{svc.capitalize()}/Anything"
+        assert first_route(http, api, {}) == svc
+        assert first_route(http, api, {"x-tai-slot": "preview"}) == f"{svc}-preview"
+        # A health call for one service never lands on another one.
+        assert first_route(http, HEALTH_CALLS[0], {"x-tai-service": f"{svc}x"}) is None
+        for host in (svc, f"{svc}-preview"):
+            assert host in services and host in rules
+            assert rules[host]["spec"]["host"] == f"{host}.{NAMESPACE}.svc.cluster.local"
+            assert {str(r["route"][0]["destination"]["port"]) for r in http
+                    if r["route"][0]["destination"]["host"].startswith(f"{host}.")} == {
+                str({"number": port})}
+        active = services[svc]["spec"]["selector"]["slot"]
+        assert services[f"{svc}-preview"]["spec"]["selector"] == {
+            "app": svc, "slot": other_slot(active)}
+    assert first_route(http, HEALTH_CALLS[0], {}) is None
+    # First match wins in Istio: no preview route may follow a route of an active Service.
+    kinds = ["preview" if any("x-tai-slot" in m.get("headers", {}) for m in r["match"])
+             else "active" for r in http]
+    assert kinds == sorted(kinds, key=lambda k: k != "preview")
+    assert len(http) == 4 * len(SERVICES)
+
+
+def test_the_service_header_can_be_renamed() -> None:
+    objs = render("europe-west1", {"istio": {"serviceHeader": "x-health-for"}}).objects
+    http = by_kind(objs, "VirtualService")["tai-api"]["spec"]["http"]
+    assert first_route(http, HEALTH_CALLS[0], {"x-health-for": "scheduler"}) == "scheduler"
+    assert first_route(http, HEALTH_CALLS[0], {"x-tai-service": "scheduler"}) is None
 
 
 def test_service_monitors_follow_the_metrics_contract(rendered: dict[str, Objects]) -> None:

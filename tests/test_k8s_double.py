@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers.bluegreen_env import NAMESPACE, chart_objects
 from helpers.k8s_double import Fault, KubeApiDouble
+from tai_deploy.bluegreen import scaledobject_path
 from tai_deploy.k8s_api import ApiError, ClusterAccess, KubeClient, deployment_path, service_path
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -149,6 +150,46 @@ def test_schema_and_server_validation(double: KubeApiDouble, client: KubeClient)
         client.create(service_path(NAMESPACE), chart_objects("governor", 50051)[1])
     assert exists.value.status == 409 and exists.value.reason == "AlreadyExists"
     assert double.get("Deployment", NAMESPACE, "governor-blue")["spec"]["replicas"] == 3
+
+
+def test_scaled_objects_are_stored_patched_and_checked_structurally(
+        double: KubeApiDouble, client: KubeClient, tmp_path: Path) -> None:
+    """KEDA's CRD: the same REST rules as the built-in kinds, structural checks only."""
+    body: dict[str, Any] = {
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "governor-blue", "namespace": NAMESPACE,
+                     "annotations": {"autoscaling.keda.sh/paused-replicas": "0"}},
+        "spec": {"scaleTargetRef": {"name": "governor-blue"}, "minReplicaCount": 3,
+                 "triggers": [{"type": "cpu", "metadata": {"value": "70"}}]}}
+    created = client.create(scaledobject_path(NAMESPACE), body)
+    assert created["metadata"]["generation"] == 1 and created["metadata"]["uid"]
+    path = scaledobject_path(NAMESPACE, "governor-blue")
+    stale = created["metadata"]["resourceVersion"]
+    resumed = client.patch(path, {"metadata": {"annotations": {
+        "autoscaling.keda.sh/paused-replicas": None}, "resourceVersion": stale}})
+    assert not resumed["metadata"].get("annotations")
+    assert resumed["metadata"]["generation"] == 1  # metadata only: no new generation
+    with pytest.raises(ApiError) as conflict:
+        client.patch(path, {"metadata": {"resourceVersion": stale, "labels": {"a": "b"}}})
+    assert conflict.value.status == 409
+    assert double.get("ScaledObject", NAMESPACE, "governor-blue")["spec"]["minReplicaCount"] == 3
+    bad_specs: list[tuple[dict[str, Any], str]] = [
+        ({"triggers": []}, "spec.scaleTargetRef.name: Required value"),
+        ({"scaleTargetRef": {"name": "x"}}, "spec.triggers: Required value")]
+    for bad, message in bad_specs:
+        broken = {**body, "metadata": {"name": "broken", "namespace": NAMESPACE}, "spec": bad}
+        with pytest.raises(ApiError) as invalid:
+            client.create(scaledobject_path(NAMESPACE), broken)
+        assert invalid.value.status == 422 and message in invalid.value.api_message
+    with pytest.raises(ApiError) as missing:
+        client.get(scaledobject_path(NAMESPACE, "scheduler-green"))
+    assert missing.value.not_found
+    assert 'scaledobjects.keda.sh "scheduler-green" not found' in missing.value.api_message
+    # kubectl finds the kind through discovery, as with a real cluster running KEDA.
+    proc = kubectl(double, tmp_path, "get", "scaledobjects.keda.sh", "-n", NAMESPACE,
+                   "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert [i["metadata"]["name"] for i in json.loads(proc.stdout)["items"]] == ["governor-blue"]
 
 
 def test_deployment_controller_rolls_out_and_reports_progress_deadline(

@@ -8,12 +8,14 @@ the gRPC health commands must parse.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -32,8 +34,8 @@ def commands(path: Path) -> list[str]:
     """Shell commands of the ```bash blocks, continuation lines joined, comments dropped."""
     out: list[str] = []
     for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.strip()
+        for raw in block.replace("\\\n", " ").splitlines():
+            line = raw.strip()
             if line and not line.startswith("#"):
                 out.append(line)
     return out
@@ -46,10 +48,10 @@ PLAYBOOK_COMMANDS = sorted({c for _, c in ALL if c.startswith("ansible-playbook 
 def _inventory_names() -> set[str]:
     names: set[str] = set()
 
-    def walk(group: dict[str, object]) -> None:
-        for host in (group.get("hosts") or {}):  # type: ignore[union-attr]
+    def walk(group: dict[str, Any]) -> None:
+        for host in group.get("hosts") or {}:
             names.add(str(host))
-        for child, body in (group.get("children") or {}).items():  # type: ignore[union-attr]
+        for child, body in (group.get("children") or {}).items():
             names.add(str(child))
             walk(body or {})
 
@@ -67,7 +69,7 @@ def _repository_text() -> str:
 
 def _extra_vars(argv: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
-    for flag, value in zip(argv, argv[1:], strict=False):
+    for flag, value in itertools.pairwise(argv):
         if flag not in ("-e", "--extra-vars"):
             continue
         if value.lstrip().startswith("{"):

@@ -24,6 +24,13 @@ Operations (each idempotent, each resumable from what the cluster says, never fr
   time in the annotation), scale the slot that lost traffic to zero, after checking again
   that the Service does not select it, and mark the record scaled down.
 
+KEDA: a ScaledObject scales its Deployment up to ``minReplicaCount`` even from 0, so it would
+revive the idle slot. The autoscaling role names a slot's ScaledObject like the slot's
+Deployment (``<svc>-<slot>``); when that ScaledObject exists, scaling the slot to zero first
+sets its annotation ``autoscaling.keda.sh/paused-replicas: "0"``, and scaling a slot up
+(prepare, rollback of a finalized switch) first removes that annotation. A 404 (no such
+ScaledObject, or no KEDA in the cluster) means there is nothing to pause.
+
 The annotation ``bluegreen.tai-deploy.io/state`` on the Service is written in the same patch
 as the selector, so the record and the traffic can never disagree.
 """
@@ -39,12 +46,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from .k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
 
 ANNOTATION = "bluegreen.tai-deploy.io/state"
 # The chart's label telling the active Service from the preview one.
 ROUTE_LABEL = "tai.example.com/route"
+# KEDA holds a ScaledObject's target at this many replicas and stops scaling it while set.
+KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 DEFAULT_SLOTS = ("blue", "green")
 PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
 READY, PROGRESSING, FAILED, MISSING = "ready", "progressing", "failed", "missing"
@@ -124,6 +134,12 @@ class Target:
             out.append(f"service {self.service}: image {self.image!r} is not an image "
                        "reference")
         return out
+
+
+def scaledobject_path(namespace: str, name: str | None = None) -> str:
+    """REST path of KEDA ScaledObjects (keda.sh/v1alpha1) in ``namespace``."""
+    path = f"/apis/keda.sh/v1alpha1/namespaces/{quote(namespace)}/scaledobjects"
+    return path + f"/{quote(name)}" if name else path
 
 
 def with_version(image: str, version: str) -> str:
@@ -452,6 +468,9 @@ class BlueGreen:
         """Make Deployment <svc>-<slot> run ``image`` with ``replicas`` pods."""
         target = view.slots[slot]
         ns, name = self.s.namespace, target.deployment
+        if replicas > 0:
+            # Before anything scales the slot up: a paused ScaledObject would hold it at 0.
+            self._keda_pause(out, target, paused=False)
         if target.obj is None:
             body = self._clone(view, slot, image, replicas)
             out.act(f"create Deployment {ns}/{name} from "
@@ -500,6 +519,42 @@ class BlueGreen:
             deployment_path(ns, name), change, attempts=self.s.conflict_attempts)
         self.conflicts += conflicts
 
+    def _keda_pause(self, out: Outcome, slot: Slot, *, paused: bool) -> None:
+        """Pause (paused-replicas "0") or resume the slot's ScaledObject, if it has one.
+
+        The autoscaling role names it like the slot's Deployment. Only the annotation is
+        changed, in a merge patch with the resourceVersion just read (null removes it).
+        """
+        ns, name = self.s.namespace, slot.deployment
+        path = scaledobject_path(ns, name)
+        want = "0" if paused else None
+
+        def current_value(obj: Mapping[str, Any]) -> str | None:
+            value = (obj.get("metadata", {}).get("annotations") or {}).get(KEDA_PAUSED_REPLICAS)
+            return None if value is None else str(value)
+
+        obj = self.client.get_or_none(path)
+        if obj is None or current_value(obj) == want:
+            return
+        out.act(f"pause ScaledObject {ns}/{name} ({KEDA_PAUSED_REPLICAS}: \"0\")" if paused
+                else f"resume ScaledObject {ns}/{name} (remove {KEDA_PAUSED_REPLICAS})")
+        if self.check_mode:
+            return
+
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            if current_value(current) == want:
+                return None
+            return {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: want}}}
+
+        try:
+            _, _, conflicts = self.client.update_with_retry(
+                path, change, attempts=self.s.conflict_attempts)
+        except ApiError as exc:
+            if exc.not_found:  # deleted in between: nothing left to pause
+                return
+            raise
+        self.conflicts += conflicts
+
     def _point_preview(self, out: Outcome, view: View, slot: str) -> None:
         preview, key = view.preview, self.s.slot_label
         name = f"{view.service['metadata']['name']}{self.s.preview_suffix}"
@@ -530,7 +585,8 @@ class BlueGreen:
         self.conflicts += conflicts
 
     def _create_preview(self, out: Outcome, view: View, name: str, slot: str) -> None:
-        """The chart renders <svc>-preview only when the other slot is deployed: make it."""
+        """Make <svc>-preview when it is missing (the chart renders it always; a release
+        installed by an older chart did so only when the other slot was deployed)."""
         key = self.s.slot_label
         src = view.service
         meta = src.get("metadata", {})
@@ -831,6 +887,14 @@ class BlueGreen:
         ns, key = self.s.namespace, self.s.slot_label
         name = view.service["metadata"]["name"]
         dep = view.slots[rec.previous]
+        if not self.check_mode:
+            # Never pause or scale down what the Service selects (re-read right before).
+            svc = self.client.get(service_path(ns, name))
+            if (svc.get("spec", {}).get("selector") or {}).get(key) == rec.previous:
+                raise SwapError(f"{self._svc_ref(name)} selects slot {rec.previous} "
+                                "again; not scaling it down")
+        # KEDA would scale the idle slot back up to its minReplicaCount: pause it first.
+        self._keda_pause(out, dep, paused=True)
         if dep.obj is not None and dep.replicas > 0:
             out.act(f"scale Deployment {ns}/{dep.deployment} to 0")
             if not self.check_mode:

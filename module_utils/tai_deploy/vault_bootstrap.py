@@ -291,10 +291,27 @@ def _unseal_node(node: str, material: InitMaterial, connector: Connector, *, che
             return NodeResult(node, before, "initialised" if first else "auto-unsealed")
         if check:
             return NodeResult(node, before, "unseal")
-        status = submit_unseal_keys(client, material.keys, material.threshold)
+        action = "initialised and unsealed" if first else "unsealed"
+        try:
+            status = submit_unseal_keys(client, material.keys, material.threshold)
+        except VaultError:
+            if material.pending is None:
+                raise
+            # A rotation (vault_rekey) that stopped after Vault verified the new shards but
+            # before the file promoted them: the pending shards are the ones that unseal now.
+            # Rerunning the rotation promotes them in the file.
+            try:
+                status = submit_unseal_keys(client, material.pending.keys,
+                                            material.pending.threshold)
+            except VaultError:
+                raise VaultError(
+                    f"neither the current nor the pending shards of the init material file "
+                    f"unseal Vault at {client.addr}; its unseal progress was reset and nothing "
+                    "else was changed") from None
+            action = "unsealed with the pending shards of an interrupted rotation"
         if status.sealed:
             wait_unsealed(client, unseal_timeout)
-        return NodeResult(node, before, "initialised and unsealed" if first else "unsealed")
+        return NodeResult(node, before, action)
 
 
 # --- configure ------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ ansible-vault 1.1 format (AES256-CTR, HMAC-SHA256, PBKDF2 with 10000 rounds) wit
 module_utils), hence the re-implementation; tests check it against Ansible's VaultLib both ways.
 This module never prints, logs or raises with a secret in the message.
 
+During a shard rotation (vault_rekey) the file also holds the new shards as ``pending`` until
+Vault has verified them and they are promoted; every writer here keeps them.
+
 Writes go to a temporary file in the same folder (mode 0600), are flushed and fsynced, then
 renamed over the target and the folder is fsynced: a crash leaves the old file or the new one,
 never half of either.
@@ -138,8 +141,55 @@ class AnsibleVaultCipher:
 
 
 @dataclass(frozen=True)
+class PendingShards:
+    """New shards of a rotation (vault_rekey) that Vault has not verified yet. Not in repr.
+
+    They are written next to the current shards BEFORE the verification that makes them
+    active, so a crash at any point leaves a file that unseals Vault: until the verification
+    completes the current shards are the active ones, afterwards these are.
+    """
+
+    shares: int
+    threshold: int
+    keys: tuple[str, ...] = field(repr=False)
+    nonce: str = ""          # of the rekey operation that created them (not a secret)
+    created_at: str = ""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threshold <= self.shares or len(self.keys) < self.threshold:
+            raise MaterialError(f"the pending shards ({len(self.keys)}, threshold "
+                                f"{self.threshold} of {self.shares}) are inconsistent")
+
+    def to_document(self) -> dict[str, Any]:
+        return {"shares": self.shares, "threshold": self.threshold,
+                "keys_base64": list(self.keys), "rekey_nonce": self.nonce,
+                "created_at": self.created_at}
+
+    @classmethod
+    def from_document(cls, body: Any, source: str) -> PendingShards:
+        keys = body.get("keys_base64") if isinstance(body, Mapping) else None
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+            raise MaterialError(f"{source} has no list of shards under "
+                                "vault_init.pending.keys_base64")
+        assert isinstance(body, Mapping)
+        try:
+            return cls(int(body.get("shares", len(keys))), int(body.get("threshold", 0)),
+                       tuple(keys), str(body.get("rekey_nonce") or ""),
+                       str(body.get("created_at") or ""))
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, MaterialError):
+                raise MaterialError(f"{source}: {exc}") from None
+            raise MaterialError(f"{source} has a malformed pending shares or threshold "
+                                "value") from None
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
 class InitMaterial:
-    """What ``sys/init`` returned. Secrets are excluded from repr."""
+    """What ``sys/init`` returned (and later rotations). Secrets are excluded from repr."""
 
     key_type: str
     shares: int
@@ -147,6 +197,8 @@ class InitMaterial:
     keys: tuple[str, ...] = field(repr=False)
     root_token: str | None = field(default=None, repr=False)
     initialized_at: str = ""
+    rotated_at: str = ""
+    pending: PendingShards | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.key_type not in KEY_TYPES:
@@ -160,19 +212,29 @@ class InitMaterial:
     @classmethod
     def new(cls, key_type: str, shares: int, threshold: int, keys: Sequence[str],
             root_token: str) -> InitMaterial:
-        now = datetime.now(UTC).replace(microsecond=0).isoformat()
-        return cls(key_type, shares, threshold, tuple(keys), root_token, now)
+        return cls(key_type, shares, threshold, tuple(keys), root_token, _now())
 
     def secrets(self) -> list[str]:
         """Every secret string in the material, for output masking (Ansible no_log_values)."""
-        out = list(self.keys)
-        out += [_b64_to_hex(k) for k in self.keys]
+        keys = list(self.keys) + (list(self.pending.keys) if self.pending else [])
+        out = keys + [_b64_to_hex(k) for k in keys]
         if self.root_token:
             out.append(self.root_token)
         return [s for s in out if s]
 
     def without_root_token(self) -> InitMaterial:
         return replace(self, root_token=None)
+
+    def with_pending(self, pending: PendingShards | None) -> InitMaterial:
+        """The same material with (other) pending shards of a rotation, or none."""
+        return replace(self, pending=pending)
+
+    def promoted(self) -> InitMaterial:
+        """The pending shards become the current ones; the old shards are dropped."""
+        if self.pending is None:
+            raise MaterialError("there are no pending shards to promote")
+        return replace(self, shares=self.pending.shares, threshold=self.pending.threshold,
+                       keys=self.pending.keys, pending=None, rotated_at=_now())
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -185,6 +247,10 @@ class InitMaterial:
         }
         if self.root_token:
             doc["root_token"] = self.root_token
+        if self.rotated_at:
+            doc["rotated_at"] = self.rotated_at
+        if self.pending is not None:
+            doc["pending"] = self.pending.to_document()
         return {"vault_init": doc}
 
     @classmethod
@@ -195,6 +261,8 @@ class InitMaterial:
         keys = body.get("keys_base64")
         if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
             raise MaterialError(f"{source} has no list of shards under vault_init.keys_base64")
+        pending = (PendingShards.from_document(body["pending"], source) if body.get("pending")
+                   else None)
         try:
             return cls(
                 key_type=str(body.get("key_type", "unseal")),
@@ -203,6 +271,8 @@ class InitMaterial:
                 keys=tuple(keys),
                 root_token=str(body["root_token"]) if body.get("root_token") else None,
                 initialized_at=str(body.get("initialized_at", "")),
+                rotated_at=str(body.get("rotated_at") or ""),
+                pending=pending,
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, MaterialError):

@@ -12,6 +12,11 @@ to talk to it through the real REST paths and JSON:
   ``/api/v1/namespaces/{ns}/services[/{name}[/status]]`` (GET, LIST with label/field
   selectors, POST, PUT, PATCH as JSON merge patch, JSON patch or a simplified strategic merge
   patch, DELETE), cluster-wide lists, and read-only namespaces;
+- KEDA ScaledObjects, ``/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects[/{name}]``,
+  stored and served like the other kinds (the same verbs, resourceVersion and 409 rules) but
+  checked only structurally, as the CRD has no offline schema here (names, labels, string
+  annotations, ``spec.scaleTargetRef.name``, ``spec.triggers`` a list). The double does not
+  play KEDA: nothing scales a Deployment because of a ScaledObject;
 - every stored object is defaulted like the API server does for the fields that matter here,
   checked for what the server's own validation refuses (selector/template label mismatch,
   immutable selector and clusterIP, label syntax, names) and validated with
@@ -202,7 +207,10 @@ SERVICES = _Resource("", "v1", "services", "service", "Service", True, ("svc",),
                      ("status",))
 NAMESPACES = _Resource("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",),
                        ("get", "list"), ())
-_BY_PLURAL = {r.plural: r for r in (DEPLOYMENTS, SERVICES, NAMESPACES)}
+SCALEDOBJECTS = _Resource("keda.sh", "v1alpha1", "scaledobjects", "scaledobject",
+                          "ScaledObject", True, ("so",), _RW, ())
+_BY_PLURAL = {r.plural: r for r in (DEPLOYMENTS, SERVICES, NAMESPACES, SCALEDOBJECTS)}
+_BY_KIND = {r.kind.lower(): r for r in _BY_PLURAL.values()}
 
 _ROUTES = [
     (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>services)"
@@ -212,6 +220,9 @@ _ROUTES = [
     (re.compile(r"^/api/v1/(?P<plural>services)$"), SERVICES),
     (re.compile(r"^/apis/apps/v1/(?P<plural>deployments)$"), DEPLOYMENTS),
     (re.compile(r"^/api/v1/(?P<plural>namespaces)(?:/(?P<name>[^/]+))?$"), NAMESPACES),
+    (re.compile(r"^/apis/keda.sh/v1alpha1/namespaces/(?P<ns>[^/]+)/(?P<plural>scaledobjects)"
+                r"(?:/(?P<name>[^/]+))?$"), SCALEDOBJECTS),
+    (re.compile(r"^/apis/keda.sh/v1alpha1/(?P<plural>scaledobjects)$"), SCALEDOBJECTS),
 ]
 
 
@@ -577,20 +588,20 @@ class KubeApiDouble:
     def seed(self, *objects: Mapping[str, Any]) -> None:
         """Create objects as a client would (validated); raises on a refused object."""
         for obj in objects:
-            res = DEPLOYMENTS if obj.get("kind") == "Deployment" else SERVICES
+            res = _kind(str(obj.get("kind")))
             ns = str(obj.get("metadata", {}).get("namespace", "default"))
             with self._lock:
                 self._create(res, ns, copy.deepcopy(dict(obj)))
 
     def find(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """A copy of a stored Deployment or Service, or None."""
-        res = DEPLOYMENTS if kind.lower() in ("deployment", "deployments") else SERVICES
+        """A copy of a stored Deployment, Service or ScaledObject, or None."""
+        res = _kind(kind)
         with self._lock:
             obj = self._objects.get((res.plural, namespace, name))
             return copy.deepcopy(obj) if obj else None
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        """A copy of a stored Deployment or Service; LookupError when it does not exist."""
+        """A copy of a stored object (see ``find``); LookupError when it does not exist."""
         obj = self.find(kind, namespace, name)
         if obj is None:
             raise LookupError(f"{kind} {namespace}/{name} is not stored in the double")
@@ -725,14 +736,17 @@ class KubeApiDouble:
             return {"kind": "APIVersions", "versions": ["v1"],
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
                                                     "serverAddress": f"127.0.0.1:{self.port}"}]}
-        apps = {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-                "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}
+        groups = {name: {"name": name,
+                         "versions": [{"groupVersion": f"{name}/{v}", "version": v}],
+                         "preferredVersion": {"groupVersion": f"{name}/{v}", "version": v}}
+                  for name, v in (("apps", "v1"), ("keda.sh", "v1alpha1"))}
         if path == "/apis":
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [apps]}
-        if path == "/apis/apps":
-            return {"kind": "APIGroup", "apiVersion": "v1", **apps}
-        if path in ("/api/v1", "/apis/apps/v1"):
-            group_version = "v1" if path == "/api/v1" else "apps/v1"
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": list(groups.values())}
+        if path.removeprefix("/apis/") in groups:
+            return {"kind": "APIGroup", "apiVersion": "v1",
+                    **groups[path.removeprefix("/apis/")]}
+        if path in ("/api/v1", "/apis/apps/v1", "/apis/keda.sh/v1alpha1"):
+            group_version = path.removeprefix("/api/").removeprefix("/apis/")
             resources = []
             for res in _BY_PLURAL.values():
                 if res.api_version != group_version:
@@ -899,11 +913,11 @@ class KubeApiDouble:
                      "creationTimestamp": _now_iso()})
         for server_field in ("resourceVersion", "generation", "managedFields", "selfLink"):
             meta.pop(server_field, None)
-        if res is DEPLOYMENTS:
+        if res is SERVICES:
+            obj["status"] = {"loadBalancer": {}}
+        else:
             meta["generation"] = 1
             obj["status"] = {}
-        else:
-            obj["status"] = {"loadBalancer": {}}
         self._default(res, obj, None)
         self._validate(res, obj, None)
         meta["resourceVersion"] = str(next(self._rv))
@@ -948,7 +962,7 @@ class KubeApiDouble:
         self._validate(res, merged, old)
         if merged == old:
             return copy.deepcopy(old)
-        if res is DEPLOYMENTS and merged.get("spec") != old.get("spec"):
+        if res is not SERVICES and merged.get("spec") != old.get("spec"):
             merged["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         merged["metadata"]["resourceVersion"] = str(next(self._rv))
         self._objects[key] = merged
@@ -1021,11 +1035,14 @@ class KubeApiDouble:
             problems += self._deployment_problems(obj, old)
         elif res is SERVICES:
             problems += self._service_problems(obj, old)
+        elif res is SCALEDOBJECTS:
+            problems += self._scaledobject_problems(obj)
         if problems:
             raise _HttpError(422, "Invalid", f"{prefix}: {'; '.join(problems)}",
                              {"name": name, "group": res.group, "kind": res.kind,
                               "causes": [{"message": p} for p in problems]})
-        self._schema(res, obj, prefix)
+        if res is not SCALEDOBJECTS:  # a CRD: structural checks only (no offline schema)
+            self._schema(res, obj, prefix)
 
     def _deployment_problems(self, obj: Mapping[str, Any],
                              old: Mapping[str, Any] | None) -> list[str]:
@@ -1074,6 +1091,24 @@ class KubeApiDouble:
             out.append("spec.ports[].name: Duplicate value")
         if old is not None and spec.get("clusterIP") != old.get("spec", {}).get("clusterIP"):
             out.append("spec.clusterIP: Invalid value: field is immutable")
+        return out
+
+    @staticmethod
+    def _scaledobject_problems(obj: Mapping[str, Any]) -> list[str]:
+        """Structural checks of a KEDA ScaledObject (what its CRD's schema requires)."""
+        out: list[str] = []
+        annotations = obj["metadata"].get("annotations")
+        if annotations is not None and (not isinstance(annotations, dict) or not all(
+                isinstance(v, str) for v in annotations.values())):
+            out.append("metadata.annotations: Invalid value: values must be strings")
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return [*out, "spec: Required value"]
+        ref = spec.get("scaleTargetRef")
+        if not isinstance(ref, dict) or not isinstance(ref.get("name"), str) or not ref["name"]:
+            out.append("spec.scaleTargetRef.name: Required value")
+        if not isinstance(spec.get("triggers"), list):
+            out.append("spec.triggers: Required value")
         return out
 
     def _schema(self, res: _Resource, obj: dict[str, Any], prefix: str) -> None:
@@ -1279,6 +1314,15 @@ class KubeApiDouble:
                                          message=f'ReplicaSet "{rs}" is progressing.', now=now))
         status["conditions"] = conds
         return status
+
+
+def _kind(kind: str) -> _Resource:
+    """The stored kind of a kind name ("Deployment", "deployments", "ScaledObject", ...)."""
+    key = kind.lower()
+    res = _BY_KIND.get(key) or _BY_PLURAL.get(key)
+    if res is None or res is NAMESPACES:
+        raise LookupError(f"the test double stores no {kind}")
+    return res
 
 
 def _label_problems(labels: Any, where: str) -> list[str]:
