@@ -30,6 +30,8 @@ author: tai-deploy contributors
 requirements:
   - google-auth
   - requests
+extends_documentation_fragment:
+  - tai_gcp
 options:
   project:
     description: GCP project id of the managed zone.
@@ -72,16 +74,6 @@ options:
     description: Root URL of the Cloud DNS API. Plain C(http) only for a loopback test double.
     type: str
     default: https://dns.googleapis.com
-  auth_kind:
-    description:
-      - C(application) (Application Default Credentials), C(serviceaccount) (key file) or
-        C(none) (anonymous; refused unless O(api_endpoint) is a loopback address).
-    type: str
-    choices: [application, serviceaccount, none]
-    default: application
-  service_account_file:
-    description: Service account key (JSON) for O(auth_kind=serviceaccount).
-    type: path
   scopes:
     description: OAuth scopes requested for the credentials.
     type: list
@@ -99,14 +91,6 @@ options:
     description: Seconds between two reads of a pending change.
     type: float
     default: 2
-  retries:
-    description: Attempts per request when the API answers 429 or 5xx or cannot be reached.
-    type: int
-    default: 5
-  retry_base_delay:
-    description: First back-off in seconds; it doubles with each retry, up to 32 s.
-    type: float
-    default: 1.0
 attributes:
   check_mode:
     support: full

@@ -35,6 +35,8 @@ author: tai-deploy contributors
 requirements:
   - google-auth
   - requests
+extends_documentation_fragment:
+  - tai_gcp
 options:
   project:
     description: GCP project id.
@@ -56,18 +58,6 @@ options:
         for a loopback address (a test double).
     type: str
     default: https://container.googleapis.com
-  auth_kind:
-    description:
-      - C(application) uses Application Default Credentials (C(google.auth.default())).
-      - C(serviceaccount) uses the key file O(service_account_file).
-      - C(none) sends anonymous requests and is refused unless O(api_endpoint) is a loopback
-        address; it exists for test doubles of the API.
-    type: str
-    choices: [application, serviceaccount, none]
-    default: application
-  service_account_file:
-    description: Service account key (JSON) for O(auth_kind=serviceaccount).
-    type: path
   scopes:
     description: OAuth scopes requested for the credentials.
     type: list
@@ -83,14 +73,6 @@ options:
     description: Seconds between two reads of a running operation.
     type: float
     default: 10
-  retries:
-    description: Attempts per request when the API answers 429 or 5xx or cannot be reached.
-    type: int
-    default: 5
-  retry_base_delay:
-    description: First back-off in seconds; it doubles with each retry, up to 32 s.
-    type: float
-    default: 1.0
   request_timeout:
     description: Seconds to wait for one HTTP answer.
     type: float

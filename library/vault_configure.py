@@ -32,6 +32,8 @@ requirements:
   - requests
   - cryptography
   - PyYAML
+extends_documentation_fragment:
+  - tai_vault
 options:
   node:
     description:
@@ -49,53 +51,10 @@ options:
   configuration_file:
     description: A JSON or YAML file with the same structure as O(configuration) (the plan).
     type: path
-  init_file:
-    description: Encrypted init material file written by M(vault_init_unseal).
-    type: path
-    required: true
-  password_file:
-    description: ansible-vault password file that encrypts O(init_file).
-    type: path
-    required: true
   token_ttl:
     description: Lifetime of the short-lived token the module works with.
     type: str
     default: 15m
-  ca_cert:
-    description: CA certificate (PEM file) that signed the Vault listener's certificate.
-    type: path
-  port_forward:
-    description: How to reach a Kubernetes target; see M(vault_init_unseal).
-    type: dict
-    suboptions:
-      kubectl:
-        description: Path of kubectl.
-        type: path
-        required: true
-      namespace:
-        description: Namespace of the Vault pods.
-        type: str
-        default: vault
-      context:
-        description: kubeconfig context of the cluster.
-        type: str
-      remote_port:
-        description: Port of the Vault API in the pods.
-        type: int
-        default: 8200
-      scheme:
-        description: Scheme of the Vault listener.
-        type: str
-        choices: [http, https]
-        default: https
-      timeout:
-        description: Seconds to wait for kubectl to start forwarding.
-        type: float
-        default: 30
-  timeout:
-    description: Timeout of one HTTP request, in seconds.
-    type: float
-    default: 10
   serve_timeout:
     description: Seconds to wait for the node to be unsealed and to have an active leader.
     type: float

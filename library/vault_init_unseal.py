@@ -31,6 +31,8 @@ requirements:
   - requests
   - cryptography
   - PyYAML
+extends_documentation_fragment:
+  - tai_vault
 options:
   nodes:
     description:
@@ -40,14 +42,6 @@ options:
     type: list
     elements: str
     required: true
-  init_file:
-    description: Encrypted file holding the init material (shards, initial root token).
-    type: path
-    required: true
-  password_file:
-    description: ansible-vault password file that encrypts O(init_file).
-    type: path
-    required: true
   secret_shares:
     description: Number of key shares created at init (unseal or recovery shares).
     type: int
@@ -56,41 +50,6 @@ options:
     description: Number of shares needed to unseal or to generate a root token.
     type: int
     default: 3
-  ca_cert:
-    description: CA certificate (PEM file) that signed the Vault listener's certificate.
-    type: path
-  port_forward:
-    description: How to reach Kubernetes targets. Required when a node is not a URL.
-    type: dict
-    suboptions:
-      kubectl:
-        description: Path of kubectl.
-        type: path
-        required: true
-      namespace:
-        description: Namespace of the Vault pods.
-        type: str
-        default: vault
-      context:
-        description: kubeconfig context of the cluster.
-        type: str
-      remote_port:
-        description: Port of the Vault API in the pods.
-        type: int
-        default: 8200
-      scheme:
-        description: Scheme of the Vault listener.
-        type: str
-        choices: [http, https]
-        default: https
-      timeout:
-        description: Seconds to wait for kubectl to start forwarding.
-        type: float
-        default: 30
-  timeout:
-    description: Timeout of one HTTP request, in seconds.
-    type: float
-    default: 10
   join_timeout:
     description: Seconds to wait for a raft follower to join before unsealing it.
     type: float

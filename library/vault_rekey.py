@@ -40,20 +40,14 @@ requirements:
   - requests
   - cryptography
   - PyYAML
+extends_documentation_fragment:
+  - tai_vault
 options:
   node:
     description:
       - The Vault node to talk to. An C(http://) or C(https://) URL, or a Kubernetes target such
         as C(pod/vault-0) reached through O(port_forward).
     type: str
-    required: true
-  init_file:
-    description: Encrypted file holding the shards (written by M(vault_init_unseal)).
-    type: path
-    required: true
-  password_file:
-    description: ansible-vault password file that encrypts O(init_file).
-    type: path
     required: true
   secret_shares:
     description: Number of new shards. Default the number of current shards.
@@ -63,41 +57,6 @@ options:
       - Number of new shards needed to unseal (or to authorise a root token). Default the
         current threshold. Vault refuses a threshold of 1 with more than one share.
     type: int
-  ca_cert:
-    description: CA certificate (PEM file) that signed the Vault listener's certificate.
-    type: path
-  port_forward:
-    description: How to reach a Kubernetes target. Required when O(node) is not a URL.
-    type: dict
-    suboptions:
-      kubectl:
-        description: Path of kubectl.
-        type: path
-        required: true
-      namespace:
-        description: Namespace of the Vault pods.
-        type: str
-        default: vault
-      context:
-        description: kubeconfig context of the cluster.
-        type: str
-      remote_port:
-        description: Port of the Vault API in the pods.
-        type: int
-        default: 8200
-      scheme:
-        description: Scheme of the Vault listener.
-        type: str
-        choices: [http, https]
-        default: https
-      timeout:
-        description: Seconds to wait for kubectl to start forwarding.
-        type: float
-        default: 30
-  timeout:
-    description: Timeout of one HTTP request, in seconds.
-    type: float
-    default: 10
 attributes:
   check_mode:
     support: full
