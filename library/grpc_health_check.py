@@ -405,6 +405,7 @@ try:
         ConfigError,
         policy_from_params,
         run_health_checks,
+        sensitive_header_values,
         targets_from_params,
     )
 except ImportError:
@@ -464,6 +465,8 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("grpcio and grpcio-health-checking"),
                          exception=IMPORT_ERROR)
     params = module.params
+    # Secret headers given as plain metadata are masked before anything can fail.
+    module.no_log_values.update(sensitive_header_values(params))
     try:
         targets = targets_from_params(params)
         policy = policy_from_params(params)

@@ -209,6 +209,10 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg=f"cannot write {p['init_file']}: {exc.strerror}")
+    except Exception as exc:
+        # Anything else still goes through fail_json, which masks every secret registered so
+        # far (no_log_values); a raw traceback would not.
+        module.fail_json(msg=f"unexpected {type(exc).__name__} in vault_configure: {exc}")
     out = {
         "changes": [{"kind": c.kind, "name": c.name, "action": c.action}
                     for c in result.changes],

@@ -170,6 +170,10 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg=f"cannot write {p['init_file']}: {exc.strerror}",
                          init_file=p["init_file"])
+    except Exception as exc:
+        # Anything else still goes through fail_json, which masks every secret registered so
+        # far (no_log_values); a raw traceback would not.
+        module.fail_json(msg=f"unexpected {type(exc).__name__} in vault_init_unseal: {exc}")
     module.exit_json(
         changed=result.changed, initialized_now=result.initialized_now,
         key_type=result.key_type, seal_type=result.seal_type,

@@ -190,6 +190,10 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg=f"cannot write {p['init_file']}: {exc.strerror}",
                          init_file=p["init_file"])
+    except Exception as exc:
+        # Anything else still goes through fail_json, which masks every secret registered so
+        # far (no_log_values); a raw traceback would not.
+        module.fail_json(msg=f"unexpected {type(exc).__name__} in vault_rekey: {exc}")
     module.exit_json(changed=result.changed, init_file=p["init_file"], **result.as_dict())
 
 

@@ -145,6 +145,10 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg=f"cannot write the TLS material: {exc.strerror}")
+    except Exception as exc:
+        # Anything else still goes through fail_json, which masks every secret registered so
+        # far (no_log_values); a raw traceback would not.
+        module.fail_json(msg=f"unexpected {type(exc).__name__} in vault_tls: {exc}")
     module.exit_json(changed=result.changed, actions=result.actions, ca_cert=result.ca_cert,
                      server_not_after=result.server_not_after,
                      server_serial=result.server_serial)

@@ -173,8 +173,9 @@ def test_module_through_ansible_playbook(
             "failing.targets[1].healthy",
         ]}},
         {"name": "parameter error", "grpc_health_check": {
-            "targets": [{"address": up.address}], "tls": True, "tls_no_verify": True,
-            "tls_ca_cert": "/nonexistent/ca.pem"},
+            "targets": [{"address": up.address,
+                         "metadata": {"Authorization": "Bearer early-s3cr3t"}}],
+            "tls": True, "tls_no_verify": True, "tls_ca_cert": "/nonexistent/ca.pem"},
          "register": "invalid", "ignore_errors": True},
         {"ansible.builtin.assert": {"that": [
             "invalid is failed",

@@ -29,9 +29,10 @@ from helpers.redis_nodes import (
     wait_for,
 )
 
+# `make setup` installs redis-server; in CI its absence is a broken setup, not a reason to skip.
 pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None,
-    reason="redis-server is not installed (apt-get install redis-server)")
+    shutil.which("redis-server") is None and not os.environ.get("CI"),
+    reason="redis-server is not installed (run `make setup`)")
 
 SLOTS = "16384"
 

@@ -63,6 +63,21 @@ DEFAULT_USER_AGENT: Final = "tai-deploy-grpc-health-check"
 SENSITIVE_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"}
 )
+def sensitive_header_values(params: Mapping[str, Any]) -> set[str]:
+    """Values of well-known secret headers in raw module parameters, before any validation.
+
+    The wrapper masks them first, so that even a parameter error cannot print them.
+    """
+    found: set[str] = set()
+    sources = [params.get("metadata")]
+    sources += [t.get("metadata") for t in params.get("targets") or [] if isinstance(t, Mapping)]
+    for metadata in sources:
+        if isinstance(metadata, Mapping):
+            found |= {str(v) for k, v in metadata.items()
+                      if str(k).strip().lower() in SENSITIVE_HEADERS and v not in (None, "")}
+    return found
+
+
 _HEADER_KEY = re.compile(r"^[0-9a-z_.-]+$")
 _RESERVED_HEADERS = frozenset({"content-type", "te", "user-agent", "host"})
 _STATUS_NAMES: Final = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}

@@ -46,7 +46,14 @@ from .vault_api import (
     wait_serving,
     wait_unsealed,
 )
-from .vault_secrets import Cipher, InitMaterial, MaterialError, load_material, save_material
+from .vault_secrets import (
+    Cipher,
+    InitMaterial,
+    MaterialError,
+    ensure_writable,
+    load_material,
+    save_material,
+)
 
 SecretSink = Callable[[Sequence[str]], None]
 
@@ -234,6 +241,9 @@ def init_and_unseal(nodes: Sequence[str], *, init_file: str | Path, cipher: Ciph
                 for node in nodes[1:]:
                     result.nodes.append(NodeResult(node, "unknown", "unseal"))
                 return result
+            # The shards exist only in memory between sys/init and the write: prove the write
+            # can succeed first, or a full disk or a read-only folder would lose them for good.
+            ensure_writable(init_file)
             keys, root = initialize(client, shares, threshold, recovery=status.recovery_seal)
             on_secret([*keys, root])
             material = InitMaterial.new(status.key_type, shares, threshold, keys, root)
@@ -368,6 +378,8 @@ def configure(node: str, config: Configuration, *, init_file: str | Path, cipher
 def _session_token(client: VaultClient, material: InitMaterial, result: ConfigureResult, *,
                    init_file: str | Path, cipher: Cipher, token_ttl: str, check: bool,
                    on_secret: SecretSink) -> str:
+    """A token for this run. Check mode needs one too (to compare the configuration): like a
+    login, it mints a short-lived token and revokes it, and changes nothing else."""
     root: str | None = None
     if material.root_token:
         if token_is_valid(client.with_token(material.root_token)):

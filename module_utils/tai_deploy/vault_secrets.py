@@ -327,6 +327,18 @@ def load_material(path: str | Path, cipher: Cipher) -> InitMaterial | None:
     return None if doc is None else InitMaterial.from_document(doc, str(path))
 
 
+def ensure_writable(path: str | Path) -> None:
+    """Fail now, with one sentence, if a file cannot be written atomically at path."""
+    target = Path(path)
+    try:
+        write_private_atomic(target.parent / f".{target.name}.probe", b"probe")
+        (target.parent / f".{target.name}.probe").unlink()
+    except OSError as exc:
+        raise MaterialError(
+            f"cannot write the init material file {target} ({exc.strerror or exc}); Vault was "
+            "not initialised, fix the folder (vault_secrets_dir) and run again") from None
+
+
 def save_material(path: str | Path, material: InitMaterial, cipher: Cipher) -> None:
     save_encrypted_document(path, material.to_document(), cipher, header=HEADER)
 
