@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .files import atomic_write
 from .manifests import ValidationReport, load_documents, manifest_path, validate_objects
 
 CREATED, UPDATED, UNCHANGED, REMOVED = "created", "updated", "unchanged", "removed"
@@ -214,25 +213,12 @@ def plan(
     return result
 
 
-def _atomic_write(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write(bundle: BundlePlan) -> None:
     """Apply a plan. Callers refuse to write when validation found problems."""
     for change in bundle.changes:
         target = bundle.dest / change.path
         if change.state in (CREATED, UPDATED) and change.after is not None:
-            _atomic_write(target, change.after)
+            atomic_write(target, change.after)
         elif change.state == REMOVED:
             target.unlink(missing_ok=True)
     # Remove folders that pruning emptied, deepest first.

@@ -14,14 +14,14 @@ import base64
 import binascii
 import contextlib
 import fcntl
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .files import atomic_write
 
 EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
 INSTALL_HINT = ("Install gke-gcloud-auth-plugin for use with kubectl by following "
@@ -138,13 +138,5 @@ def ensure(path: str | Path, entry: Entry, *, set_current: bool = False,
         if current == wanted:
             return Outcome(False, before, before)
         if not check_mode:
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(after)
-                Path(tmp).chmod(0o600)
-                Path(tmp).replace(target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(target, after, mode=0o600)
         return Outcome(True, before, after)

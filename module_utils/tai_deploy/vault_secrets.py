@@ -22,7 +22,6 @@ import binascii
 import hmac
 import os
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+
+from .files import atomic_write
 
 FORMAT_VERSION = 1
 KEY_TYPES = ("unseal", "recovery")
@@ -344,22 +345,5 @@ def save_material(path: str | Path, material: InitMaterial, cipher: Cipher) -> N
 
 
 def write_private_atomic(target: Path, blob: bytes, *, mode: int = 0o600) -> None:
-    """Replace target with blob atomically; never readable by others unless mode says so."""
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp_path = Path(tmp)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp_path.replace(target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace target with blob atomically and durably, in a folder only the owner reads."""
+    atomic_write(target, blob, mode=mode, durable=True, dir_mode=0o700)
