@@ -333,7 +333,10 @@ def test_redis_is_a_cluster_with_replicas_aof_and_a_volume_each(rendered: dict[s
         f"redis-{i}.redis.tai-system.svc.cluster.local:6379" for i in range(6)]
     assert env["REDIS_CLUSTER_REPLICAS"] == "1"
     scripts = by_kind(objs, "ConfigMap")["redis-scripts"]["data"]
-    for name in ("redis-cluster-init.sh", "redis-start.sh"):
+    shipped = sorted(p.name for p in (CHART / "scripts").glob("*.sh"))
+    assert sorted(scripts) == shipped
+    assert {"redis-cluster-init.sh", "redis-lib.sh", "redis-start.sh"} <= set(shipped)
+    for name in shipped:
         assert scripts[name] == (CHART / "scripts" / name).read_text()
 
 

@@ -23,17 +23,8 @@ HOSTNAME_ANNOUNCED=${REDIS_ANNOUNCE_HOSTNAME:-}
 
 log() { printf 'redis-start: %s\n' "$*"; }
 
-# resolve_ipv4 NAME : the name's IPv4 address, or nothing. getent comes with musl-utils in the
-# alpine image; busybox nslookup is the fallback.
-resolve_ipv4() {
-    if command -v getent >/dev/null 2>&1; then
-        getent hosts "$1" 2>/dev/null |
-            awk '$1 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ {print $1; exit}'
-    else
-        nslookup "$1" 2>/dev/null | awk '/^Name:/ {n = 1; next}
-            n && /^Address/ {for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/) {print $i; exit}}'
-    fi
-}
+# resolve_ipv4 (shared with the other Redis script).
+. "$(dirname "$0")/redis-lib.sh"
 
 remap() {
     # host=ip pairs for every peer hostname in the file that resolves now.
