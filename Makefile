@@ -10,7 +10,7 @@ REGION ?= europe-west1
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: ## Install or verify everything (venv from locks/, helm, kubectl, checkov, bao, redis-server)
+setup: ## Install or verify everything (venv from locks/, helm, kubectl, checkov, bao, Debian packages)
 	@python3 scripts/setup.py
 
 plan: setup ## Plan one region (REGION=europe-west1): render + validate build/$(REGION)/

