@@ -279,12 +279,14 @@ def summarise(root: str | Path, region: str, mode: str) -> dict[str, str]:
 
 # ---- staging: a run's plan becomes visible all at once, or not at all -----------------------
 
-STAGING = ".staging"
 _RENAME_EXCHANGE = 2  # renameat2(2) flag (Linux 3.15+): swap two paths in one step
 
 
 def staging_dir(root: str | Path, region: str) -> Path:
-    return Path(root) / STAGING / region
+    """Next to the build root, not inside it: a run that fails leaves build/ exactly as it
+    was, and the same filesystem lets the finished plan be renamed into place."""
+    root_path = Path(root)
+    return root_path.parent / f".{root_path.name}.staging" / region
 
 
 def _fs_error(action: str, path: Path, exc: OSError) -> BundleError:
@@ -346,6 +348,7 @@ def promote_staging(root: str | Path, region: str) -> Path:
                 shutil.rmtree(old)
             if final.exists():
                 final.rename(old)
+            final.parent.mkdir(parents=True, exist_ok=True)
             staging.rename(final)
             if old.exists():
                 shutil.rmtree(old)

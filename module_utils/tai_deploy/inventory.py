@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_text import ConfigTextError, fluent_bit_value
+
 TIERS = ("primary", "secondary", "tertiary")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -128,6 +130,8 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # Tags every playbook understands besides the ones written in it (Ansible's special tags).
 SPECIAL_TAGS = ("all", "always", "never", "tagged", "untagged")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Variables whose values are never repeated in a sentence.
 _SECRET = re.compile(r"(password|secret_data|token$|_key$)")
@@ -353,6 +357,14 @@ def check_shapes(role: str, region: str, options: Mapping[str, Any],
         choices = spec.get("choices")
         elements = spec.get("elements")
         items = value if kind == "list" else [value]
+        if kind in ("str", "path") or (kind == "list" and elements in ("str", "path")):
+            # Names, paths, URLs and durations are one line: a newline or control character
+            # is a paste accident, or an attempt to add lines to a body or a config file.
+            broken = [v for v in items if isinstance(v, str) and _CONTROL.search(v)]
+            if broken:
+                out.append(f"{full} of region {region} is {_shown(full, broken[0])}; it must be "
+                           "a single line without control characters.")
+                continue
         if kind == "list" and elements:
             e_label, e_ok = _TYPES.get(str(elements), _TYPES["raw"])
             bad = [v for v in items if not e_ok(v)]
@@ -640,6 +652,13 @@ def _logging(v: Mapping[str, Any], c: Context) -> list[str]:
     if "logging_critical_pods_quota" in v:
         out += check_range("logging_critical_pods_quota", r, v["logging_critical_pods_quota"],
                            LIMITS["logging_critical_pods_quota"])
+    for key in ("logging_fluent_bit_mem_buf_limit", "logging_cluster_name",
+                "logging_elasticsearch_index_prefix"):
+        if isinstance(v.get(key), str):
+            try:
+                fluent_bit_value(f"{key} of region {r}", v[key])
+            except ConfigTextError as exc:
+                out.append(str(exc))
     for ns in v.get("logging_fluent_bit_excluded_namespaces") or []:
         if not isinstance(ns, str) or not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ns):
             out.append(f"logging_fluent_bit_excluded_namespaces lists {ns}, which is not a "
@@ -1053,6 +1072,22 @@ class PlanInputs:
     project_root: str = ""
 
 
+# Chart versions: exact releases only (Helm's SemVer 2), so that plan and apply install the same.
+_SEMVER = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+
+
+def check_chart_pins(charts: Mapping[str, Any]) -> list[str]:
+    """Every tai_charts entry pinned to an exact version."""
+    out: list[str] = []
+    for key, chart in sorted(charts.items()):
+        if isinstance(chart, Mapping) and "version" in chart and not _SEMVER.match(
+                str(chart["version"])):
+            out.append(f"tai_charts.{key}.version is {str(chart['version'])!r}; it must be an "
+                       "exact chart version such as 1.28.0 (group_vars/all/versions.yml), not a "
+                       "range or latest.")
+    return out
+
+
 def check_plan(p: PlanInputs) -> list[str]:
     """Every problem of one region's plan, before anything is written."""
     variables = p.variables
@@ -1061,6 +1096,7 @@ def check_plan(p: PlanInputs) -> list[str]:
         variables = {k: v for k, v in variables.items() if k != "gke_node_pools"}
     errors = check_region(RegionVars(p.region, variables))
     errors += check_across_regions(p.region, p.regions, p.tier_groups)
+    errors += check_chart_pins(p.charts)
     context = Context(region=p.region, regions=sorted(p.regions), charts=p.charts,
                       variables=p.variables, project_root=p.project_root)
     for role, values in p.inputs.items():
