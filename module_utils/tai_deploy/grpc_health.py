@@ -185,9 +185,10 @@ class Target:
             out += _port_problems(self.address)
         for opt, value in (("connect_timeout", self.connect_timeout),
                            ("rpc_timeout", self.rpc_timeout)):
-            if not math.isfinite(value) or not value > 0:
-                out.append(f"{opt} must be a finite number of seconds greater than 0 "
-                           f"(got {value})")
+            if not math.isfinite(value):
+                out.append(f"{opt} must be a finite number of seconds (got {value})")
+            elif not value > 0:
+                out.append(f"{opt} must be greater than 0 (got {value})")
         for key, _ in self.metadata:
             if not _HEADER_KEY.match(key):
                 out.append(f"metadata key {key!r} is not a valid gRPC header name")

@@ -134,7 +134,7 @@ SPECIAL_TAGS = ("all", "always", "never", "tagged", "untagged")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Variables whose values are never repeated in a sentence.
-_SECRET = re.compile(r"(password|secret_data|token$|_key$)")
+_SECRET = re.compile(r"(password$|secret_data$|token$|_key$)")
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -974,7 +974,23 @@ def role_problems(role: str, inputs: Mapping[str, Any], context: Context,
         # A value of the wrong type makes the rules below meaningless; report the shape only.
         return shapes
     rules = ROLE_RULES.get(role)
-    return rules(inputs, context) if rules else []
+    return _namespace_names(inputs, context.region) + (rules(inputs, context) if rules else [])
+
+
+def _namespace_names(inputs: Mapping[str, Any], region: str) -> list[str]:
+    """Every *_namespace input is a Kubernetes namespace name (DNS-1123 label)."""
+    out: list[str] = []
+    for name, value in sorted(inputs.items()):
+        values = value if name.endswith("_namespaces") and isinstance(value, list) else [value]
+        if not name.endswith(("_namespace", "_namespaces")) or \
+                name == "logging_fluent_bit_excluded_namespaces":  # the logging rules say it
+            continue
+        verb = "lists" if name.endswith("s") else "is"
+        for item in values:
+            if isinstance(item, str) and not DNS_LABEL.match(item):
+                out.append(f"{name} of region {region} {verb} {item!r}, which is not a namespace "
+                           "name (lowercase letters, digits and hyphens, at most 63).")
+    return out
 
 
 # ---- across regions, and the run itself -----------------------------------------------------
