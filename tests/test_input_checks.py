@@ -253,8 +253,7 @@ def test_every_bad_input_is_reported_at_once_before_anything_is_written(planned:
         "gke_max_pods_per_node of region europe-west1 is 300; it must be a whole number from 8 "
         "to 256.",
         "gke_cluster_name of region europe-west1 is 'tai-cluster\\nlegacyAbac: {enabled: true}'; "
-        "GKE accepts 1 to 40 lowercase letters, digits and hyphens, starting with a letter and "
-        "not ending with a hyphen.",
+        "it must be a single line without control characters.",
         "gke_node_pools.general.disk_size_gb of region europe-west1 is -5; it must be a whole "
         "number from 10 to 65536.",
         "gke_node_pools.general.machine_type of region europe-west1 is ''; it must be a Compute "

@@ -970,11 +970,15 @@ def role_problems(role: str, inputs: Mapping[str, Any], context: Context,
                   options: Mapping[str, Any] | None = None) -> list[str]:
     """Shapes (when the options are given), then the role's ranges and cross-field rules."""
     shapes = check_shapes(role, context.region, options, inputs) if options else []
-    if shapes:
-        # A value of the wrong type makes the rules below meaningless; report the shape only.
-        return shapes
+    if shapes and options:
+        # The rules below never see a value of the wrong shape (its sentence is said above);
+        # every other input is still checked, so that one run reports every problem.
+        bad = {n for n in options if n in inputs and check_shapes(
+            role, context.region, {n: options[n]}, {n: inputs[n]})}
+        inputs = {n: v for n, v in inputs.items() if n not in bad}
     rules = ROLE_RULES.get(role)
-    return _namespace_names(inputs, context.region) + (rules(inputs, context) if rules else [])
+    return shapes + _namespace_names(inputs, context.region) + (
+        rules(inputs, context) if rules else [])
 
 
 def _namespace_names(inputs: Mapping[str, Any], region: str) -> list[str]:
