@@ -130,7 +130,6 @@ def main() -> None:
     )
     # Imported once the argument spec is declared: ansible-lint's args rule executes this
     # file outside Ansible, where the project's module_utils are not importable.
-    from ansible.module_utils.tai_deploy.bundle import BundleError, begin_staging
     from ansible.module_utils.tai_deploy.inventory import (
         PlanInputs,
         check_plan,
@@ -138,6 +137,7 @@ def main() -> None:
         defined_tags,
         load_argument_specs,
     )
+    from ansible.module_utils.tai_deploy.staging import StagingError, begin_staging
     p = module.params
     region = p["region"]
     root = p["project_root"]
@@ -159,7 +159,7 @@ def main() -> None:
     if p["stage"] and not module.check_mode:
         try:
             build_dir = str(begin_staging(p["build_root"], region))
-        except BundleError as exc:
+        except StagingError as exc:
             module.fail_json(msg=str(exc), errors=[str(exc)])
     module.exit_json(changed=False, checked=sorted(p["variables"]), build_dir=build_dir)
 

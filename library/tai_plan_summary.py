@@ -79,14 +79,11 @@ def main() -> None:
     )
     # Imported once the argument spec is declared: ansible-lint's args rule executes this
     # file outside Ansible, where the project's module_utils are not importable.
-    from ansible.module_utils.tai_deploy.bundle import (
-        BundleError,
-        diff_entries,
-        plan,
+    from ansible.module_utils.tai_deploy.bundle import diff_entries, plan, summarise, write
+    from ansible.module_utils.tai_deploy.staging import (
+        StagingError,
         promote_staging,
         staging_dir,
-        summarise,
-        write,
     )
     p = module.params
     root = Path(p["root"])
@@ -102,7 +99,7 @@ def main() -> None:
                 write(bundle)
             if final != root:
                 promote_staging(final.parent, p["region"])
-    except BundleError as exc:
+    except StagingError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg=f"Cannot write the plan summary under {root}: "

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.ansible_run import REPO, PlaybookRun, run_playbook
-from tai_deploy.bundle import begin_staging, promote_staging, staging_dir, to_yaml
+from tai_deploy.bundle import to_yaml
 from tai_deploy.config_text import (
     PSS_EXCEPTION_ANNOTATION,
     ConfigTextError,
@@ -43,6 +43,7 @@ from tai_deploy.inventory import (
     load_argument_specs,
     role_problems,
 )
+from tai_deploy.staging import begin_staging, promote_staging, staging_dir
 
 REGION = "europe-west1"
 ROLES = REPO / "roles"
