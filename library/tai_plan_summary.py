@@ -27,7 +27,7 @@ options:
   plan_dir:
     description:
       - Where the region's plan lives (C(build/<region>)) when O(root) is the run's staging
-        folder. After the index is written, the staging folder replaces it in one step: a run
+        folder. After the index is written, the staging folder replaces it in one step, so a run
         makes its plan visible only when every role before this task succeeded. Nothing moves
         in check mode.
     type: path
