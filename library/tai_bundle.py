@@ -177,7 +177,11 @@ def main() -> None:
         try:
             write(bundle)
         except OSError as exc:
-            module.fail_json(msg=f"cannot write the bundle under {p['dest']}: {exc}", **result)
+            module.fail_json(
+                msg=f"Cannot write the plan under {p['dest']}: "
+                    f"{exc.strerror or exc.__class__.__name__}; the folder comes from "
+                    "tai_build_root (the TAI_BUILD_ROOT environment variable, else the "
+                    "repository's build/).", **result)
     if module._diff:
         result["diff"] = diff_entries(bundle)
     module.exit_json(changed=any(c.state != UNCHANGED for c in bundle.changes), **result)

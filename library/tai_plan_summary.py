@@ -24,6 +24,13 @@ options:
     description: Region name shown in the summary.
     type: str
     required: true
+  plan_dir:
+    description:
+      - Where the region's plan lives (C(build/<region>)) when O(root) is the run's staging
+        folder. After the index is written, the staging folder replaces it in one step, so a run
+        makes its plan visible only when every role before this task succeeded. Nothing moves
+        in check mode.
+    type: path
   mode:
     description: C(plan) or C(apply), shown in the summary.
     type: str
@@ -49,7 +56,7 @@ artifact_count:
   returned: always
   type: int
 summary_path:
-  description: Path of SUMMARY.md.
+  description: Path of SUMMARY.md (in O(plan_dir) when given).
   returned: always
   type: str
 """
@@ -65,6 +72,7 @@ def main() -> None:
         argument_spec={
             "root": {"type": "path", "required": True},
             "region": {"type": "str", "required": True},
+            "plan_dir": {"type": "path"},
             "mode": {"type": "str", "choices": ["plan", "apply"], "default": "plan"},
         },
         supports_check_mode=True,
@@ -72,18 +80,35 @@ def main() -> None:
     # Imported once the argument spec is declared: ansible-lint's args rule executes this
     # file outside Ansible, where the project's module_utils are not importable.
     from ansible.module_utils.tai_deploy.bundle import diff_entries, plan, summarise, write
+    from ansible.module_utils.tai_deploy.staging import (
+        StagingError,
+        promote_staging,
+        staging_dir,
+    )
     p = module.params
+    root = Path(p["root"])
+    final = Path(p["plan_dir"]) if p["plan_dir"] else root
+    if final != root and staging_dir(final.parent, p["region"]) != root:
+        module.fail_json(msg=f"{root} is not the staging folder of {final}; the plan stays where "
+                             "it is.")
     try:
-        wanted = summarise(p["root"], p["region"], p["mode"])
-        bundle = plan(p["root"], wanted, prune=False)
-        if bundle.changed and not module.check_mode:
-            write(bundle)
+        wanted = summarise(root, p["region"], p["mode"])
+        bundle = plan(root, wanted, prune=False)
+        if not module.check_mode:
+            if bundle.changed:
+                write(bundle)
+            if final != root:
+                promote_staging(final.parent, p["region"])
+    except StagingError as exc:
+        module.fail_json(msg=str(exc))
     except OSError as exc:
-        module.fail_json(msg=f"cannot write the plan summary under {p['root']}: {exc}")
+        module.fail_json(msg=f"Cannot write the plan summary under {root}: "
+                             f"{exc.strerror or exc.__class__.__name__}; the folder comes from "
+                             "tai_build_root (the TAI_BUILD_ROOT environment variable).")
     result = {
         "changed": bundle.changed,
         "artifact_count": json.loads(wanted["summary.json"])["artifact_count"],
-        "summary_path": str(Path(p["root"]) / "SUMMARY.md"),
+        "summary_path": str(final / "SUMMARY.md"),
     }
     if module._diff:
         result["diff"] = diff_entries(bundle)

@@ -275,3 +275,4 @@ def summarise(root: str | Path, region: str, mode: str) -> dict[str, str]:
         lines.append("")
     doc = {"region": region, "mode": mode, "artifact_count": total, "roles": artifacts}
     return {"SUMMARY.md": "\n".join(lines), "summary.json": to_json(doc)}
+

@@ -24,6 +24,7 @@ import argparse
 import heapq
 import ipaddress
 import json
+import math
 import queue
 import re
 import socket
@@ -180,9 +181,13 @@ class Target:
         out: list[str] = []
         if not self.address.strip():
             out.append("address must not be empty")
+        else:
+            out += _port_problems(self.address)
         for opt, value in (("connect_timeout", self.connect_timeout),
                            ("rpc_timeout", self.rpc_timeout)):
-            if not value > 0:
+            if not math.isfinite(value):
+                out.append(f"{opt} must be a finite number of seconds (got {value})")
+            elif not value > 0:
                 out.append(f"{opt} must be greater than 0 (got {value})")
         for key, _ in self.metadata:
             if not _HEADER_KEY.match(key):
@@ -217,6 +222,13 @@ class WaitPolicy:
         out: list[str] = []
         if self.mode not in MODES:
             out.append(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+        infinite = [(n, v) for n, v in (("wait_timeout", self.timeout),
+                                         ("interval", self.interval), ("backoff", self.backoff),
+                                         ("max_interval", self.max_interval))
+                    if not math.isfinite(v)]
+        if infinite:
+            # nan compares false with everything (a wait that never ends); inf never ends either.
+            return [f"{n} must be a finite number of seconds (got {v})" for n, v in infinite]
         if self.timeout < 0:
             out.append(f"wait_timeout must not be negative (got {self.timeout})")
         if not self.interval > 0:
@@ -477,6 +489,17 @@ def _load_material(targets: Sequence[Target]) -> list[_Material]:
     if problems:
         raise ConfigError(problems)
     return out
+
+
+def _port_problems(address: str) -> list[str]:
+    """A TCP port outside 1-65535 (RFC 793) in a host:port address."""
+    try:
+        _, port = split_host_port(address)
+    except ValueError:
+        return []  # other gRPC target schemes (unix:, xds:) carry no port to check
+    if not 1 <= port <= 65535:
+        return [f"address {address!r} has port {port}; a TCP port is from 1 to 65535"]
+    return []
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -1001,9 +1024,14 @@ def parse_duration(text: str) -> float:
     """Seconds from a Go duration (``1s``, ``250ms``, ``1m30s``) or a plain number of seconds."""
     text = text.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"invalid duration {text!r}: give a finite number of seconds "
+                             "(0 or more) or a duration such as 250ms or 1m30s")
+        return seconds
     pos, total = 0, 0.0
     for match in _DURATION.finditer(text):
         if match.start() != pos:
