@@ -116,11 +116,11 @@ def bucket_body(project: str, region: str, *, retention_days: int, noncurrent_da
 
 def bucket_bindings(project: str, writers: Sequence[BackupIdentity], readers: Sequence[str]
                     ) -> list[dict[str, Any]]:
-    """``Policy.bindings`` of the bucket: objectCreator for the writers, objectViewer for readers."""
+    """``Policy.bindings`` of the bucket: objectCreator for writers, objectViewer for readers."""
     bad = [r for r in readers if not _MEMBER.match(r)]
     if bad:
         raise BucketError(f"tai_backup_readers has {', '.join(bad)}, which is not an IAM member "
-                          "such as group:sre@example.com or serviceAccount:x@p.iam.gserviceaccount.com")
+                          "such as group:sre@example.com")
     if any(r in ("allUsers", "allAuthenticatedUsers") for r in readers):
         raise BucketError("tai_backup_readers may not be public")
     out = [{"role": WRITER_ROLE,
