@@ -9,14 +9,16 @@ restarts the pods) and unsealed with the original shards: every secret is back, 
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers.ansible_run import REPO
+from helpers.ansible_run import REPO, run_playbook
 from helpers.gcs_double import GcsDouble, gcs_double
 from helpers.vault_server import BaoServer
 from tai_deploy.backup_store import BackupStore, StoreError, UrllibTransport, check_origin
@@ -198,3 +200,39 @@ def test_corrupt_missing_and_foreign_snapshots_are_refused(world: World, tmp_pat
     with pytest.raises(StoreError, match=r"comes from region europe-west1, not us-central1"):
         check_origin(taken, kind="vault-raft", region="us-central1", allow_other_region=False)
     check_origin(taken, kind="vault-raft", region="us-central1", allow_other_region=True)
+
+
+@pytest.mark.playbook
+def test_the_restore_playbook_refuses_a_live_vault_then_restores_it_when_confirmed(
+        world: World, tmp_path: Path) -> None:
+    server, init_file, cipher, store, state = world
+    admin = root_client(server, init_file, cipher)
+    fill(admin, 4)
+    take_snapshot(VaultHttp(server.addr, token=snapshot_token(admin)), store, region=REGION,
+                  workdir=tmp_path)
+    admin.request("DELETE", "tai/metadata/app/secret-00003")
+    password = tmp_path / "password"
+    password.write_text("test-password\n")
+    extra = {
+        "ansible_python_interpreter": sys.executable,
+        "vault_access": "direct", "vault_api_addr": server.addr, "vault_api_ca_cert": "",
+        "vault_init_file": str(init_file), "vault_secrets_password_file": str(password),
+        "vault_restore_init_file": str(tmp_path / "restore.yml"),
+        "vault_seal_type": "shamir", "vault_key_shares": 3, "vault_key_threshold": 2,
+        "vault_backup_bucket": state.bucket, "vault_restore_storage_endpoint": store.endpoint,
+        "vault_restore_auth_kind": "none",
+    }
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps(extra))
+    env = {"TAI_BUILD_ROOT": str(tmp_path / "build"),
+           "ANSIBLE_VAULT_PASSWORD_FILE": str(password)}
+    args = ("-l", REGION, "-e", f"@{vars_file}", "-e", "tai_apply=true",
+            "playbooks/vault-restore.yml")
+    refused = run_playbook(*args, env=env)
+    assert refused.returncode != 0
+    assert "holds live data; restoring vault/europe-west1/" in refused.output
+    assert count_secrets(admin) == 3
+    done = run_playbook(*args, "-e", "vault_restore_confirm=true", env=env)
+    assert done.returncode == 0, done.output[-3000:]
+    assert "serves cluster" in done.output
+    assert count_secrets(root_client(server, init_file, cipher)) == 4
