@@ -14,10 +14,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.ansible_run import run_playbook
 from helpers.gcs_double import GcsDouble, gcs_double
 from helpers.redis_nodes import (
     CHART,
@@ -263,3 +265,56 @@ def test_reform_refuses_a_node_loaded_with_another_masters_rdb(tmp_path: Path) -
                           slots=((6000, 16383),))
         with pytest.raises(RedisError, match=r"holds keys of slots outside 6000-16383"):
             reform([(node.address, node.address, other)], [])
+
+
+PREPARE = """\
+---
+- name: Check a Redis snapshot set with the module
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Download and check the newest set
+      redis_snapshot_restore:
+        action: prepare
+        region: europe-west1
+        bucket: "{{ bucket }}"
+        confirm: "{{ confirm }}"
+        nodes: "{{ nodes }}"
+        workdir: "{{ workdir }}"
+        storage_endpoint: "{{ endpoint }}"
+        auth_kind: none
+      register: checked
+
+    - name: Show the masters
+      ansible.builtin.debug:
+        msg: "MASTERS {{ checked.masters | map(attribute='keys') | sum }} {{ checked.live
+          | length }}"
+"""
+
+
+@pytest.mark.playbook
+def test_the_module_refuses_live_nodes_without_confirmation(tmp_path: Path,
+                                                            bucket: tuple[BackupStore, GcsDouble]
+                                                            ) -> None:
+    store, state = bucket
+    playbook = tmp_path / "prepare.yml"
+    playbook.write_text(PREPARE)
+    with redis_nodes(tmp_path / "nodes") as pool:
+        nodes = pool.start(3)
+        assert run_cluster_init([n.address for n in nodes]).returncode == 0
+        keys = write_keys(nodes[0].port)
+        take_snapshots([nodes[0].address], store, region=REGION, workdir=tmp_path)
+        extra = {"ansible_python_interpreter": sys.executable, "bucket": state.bucket,
+                 "nodes": [n.address for n in nodes], "workdir": str(tmp_path / "dl"),
+                 "endpoint": store.endpoint, "confirm": False}
+        vars_file = tmp_path / "vars.json"
+        vars_file.write_text(json.dumps(extra))
+        refused = run_playbook("-i", "localhost,", "-c", "local", "-e", f"@{vars_file}",
+                               str(playbook))
+        assert refused.returncode != 0
+        assert "3 Redis nodes hold data" in refused.output
+        assert "-e redis_restore_confirm=true" in refused.output
+        done = run_playbook("-i", "localhost,", "-c", "local", "-e", f"@{vars_file}",
+                            "-e", "confirm=true", str(playbook))
+        assert done.returncode == 0, done.output[-2000:]
+        assert f"MASTERS {len(keys)} 3" in done.output
