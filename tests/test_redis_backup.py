@@ -318,3 +318,18 @@ def test_the_module_refuses_live_nodes_without_confirmation(tmp_path: Path,
                             "-e", "confirm=true", str(playbook))
         assert done.returncode == 0, done.output[-2000:]
         assert f"MASTERS {len(keys)} 3" in done.output
+
+
+def test_a_node_still_loading_its_dataset_is_waited_for_not_fatal() -> None:
+    """A replica's first full sync of a large master answers LOADING (seen with 1M keys)."""
+    from tai_deploy.redis_snapshot import _ready
+
+    def loading() -> bool:
+        raise RedisError("Redis at 127.0.0.1:1 answered: LOADING Redis is loading the dataset")
+
+    def broken() -> bool:
+        raise RedisError("Redis at 127.0.0.1:1 answered: ERR unknown command")
+
+    assert _ready(loading) is False
+    with pytest.raises(RedisError, match="unknown command"):
+        _ready(broken)

@@ -390,9 +390,20 @@ def live_data(addrs: Sequence[str]) -> list[str]:
     return found
 
 
+def _ready(check: Any) -> bool:
+    """check(), where a node still loading its dataset (a replica's first full sync of a large
+    master) counts as not yet."""
+    try:
+        return bool(check())
+    except RedisError as exc:
+        if "LOADING" in str(exc):
+            return False
+        raise
+
+
 def _wait(check: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not check():
+    while not _ready(check):
         if time.monotonic() > deadline:
             raise RedisError(f"{what} within {timeout:g} s")
         time.sleep(0.1)
