@@ -14,8 +14,8 @@ description:
     another region (unless O(allow_other_region)), not a raft snapshot archive or when its
     sha256 differs from the one recorded beside it; then refuses to replace an initialised
     Vault without O(confirm), and restores it through C(sys/storage/raft/snapshot) (same
-    cluster) or C(snapshot-force) (another cluster's keys; RV(restart_needed) is then true:
-    restart the server pods and unseal them with M(vault_init_unseal)).
+    cluster) or C(snapshot-force) (another cluster's keys; RV(restart_needed) is then true, and the
+    playbook restarts the server pods and unseals them with M(vault_init_unseal)).
   - An uninitialised Vault (storage lost) is initialised with one throw-away shard first,
     kept encrypted in O(restore_init_file) until the snapshot is in.
   - O(action=verify) waits until Vault serves, unsealed, as the snapshot's cluster.
