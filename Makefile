@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 REGION ?= europe-west1
 
-.PHONY: help setup plan plan-all test lint unit molecule bench clean
+.PHONY: help setup plan plan-all test lint unit molecule bench bench-backup clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ molecule: setup ## molecule test --all
 
 bench: setup ## Print the plan benchmark
 	python benchmarks/plan_bench.py
+
+bench-backup: setup ## Print snapshot and restore times (10k Vault secrets, 1M Redis keys; minutes)
+	python benchmarks/backup_bench.py
 
 clean: ## Remove build/ (plans) and caches, keep .venv
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

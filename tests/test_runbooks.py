@@ -26,7 +26,8 @@ RUNBOOKS = sorted((REPO / "docs" / "runbooks").glob("*.md"))
 BIN = Path(sys.executable).parent
 # Playbooks whose plan mode reads no cluster and no cloud API, so the test can run it.
 PLANNABLE = {"site.yml", "playbooks/drain-region.yml", "playbooks/redis-cluster-repair.yml",
-             "playbooks/vault-rotate-shards.yml"}
+             "playbooks/vault-rotate-shards.yml", "playbooks/vault-restore.yml",
+             "playbooks/redis-restore.yml"}
 TOOLS = {"ansible-playbook", "kubectl", "helm", "scripts/grpc-health"}
 
 

@@ -114,8 +114,45 @@ def test_bootstrap_and_configuration_are_planned_without_secrets(planned: Path) 
     assert role["data"]["bound_service_account_namespaces"] == ["tai-system"]
     files = sorted(str(p.relative_to(planned / "kms/vault"))
                    for p in (planned / "kms/vault").rglob("*") if p.is_file())
-    assert files == ["bootstrap.json", "configuration.json", "releases/vault.yaml",
-                     "values/vault.yaml"]
+    assert files == ["bootstrap.json", "configuration.json",
+                     "manifests/vault/configmap-vault-snapshot-code.yaml",
+                     "manifests/vault/cronjob-vault-snapshot.yaml",
+                     "manifests/vault/serviceaccount-vault-snapshot.yaml",
+                     "releases/vault.yaml", "values/vault.yaml"]
+    snapshot = next(e for e in config["endpoints"]
+                    if e["path"] == "auth/kubernetes/role/vault-snapshot")
+    assert snapshot["data"]["bound_service_account_names"] == ["vault-snapshot"]
+    assert snapshot["data"]["bound_service_account_namespaces"] == ["vault"]
+    assert snapshot["data"]["token_policies"] == ["vault-snapshot"]
+    policy = next(p for p in config["policies"] if p["name"] == "vault-snapshot")["policy"]
+    assert policy.count("path ") == 1
+    assert 'path "sys/storage/raft/snapshot" {\n  capabilities = ["read"]' in policy
+
+
+def test_snapshot_cronjob_is_restricted_pinned_and_uses_workload_identity(planned: Path) -> None:
+    folder = planned / "kms/vault/manifests/vault"
+    account = yaml.safe_load((folder / "serviceaccount-vault-snapshot.yaml").read_text())
+    assert account["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": "vault-backup@tai-production.iam.gserviceaccount.com"}
+    cron = yaml.safe_load((folder / "cronjob-vault-snapshot.yaml").read_text())
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid" and cron["spec"]["suspend"] is False
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "vault-snapshot"
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["image"] == "python:3.13.9-alpine3.22"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["TAI_BACKUP_BUCKET"] == "tai-tai-production-europe-west1-backups"
+    assert env["VAULT_ADDR"] == "https://vault-active.vault.svc:8200"
+    code = yaml.safe_load((folder / "configmap-vault-snapshot-code.yaml").read_text())["data"]
+    for name in ("backup_store.py", "vault_snapshot.py", "backup_job.py"):
+        assert code[name] == (REPO / "module_utils/tai_deploy" / name).read_text()
+    ingress = _values(planned / "kms")["server"]["networkPolicy"]["ingress"]
+    snapshot_pods = {"matchLabels": {"app.kubernetes.io/name": "vault-snapshot"}}
+    assert {"from": [{"podSelector": snapshot_pods}],
+            "ports": [{"port": 8200, "protocol": "TCP"}]} in ingress
 
 
 def test_shamir_plan_has_no_kms_seal_and_scales_the_raft_peers(planned: Path) -> None:

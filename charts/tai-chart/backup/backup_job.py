@@ -1,0 +1,1 @@
+../../../module_utils/tai_deploy/backup_job.py

@@ -1,0 +1,295 @@
+#!/usr/bin/python
+# Copyright: tai-deploy contributors
+"""Ansible module: check a Redis snapshot set from the backup bucket, or re-form a cluster."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: redis_snapshot_restore
+short_description: Fetch and check a Redis snapshot set, or re-form the cluster from it
+description:
+  - O(action=prepare) picks the set (O(set_stamp), else the newest complete one of O(region)),
+    downloads its manifest and every master's RDB into O(workdir) and refuses, in one sentence,
+    a missing set or RDB, one from another region (unless O(allow_other_region)), an RDB whose
+    sha256 differs from the recorded one, an RDB that C(redis-check-rdb) refuses, and a set
+    that does not cover every slot exactly once. It then refuses nodes that hold keys or belong
+    to a formed cluster unless O(confirm). It returns the masters in slot order with their local
+    RDB file and key count.
+  - O(action=reform) gives each master (already loaded with its RDB by the chart's
+    C(redis-load-snapshot.sh)) its recorded slot ranges, makes every node meet, attaches the
+    replicas and waits for C(cluster_state:ok) with the recorded key counts.
+  - Nodes are C(host:port), or Kubernetes targets such as C(pod/redis-0) reached through
+    O(port_forward).
+version_added: "0.1.0"
+author: tai-deploy contributors
+requirements: [google-auth, redis-check-rdb on the controller]
+options:
+  action:
+    description: What to do.
+    type: str
+    choices: [prepare, reform]
+    default: prepare
+  region:
+    description: Region whose Redis is restored.
+    type: str
+    required: true
+  bucket:
+    description: Backup bucket.
+    type: str
+    required: true
+  set_stamp:
+    description: Stamp of the set (redis/<region>/<stamp>/); empty for the newest complete set.
+    type: str
+    default: ""
+  allow_other_region:
+    description: Accept a set taken in another region.
+    type: bool
+    default: false
+  confirm:
+    description: Allow replacing the data of nodes that hold keys or form a cluster.
+    type: bool
+    default: false
+  nodes:
+    description: Every Redis node (O(action=prepare) checks them for live data).
+    type: list
+    elements: str
+    default: []
+  masters:
+    description:
+      - O(action=reform) - C(node), C(announce) (host:port the cluster uses) and C(object) per
+        master.
+    type: list
+    elements: dict
+    default: []
+  replicas:
+    description: O(action=reform) - C(node) and C(announce) per replica.
+    type: list
+    elements: dict
+    default: []
+  pods:
+    description:
+      - O(action=reform) in Kubernetes - the Redis Pod objects (as C(k8s_info) returns them);
+        in ordinal order the first ones become the masters (in the set's slot order), the others
+        the replicas, announced by their pod IP. Replaces O(masters) and O(replicas).
+    type: list
+    elements: dict
+    default: []
+  redis_port:
+    description: Redis port of the pods.
+    type: int
+    default: 6379
+  prepared:
+    description: O(action=reform) - the RV(masters) that O(action=prepare) returned (key counts).
+    type: list
+    elements: dict
+    default: []
+  workdir:
+    description: Local folder of the downloaded RDB files.
+    type: path
+    required: true
+  check_rdb:
+    description: The redis-check-rdb binary.
+    type: str
+    default: redis-check-rdb
+  storage_endpoint:
+    description: Cloud Storage endpoint; a loopback URL for a test double.
+    type: str
+    default: https://storage.googleapis.com
+  auth_kind:
+    description: C(application) (Application Default Credentials) or C(none) (loopback only).
+    type: str
+    choices: [application, none]
+    default: application
+  timeout:
+    description: Seconds to wait for the re-formed cluster.
+    type: float
+    default: 300
+  port_forward:
+    description: How to reach pods through C(kubectl port-forward).
+    type: dict
+    suboptions:
+      kubectl: {description: Path of kubectl., type: path, required: true}
+      namespace: {description: Namespace of the Redis pods., type: str, default: tai-system}
+      context: {description: kubeconfig context., type: str}
+      remote_port: {description: Redis port in the pods., type: int, default: 6379}
+      timeout: {description: Seconds to wait for a forward., type: float, default: 30}
+"""
+
+EXAMPLES = r"""
+- name: Check the newest Redis snapshot set of the region
+  redis_snapshot_restore:
+    region: europe-west1
+    bucket: tai-tai-production-europe-west1-backups
+    nodes: [pod/redis-0, pod/redis-1, pod/redis-2]
+    workdir: /tmp/redis-restore
+    port_forward: {kubectl: kubectl, context: gke_p_europe-west1_tai-cluster}
+"""
+
+RETURN = r"""
+set:
+  description: Object name of the set's manifest.
+  returned: always
+  type: str
+masters:
+  description: prepare - object, node_id, slots, file and keys per master, in slot order.
+  returned: always
+  type: list
+  elements: dict
+live:
+  description: prepare - nodes that held data (replaced because O(confirm) was given).
+  returned: always
+  type: list
+  elements: str
+cluster:
+  description: reform - new node ids of masters and replicas, keys per master.
+  returned: action=reform
+  type: dict
+"""
+
+import contextlib
+import json
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+
+FORWARD = {
+    "kubectl": {"type": "path", "required": True},
+    "namespace": {"type": "str", "default": "tai-system"},
+    "context": {"type": "str"},
+    "remote_port": {"type": "int", "default": 6379},
+    "timeout": {"type": "float", "default": 30},
+}
+
+
+def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
+    module = AnsibleModule(
+        argument_spec={
+            "action": {"type": "str", "choices": ["prepare", "reform"], "default": "prepare"},
+            "region": {"type": "str", "required": True},
+            "bucket": {"type": "str", "required": True},
+            "set_stamp": {"type": "str", "default": ""},
+            "allow_other_region": {"type": "bool", "default": False},
+            "confirm": {"type": "bool", "default": False},
+            "nodes": {"type": "list", "elements": "str", "default": []},
+            "masters": {"type": "list", "elements": "dict", "default": []},
+            "replicas": {"type": "list", "elements": "dict", "default": []},
+            "pods": {"type": "list", "elements": "dict", "default": []},
+            "redis_port": {"type": "int", "default": 6379},
+            "prepared": {"type": "list", "elements": "dict", "default": []},
+            "workdir": {"type": "path", "required": True},
+            "check_rdb": {"type": "str", "default": "redis-check-rdb"},
+            "storage_endpoint": {"type": "str", "default": "https://storage.googleapis.com"},
+            "auth_kind": {"type": "str", "choices": ["application", "none"],
+                          "default": "application"},
+            "timeout": {"type": "float", "default": 300},
+            "port_forward": {"type": "dict", "options": FORWARD},
+        },
+        supports_check_mode=True,
+    )
+    from ansible.module_utils.tai_deploy.backup_store import (
+        BackupStore,
+        StoreError,
+        check_origin,
+        controller_transport,
+        verify_download,
+    )
+    from ansible.module_utils.tai_deploy.redis_snapshot import (
+        SET_KIND,
+        RedisError,
+        check_rdb,
+        format_slots,
+        latest_set,
+        live_data,
+        members,
+        reform,
+    )
+    from ansible.module_utils.tai_deploy.vault_api import VaultError
+    from ansible.module_utils.tai_deploy.vault_bootstrap import PortForward, port_forward
+
+    p = module.params
+    forward = PortForward(scheme="http", **p["port_forward"]) if p["port_forward"] else None
+
+    def reach(stack: contextlib.ExitStack, node: str) -> str:
+        if not node.startswith(("pod/", "svc/")):
+            return node
+        if forward is None:
+            raise RedisError(f"node {node} is a Kubernetes target but no port_forward was given")
+        return f"127.0.0.1:{stack.enter_context(port_forward(forward, node))}"
+
+    out: dict[str, object] = {}
+    changed = False
+    try:
+        store = BackupStore(p["bucket"], controller_transport(p["auth_kind"],
+                                                              p["storage_endpoint"]),
+                            p["storage_endpoint"])
+        chosen = latest_set(store, p["region"], p["set_stamp"])
+        check_origin(chosen, kind=SET_KIND, region=p["region"],
+                     allow_other_region=p["allow_other_region"])
+        workdir = Path(p["workdir"])
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        manifest_file = workdir / "manifest.json"
+        store.download(chosen.name, manifest_file)
+        verify_download(chosen, manifest_file)
+        manifest = json.loads(manifest_file.read_text())
+        objects = {o.name: o for o in store.list(chosen.name.rsplit("/", 1)[0] + "/")}
+        set_members = members(manifest, objects)
+        out["set"] = chosen.name
+        with contextlib.ExitStack() as stack:
+            if p["action"] == "prepare":
+                listed = []
+                for member in set_members:
+                    local = workdir / member.obj.name.rsplit("/", 1)[-1]
+                    store.download(member.obj.name, local)
+                    verify_download(member.obj, local)
+                    keys = check_rdb(local, member.obj.name, p["check_rdb"])
+                    listed.append({"object": member.obj.name, "node_id": member.node_id,
+                                   "slots": format_slots(member.slots), "file": str(local),
+                                   "keys": keys})
+                live = live_data([reach(stack, n) for n in p["nodes"]])
+                if live and not p["confirm"]:
+                    raise RedisError(
+                        f"{len(live)} Redis nodes hold data ({'; '.join(live[:3])}); restoring "
+                        f"{chosen.name} would replace it, so the restore is refused without the "
+                        "explicit confirmation (-e redis_restore_confirm=true)")
+                out.update(masters=listed, live=live)
+            else:
+                if p["pods"]:
+                    pods = sorted(
+                        ((str(pod["metadata"]["name"]), str((pod.get("status") or {}).get(
+                            "podIP") or "")) for pod in p["pods"]),
+                        key=lambda item: int(item[0].rsplit("-", 1)[-1]))
+                    if len(pods) < len(set_members):
+                        raise RedisError(f"{len(pods)} Redis pods cannot hold the "
+                                         f"{len(set_members)} masters of the set")
+                    missing = [name for name, ip in pods if not ip]
+                    if missing:
+                        raise RedisError(f"pods {', '.join(missing)} have no IP yet")
+                    slots = [{"node": f"pod/{name}", "announce": f"{ip}:{p['redis_port']}"}
+                             for name, ip in pods]
+                    p["masters"] = [{**slot, "object": m.obj.name}
+                                    for slot, m in zip(slots, set_members, strict=False)]
+                    p["replicas"] = slots[len(set_members):]
+                by_object = {m.obj.name: m for m in set_members}
+                if sorted(str(m.get("object")) for m in p["masters"]) != sorted(by_object):
+                    raise RedisError("the masters to re-form do not match the set's RDBs one "
+                                     "for one")
+                masters = [(reach(stack, str(m["node"])), str(m["announce"]),
+                            by_object[str(m["object"])]) for m in p["masters"]]
+                replicas = [(reach(stack, str(r["node"])), str(r["announce"]))
+                            for r in p["replicas"]]
+                if not module.check_mode:
+                    result = reform(masters, replicas, timeout=p["timeout"],
+                                    expected_keys={str(m["object"]): int(m["keys"])
+                                                   for m in p["prepared"]})
+                    out["cluster"] = result
+                    changed = True
+    except (StoreError, RedisError, VaultError) as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:
+        module.fail_json(msg=f"unexpected {type(exc).__name__} in redis_snapshot_restore: {exc}")
+    module.exit_json(changed=changed, **out)
+
+
+if __name__ == "__main__":
+    main()
