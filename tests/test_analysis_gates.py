@@ -168,3 +168,14 @@ def test_the_manual_gate_stops_after_a_region_without_an_approval(rig: Rig) -> N
     assert rig.slots(CANARY) == ["blue", "green"]
     assert rig.lab.replicas(CANARY, "governor-blue") == 0  # finalized, not rolled back
     assert not rig.lab.writes(SECOND)
+
+
+def test_restarting_pods_of_the_new_slot_fail_the_restarts_gate(rig: Rig) -> None:
+    run = rig.upgrade("v1.1.0-crashloop", "-l", CANARY)
+    assert run.returncode != 0
+    out = said(run)
+    assert "analysis gate restarts for governor (slot green) in asia-southeast1" in out
+    assert 'query: sum(kube_pod_container_status_restarts_total{namespace="tai-system", ' \
+           'pod=~"governor-green-.+", region="asia-southeast1"})' in out
+    assert "(threshold 0)" in out
+    assert rig.slots(CANARY) == ["blue", "green", "blue"]

@@ -363,10 +363,13 @@ class Verdict:
     elapsed: float
     last: list[Measurement]
     failures: dict[str, int]
+    # Wall-clock time (epoch seconds) of the verdict, for latency measurements.
+    decided_at: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "msg": self.message, "ticks": self.ticks,
                 "elapsed": round(self.elapsed, 3), "failures": self.failures,
+                "decided_at": round(self.decided_at, 3),
                 "measurements": [m.as_dict() for m in self.last]}
 
 

@@ -17,7 +17,7 @@
   plays the clients: each tick one RPC to the slot the double's Service selects and, every
   second tick, one to the preview slot (the smoke tests' traffic), each through a real gRPC
   channel on loopback. How a slot answers is chosen by the image tag the double's Deployment
-  runs: ``-errors`` fails a third of its RPCs with UNAVAILABLE once it serves live traffic,
+  runs: ``-errors`` fails half of its RPCs with UNAVAILABLE once it serves live traffic,
   ``-latency`` takes 0.7 s per RPC, ``-silent`` receives no traffic at all (a routing
   mistake); ``Fleet.spike`` makes every slot of every region fail that share of RPCs (a bad
   hour for everybody). Traffic stops after ``max_seconds`` or ``max_calls``.
@@ -112,7 +112,7 @@ class Behaviour:
 
 def behaviour_for_tag(tag: str) -> Behaviour:
     if tag.endswith("-errors"):
-        return Behaviour(error_every=3)
+        return Behaviour(error_every=2)
     if tag.endswith("-latency"):
         return Behaviour(latency=0.7)
     if tag.endswith("-silent"):

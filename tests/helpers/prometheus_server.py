@@ -23,7 +23,7 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 class PrometheusServer:
     def __init__(self, directory: Path, targets: list[tuple[str, dict[str, str]]], *,
-                 honor_labels_targets: list[tuple[str, dict[str, str]]] = (),  # type: ignore[assignment]
+                 honor_labels_targets: list[tuple[str, dict[str, str]]] | None = None,
                  scrape_interval: str = "1s") -> None:
         self.dir = Path(directory)
         self.port = free_port()
