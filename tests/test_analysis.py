@@ -11,13 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers.grpc_servers import free_port
+from helpers.platform_plan import contract
+from helpers.platform_promql import contract_violations
 from helpers.prometheus_server import PrometheusServer
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from tai_deploy import analysis
 from tai_deploy.analysis import Analysis, AnalysisError, Gate, Prometheus, Settings, Source, Target
 
 REGIONS = ("asia-southeast1", "europe-west1", "us-central1")
+SHIPPED = Path(__file__).resolve().parents[1] / "group_vars" / "all" / "analysis.yml"
 QUERY = "max(tai_test_ratio{${selector}})"
 SETTINGS = Settings(namespace="tai-system", window="5s", error_codes=("Internal", "Unavailable"),
                     interval=0.2, duration=0.0)
@@ -174,9 +178,35 @@ def test_query_errors_count_against_the_consecutive_error_limit(lab: Lab) -> Non
     assert "is unreachable: ConnectionError" in verdict.message
 
 
+def test_a_window_of_query_errors_only_is_not_a_pass(lab: Lab) -> None:
+    settings = Settings("tai-system", "5s", ("Internal",), interval=0.05, duration=0.0)
+    dead = Prometheus(Source("europe-west1", f"http://127.0.0.1:{free_port()}", timeout=1))
+    verdict = analysis.run(Analysis([gate()], [Target("governor", "green")], settings, dead))
+    assert not verdict.passed and verdict.ticks == 1
+    assert verdict.message.endswith("(no query of this gate succeeded in 1 measurement(s))")
+
+
 def test_an_unreadable_token_file_is_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(AnalysisError) as err:
         Prometheus(Source("us-central1", "https://prometheus.internal",
                           bearer_token_file=str(tmp_path / "missing")))
     assert str(err.value) == (f"cannot read the Prometheus bearer token file of us-central1 "
                               f"({tmp_path / 'missing'}): No such file or directory.")
+
+
+def test_shipped_gates_read_only_the_metrics_contract() -> None:
+    gates = analysis.gates_from(yaml.safe_load(SHIPPED.read_text())["tai_analysis_gates"])
+    assert [g.name for g in gates] == ["error-ratio", "latency-p99", "restarts"]
+    data = contract()
+    settings = Settings("tai-system", "1m", tuple(data["grpc_error_codes"]), 10, 0)
+    exprs = {}
+    for g in gates:
+        exprs[g.name] = analysis.render_query(g.query, analysis.placeholder_values(
+            settings, "europe-west1", "governor", "green"))
+        if g.baseline_factor is not None:
+            exprs[g.name + " (baseline)"] = analysis.render_query(
+                g.query, analysis.placeholder_values(settings, "us-central1", "governor", None))
+    metrics = {name: m["labels"] for name, m in data["metrics"].items()}
+    assert contract_violations(exprs, metrics, set(data["target_labels"]), set()) == []
+    assert 'grpc_code=~"Unknown|DeadlineExceeded|ResourceExhausted|Unimplemented|Internal|' \
+        'Unavailable|DataLoss"' in exprs["error-ratio"]

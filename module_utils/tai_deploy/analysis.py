@@ -382,6 +382,7 @@ def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
         sleep(settings.initial_delay)
     failures: dict[str, int] = {}
     errors: dict[str, int] = {}
+    measured: set[str] = set()
     ticks = 0
     last: list[Measurement] = []
     while True:
@@ -401,6 +402,7 @@ def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
                                        ticks, clock() - start, last, failures)
                     continue
                 errors[key] = 0
+                measured.add(key)
                 if m.outcome == "fail":
                     failures[key] = failures.get(key, 0) + 1
                     if failures[key] > gate.failure_limit:
@@ -412,6 +414,11 @@ def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
             break
         sleep(max(0.0, min(settings.interval - (clock() - tick_started),
                            settings.duration - elapsed)))
+    # A gate whose every query failed proved nothing: that is not a pass.
+    for m in last:
+        if f"{m.gate}/{m.service}" not in measured:
+            return Verdict(False, f"{m.message} (no query of this gate succeeded in "
+                           f"{ticks} measurement(s))", ticks, clock() - start, last, failures)
     total = len(analysis.gates) * len(analysis.targets)
     return Verdict(True, f"{total} gate check(s) passed in {analysis.region} over {ticks} "
                    f"measurement(s) in {clock() - start:.1f} s", ticks, clock() - start, last,
