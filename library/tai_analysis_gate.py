@@ -93,6 +93,12 @@ options:
     description: Seconds to wait before the first measurement.
     type: float
     default: 0.0
+  validate_only:
+    description: >-
+      Only check the settings (gates, placeholders, durations, every Prometheus' url or
+      port_forward) and measure nothing: no port-forward, no query.
+    type: bool
+    default: false
 author: tai-deploy contributors
 """
 
@@ -170,13 +176,17 @@ ARGUMENT_SPEC = {
     "interval": {"type": "float", "default": 10.0},
     "duration": {"type": "float", "default": 0.0},
     "initial_delay": {"type": "float", "default": 0.0},
+    "validate_only": {"type": "bool", "default": False},
 }
 
 
-def _source(stack: contextlib.ExitStack, params: dict[str, Any]) -> Any:
+def _source(stack: contextlib.ExitStack | None, params: dict[str, Any]) -> Any:
+    """The Prometheus client of one source; with no stack, only its settings are checked."""
     url = params.get("url") or ""
     forward = params.get("port_forward")
-    if forward:
+    if forward and stack is None:
+        url = url or "http://127.0.0.1:9090"
+    elif forward:
         spec = PortForward(kubectl=forward["kubectl"], namespace=forward["namespace"],
                            context=forward.get("context"), remote_port=forward["port"],
                            scheme="http")
@@ -206,6 +216,17 @@ def main() -> None:
             namespace=p["namespace"], window=p["window"], error_codes=tuple(p["error_codes"]),
             interval=p["interval"], duration=p["duration"], initial_delay=p["initial_delay"])
         targets = [analysis.Target(s["name"], s["slot"]) for s in p["services"]]
+        if p["validate_only"]:
+            problems = list(settings.problems()) + [x for g in gates for x in g.problems()]
+            for source in [p["prometheus"], *p["baselines"]]:
+                try:
+                    _source(None, source)
+                except analysis.AnalysisError as exc:
+                    problems.extend(exc.problems)
+            if problems:
+                raise analysis.AnalysisError(problems)
+            module.exit_json(changed=False, passed=True, msg="the analysis settings are valid",
+                             ticks=0, elapsed=0.0, failures={}, measurements=[])
         with contextlib.ExitStack() as stack:
             canary = _source(stack, p["prometheus"])
             baselines = [_source(stack, b) for b in p["baselines"]]

@@ -179,3 +179,24 @@ def test_restarting_pods_of_the_new_slot_fail_the_restarts_gate(rig: Rig) -> Non
            'pod=~"governor-green-.+", region="asia-southeast1"})' in out
     assert "(threshold 0)" in out
     assert rig.slots(CANARY) == ["blue", "green", "blue"]
+
+
+def test_bad_gate_settings_stop_the_run_before_anything_changes(rig: Rig) -> None:
+    bad: list[dict[str, Any]] = [{"name": "error-ratio", "threshold": 0.05,
+                                  "query": "sum(rate(x{${selectr}}[${window}]))",
+                                  "failurelimit": 2}]
+    run = rig.upgrade("v1.1.0", "-l", CANARY, tai_analysis_gates=bad,
+                      tai_analysis_window="5 minutes")
+    assert run.returncode != 0
+    out = said(run)
+    assert ("invalid analysis settings: analysis gate 'error-ratio' has unknown key(s) "
+            "failurelimit") in out
+    assert "Traceback" not in run.output
+    assert not rig.lab.writes(CANARY)
+    fixed = {k: v for k, v in bad[0].items() if k != "failurelimit"}
+    run = rig.upgrade("v1.1.0", "-l", CANARY, tai_analysis_gates=[fixed],
+                      tai_analysis_window="5 minutes")
+    assert ("the analysis window must be a Prometheus duration such as 1m or 30s, got "
+            "'5 minutes'. analysis gate 'error-ratio': the query uses unknown placeholder(s) "
+            "${selectr}") in said(run)
+    assert not rig.lab.writes(CANARY)
