@@ -145,16 +145,17 @@ def test_a_switch_back_that_keeps_failing_says_so_first_and_marks_the_region(
 
 
 def test_a_slow_switch_write_does_not_shorten_the_scale_down_delay(lab: BlueGreenLab) -> None:
-    # The switch is stored 1.5 s after it was sent (a slow etcd write, or retries).
+    # The switch is stored 4 s after it was sent (a slow etcd write, or retries); the delay
+    # (6 s) is longer than what the play does between the switch and the scale-down.
     lab.doubles[CANARY].add_fault(Fault("PATCH", SVC, body=SELECTOR_WRITE, action="delay",
-                                        delay=1.5))
+                                        delay=4))
     run = upgrade(lab, "-e", versions(governor="v1.1.0"), "-l", CANARY,
-                  "-e", "tai_bluegreen_scale_down_delay=2.5")
+                  "-e", "tai_bluegreen_scale_down_delay=6", "-e", "tai_upgrade_soak_seconds=0.2")
     assert run.returncode == 0, run.output[-4000:]
     stored = selector_stored_at(lab, CANARY, "green")
     scale_down = next(r for r in lab.doubles[CANARY].writes(f"{DEPLOY}/governor-blue")
                       if r.body.get("spec", {}).get("replicas") == 0)
-    assert scale_down.at - stored >= 2.5
+    assert scale_down.at - stored >= 6
     rec = json.loads(svc_annotations(lab, CANARY)[STATE])
     assert rec["scaledDown"] is True
 
