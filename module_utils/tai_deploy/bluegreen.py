@@ -784,7 +784,9 @@ class BlueGreen:
         def change(current: dict[str, Any]) -> dict[str, Any] | None:
             ann = (current.get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
             now = Record.from_annotation(ann, self._svc_ref(name)) if ann else None
-            if now is None or now.swapped_at != record.swapped_at or now.active != record.active:
+            # The annotation keeps milliseconds: compare as written.
+            if (now is None or _iso(now.swapped_at) != _iso(record.swapped_at)
+                    or now.active != record.active):
                 return None
             return {"metadata": {"annotations": {ANNOTATION: moved.to_annotation()}}}
 
