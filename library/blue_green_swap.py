@@ -33,6 +33,29 @@ description:
     C(autoscaling.keda.sh/paused-replicas) to C("0"), and scaling a slot up first removes that
     annotation. No ScaledObject (or no KEDA) means nothing to do; the module's identity needs
     get and patch on C(scaledobjects.keda.sh).
+  - With O(lease=true), one blue-green operation at a time per cluster and namespace - a
+    C(coordination.k8s.io/v1) Lease C(tai-bluegreen) with C(holderIdentity) (O(lease_holder),
+    by default C(user@host <lease_purpose> pid <ansible-playbook pid>)), C(acquireTime),
+    C(renewTime) and C(leaseDurationSeconds), held before the first write of a call. With
+    O(lease_acquire=true) the call takes it (refused, naming the holder and since when,
+    while another holder renews it; taken over once it expired, or at once when its holder
+    was a process of this machine that is gone, or with O(break_lease=true)); otherwise it
+    must already hold it. Calls renew it while they wait, and stop if somebody else took it.
+    O(state=unlocked) releases it if it is still ours. A call with nothing to write never
+    touches it.
+  - O(state=soaked) is the soak window after a switch - checks O(health_targets) (targets of
+    M(grpc_health_check)) every O(check_interval) seconds for O(soak_seconds) and returns
+    at the first unhealthy answer (C(healthy=false), not a failure); before each check it
+    reads the Services and fails (C(failure_kind=aborted)) when an operator rolled the
+    release back, and it renews the lease.
+  - A rollback marks the release it replaced aborted on the Service (annotation
+    C(bluegreen.tai-deploy.io/aborted)); O(state=prepared) refuses to upgrade to an aborted
+    release again unless O(allow_aborted=true). The switch-back is retried with backoff on
+    every 5xx, 429 and connection failure (O(switch_back_attempts)); when it still fails the
+    message starts with C(SWITCH-BACK FAILED), the Service is marked
+    C(bluegreen.tai-deploy.io/needs-operator) and C(failure_kind=switch_back). While the old
+    slot runs, the switch-back comes first, onto that slot as it stands; it is scaled up to
+    the active slot's count afterwards.
   - Every state is idempotent and resumable after an interruption at any step. What was done
     is read from the cluster (the Service's C(bluegreen.tai-deploy.io/state) annotation, which
     is written in the same patch as the selector, and the Deployments), never from a local
@@ -54,8 +77,10 @@ options:
         O(version), only services whose active slot runs that image are switched back.
       - V(finalized) scales the slot that lost traffic to zero after the scale-down delay.
       - V(status) reads and reports; never changes anything.
+      - V(unlocked) releases the region's lease if this run holds it (see O(lease)).
+      - V(soaked) runs the soak window (see O(health_targets)).
     type: str
-    choices: [prepared, promoted, rolled_back, finalized, status]
+    choices: [prepared, promoted, rolled_back, finalized, status, unlocked, soaked]
     default: promoted
   namespace:
     description: Namespace of the Services and Deployments.
@@ -147,6 +172,55 @@ options:
     description: How many times a write is attempted when it meets 409 Conflicts.
     type: int
     default: 5
+  lease:
+    description: Hold the region's Lease (see the description); V(false) ignores it.
+    type: bool
+    default: false
+  lease_holder:
+    description: holderIdentity of this run (default C(user@host <lease_purpose> pid N)).
+    type: str
+  lease_purpose:
+    description: What the run does, part of the default O(lease_holder).
+    type: str
+    default: blue-green
+  lease_duration:
+    description:
+      - leaseDurationSeconds. Longer than the longest task between two renewals (the
+        pre-switch health check of the rolling upgrade).
+    type: int
+    default: 180
+  lease_acquire:
+    description: This call may take the lease (the first call of an operation).
+    type: bool
+    default: false
+  break_lease:
+    description: With O(lease_acquire), take the lease even from a live holder (an emergency).
+    type: bool
+    default: false
+  break_lease_hint:
+    description: How the person running it breaks the lease, added to a refusal.
+    type: str
+    default: "set break_lease=true"
+  allow_aborted:
+    description: With V(prepared)/V(promoted), upgrade to a release a rollback aborted.
+    type: bool
+    default: false
+  switch_back_attempts:
+    description: Attempts of each switch-back on retryable answers (5xx, 429, connection).
+    type: int
+    default: 6
+  health_targets:
+    description: With V(soaked), the targets to check (as M(grpc_health_check)'s C(targets)).
+    type: list
+    elements: dict
+  soak_seconds:
+    description: With V(soaked), how long the window lasts.
+    type: float
+    default: 180
+  check_interval:
+    description: With V(soaked), seconds between two rounds of checks.
+    type: float
+    default: 2
   kubeconfig:
     description:
       - Path of the kubeconfig. Default as kubectl - C(KUBECONFIG), then C(~/.kube/config).
@@ -314,6 +388,26 @@ conflicts:
   description: 409 Conflicts met and resolved by re-reading.
   returned: always
   type: int
+lease_holder:
+  description: The holderIdentity this call used (with O(lease=true)).
+  returned: always
+  type: str
+lease_notes:
+  description: A lease taken over or broken, in words.
+  returned: always
+  type: list
+  elements: str
+healthy:
+  description: With V(soaked), whether the whole window passed.
+  returned: with state soaked
+  type: bool
+failure_kind:
+  description:
+    - On failure, V(aborted) (an operator rolled the release back), V(aborted_release) (the
+      release was aborted before), V(lease) (the region is locked or the lock was lost),
+      V(switch_back) (a switch-back failed for good), or an empty string.
+  returned: on failure
+  type: str
 """
 
 import traceback
@@ -328,6 +422,12 @@ try:
         Target,
         run,
     )
+    from ansible.module_utils.tai_deploy.bluegreen_lease import (
+        LeaseError,
+        LeaseLock,
+        default_holder,
+    )
+    from ansible.module_utils.tai_deploy.bluegreen_soak import soak
     from ansible.module_utils.tai_deploy.k8s_api import (
         KubeClient,
         KubeConfigError,
@@ -340,7 +440,8 @@ else:
 
 ARGUMENT_SPEC = {
     "state": {"type": "str", "default": "promoted",
-              "choices": ["prepared", "promoted", "rolled_back", "finalized", "status"]},
+              "choices": ["prepared", "promoted", "rolled_back", "finalized", "status",
+                          "unlocked", "soaked"]},
     "namespace": {"type": "str", "default": "tai-system"},
     "service": {"type": "str"},
     "image": {"type": "str"},
@@ -362,6 +463,18 @@ ARGUMENT_SPEC = {
     "include_finalized": {"type": "bool", "default": True},
     "poll_interval": {"type": "float", "default": 1.0},
     "conflict_attempts": {"type": "int", "default": 5},
+    "lease": {"type": "bool", "default": False},
+    "lease_holder": {"type": "str"},
+    "lease_purpose": {"type": "str", "default": "blue-green"},
+    "lease_duration": {"type": "int", "default": 180},
+    "lease_acquire": {"type": "bool", "default": False},
+    "break_lease": {"type": "bool", "default": False},
+    "break_lease_hint": {"type": "str", "default": "set break_lease=true"},
+    "allow_aborted": {"type": "bool", "default": False},
+    "switch_back_attempts": {"type": "int", "default": 6},
+    "health_targets": {"type": "list", "elements": "dict"},
+    "soak_seconds": {"type": "float", "default": 180.0},
+    "check_interval": {"type": "float", "default": 2.0},
     "kubeconfig": {"type": "path"},
     "context": {"type": "str"},
     "api_server": {"type": "str"},
@@ -379,6 +492,43 @@ def _targets(params: dict) -> list:
     return [Target(params["service"], params["image"], params["version"], params["container"])]
 
 
+def _fail(module: AnsibleModule, bg: BlueGreen, msg: str, kind: str, **extra: object) -> None:
+    for note in bg.lease_notes:
+        module.warn(note)
+    partial = {name: o.as_dict() for name, o in bg.outcomes.items()}
+    module.fail_json(msg=msg, services=partial, failure_kind=kind,
+                     changed=any(o["changed"] for o in partial.values()), **extra)
+
+
+def _lease_state(module: AnsibleModule, bg: BlueGreen, lock: LeaseLock) -> None:
+    p = module.params
+    try:
+        released = lock.release()
+        module.exit_json(changed=released and not module.check_mode, lease_holder=lock.holder,
+                         lease_notes=[], msg=f"{lock.ref} released" if released else
+                         f"{lock.ref} was not held by {lock.holder}; left alone")
+    except LeaseError as exc:
+        _fail(module, bg, str(exc), "lease", lease_holder=lock.holder)
+    except (SwapError, Exception) as exc:
+        _fail(module, bg, f"blue-green {p['state']} failed: {exc}", "")
+
+
+def _soak_state(module: AnsibleModule, bg: BlueGreen, holder: str | None) -> None:
+    p = module.params
+    names = [t.service for t in _targets(p)]
+    try:
+        result = soak(bg, names, p["health_targets"] or [], seconds=p["soak_seconds"],
+                      interval=p["check_interval"])
+    except SwapError as exc:
+        _fail(module, bg, str(exc), exc.kind, healthy=False, lease_holder=holder)
+    except Exception as exc:  # an API failure during the soak: the rescue switches back
+        _fail(module, bg, f"the soak window failed: {type(exc).__name__}: {exc}", "",
+              healthy=False, lease_holder=holder)
+    module.exit_json(changed=False, healthy=result.healthy, msg=result.message,
+                     checks=result.checks, elapsed=round(result.elapsed, 2),
+                     targets=result.report["targets"], lease_holder=holder, lease_notes=[])
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
@@ -386,39 +536,52 @@ def main() -> None:
                             ("services", "image"), ("services", "version"),
                             ("services", "container"), ("api_server", "kubeconfig"),
                             ("api_server", "context")],
-        required_one_of=[("service", "services")],
+        required_if=[("state", "soaked", ("health_targets",))],
         supports_check_mode=True,
     )
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("requests and PyYAML"),
                          exception=IMPORT_ERROR)
     p = module.params
+    if p["state"] != "unlocked" and not (p["service"] or p["services"]):
+        module.fail_json(msg="one of the following is required: service, services")
+    holder = (p["lease_holder"] or default_holder(p["lease_purpose"])) if p["lease"] else None
     try:
         settings = Settings(
             namespace=p["namespace"], slot_label=p["slot_label"], slots=tuple(p["slots"]),
             progress_deadline=p["progress_deadline"], scale_down_delay=p["scale_down_delay"],
             poll_interval=p["poll_interval"], conflict_attempts=p["conflict_attempts"],
-            preview_suffix=p["preview_suffix"])
+            preview_suffix=p["preview_suffix"], switch_back_attempts=p["switch_back_attempts"])
         access = access_from_options(
             kubeconfig=p["kubeconfig"], context=p["context"], api_server=p["api_server"],
             api_token=p["api_token"], ca_cert=p["ca_cert"], validate_certs=p["validate_certs"])
         client = KubeClient(access, timeout=p["request_timeout"])
-        bg = BlueGreen(client, settings, check_mode=module.check_mode)
+        lock = (LeaseLock(client, p["namespace"], holder, duration=p["lease_duration"],
+                          check_mode=module.check_mode) if holder else None)
+        bg = BlueGreen(client, settings, check_mode=module.check_mode, lease=lock,
+                       may_acquire=p["lease_acquire"], break_lease=p["break_lease"],
+                       break_hint=p["break_lease_hint"], allow_aborted=p["allow_aborted"])
     except (KubeConfigError, SwapError) as exc:
         module.fail_json(msg=str(exc))
     try:
+        if p["state"] == "unlocked":
+            if lock is None:
+                module.fail_json(msg=f"state {p['state']} needs lease=true")
+            _lease_state(module, bg, lock)
+        if p["state"] == "soaked":
+            _soak_state(module, bg, holder)
         outcomes = run(bg, p["state"], _targets(p), wait=p["wait"],
                        wait_scale_down=p["wait_scale_down"],
                        include_finalized=p["include_finalized"])
     except SwapError as exc:
-        partial = {name: o.as_dict() for name, o in bg.outcomes.items()}
-        module.fail_json(msg=str(exc), services=partial,
-                         changed=any(o["changed"] for o in partial.values()))
+        _fail(module, bg, str(exc), exc.kind, lease_holder=holder)
     except Exception as exc:
         module.fail_json(msg=f"blue-green {p['state']} failed: {type(exc).__name__}: {exc}",
                          exception=traceback.format_exc())
     finally:
         client.close()
+    for note in bg.lease_notes:
+        module.warn(note)
     for o in outcomes:
         for warning in o.warnings:
             module.warn(f"{o.service}: {warning}")
@@ -432,9 +595,12 @@ def main() -> None:
         scale_down_pending=[o.service for o in outcomes if o.scale_down_pending],
         active_slots={o.service: o.after.get("active_slot") for o in outcomes},
         conflicts=bg.conflicts,
+        lease_holder=holder,
+        lease_notes=bg.lease_notes,
         diff={"before": {o.service: o.before for o in outcomes},
               "after": {o.service: o.after for o in outcomes}},
     )
+
 
 if __name__ == "__main__":
     main()

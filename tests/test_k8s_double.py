@@ -288,3 +288,54 @@ def test_status_subresource_only_changes_status(client: KubeClient) -> None:
     current["status"] = {**current["status"], "observedGeneration": 1}
     client.request("PUT", path + "/status", body=current)
     assert client.get(path)["spec"]["replicas"] == 3
+
+
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/tai-system/leases"
+
+
+def test_leases_are_validated_like_the_other_kinds(double: KubeApiDouble,
+                                                   client: KubeClient) -> None:
+    spec = {"holderIdentity": "me", "leaseDurationSeconds": 30,
+            "acquireTime": "2026-12-01T20:00:00.000000Z",
+            "renewTime": "2026-12-01T20:00:00.000000Z"}
+    made = client.create(LEASES, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                  "metadata": {"name": "lock"}, "spec": spec})
+    assert made["spec"] == spec and "status" not in made and "generation" not in made["metadata"]
+    with pytest.raises(ApiError) as unknown:
+        client.create(LEASES, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                               "metadata": {"name": "bad"}, "spec": {"holder": "me"}})
+    assert unknown.value.status == 400 and 'unknown field "spec.holder"' in str(unknown.value)
+    with pytest.raises(ApiError) as mistyped:
+        client.patch(f"{LEASES}/lock", {"spec": {"leaseDurationSeconds": "30"}})
+    assert mistyped.value.status == 400
+    with pytest.raises(ApiError) as stale:
+        client.patch(f"{LEASES}/lock", {"metadata": {"resourceVersion": "1"},
+                                        "spec": {"holderIdentity": "you"}})
+    assert stale.value.status == 409
+    kinds = {r["kind"] for r in client.get("/apis/coordination.k8s.io/v1")["resources"]}
+    assert kinds == {"Lease"}
+
+
+def test_fault_injection_on_the_nth_matching_request(double: KubeApiDouble,
+                                                     client: KubeClient) -> None:
+    path = service_path(NAMESPACE, "governor")
+    fault = double.add_fault(Fault("PATCH", path, body='"selector"', skip=1, status=500,
+                                   reason="InternalError", message="etcd down"))
+    client.patch(path, {"metadata": {"labels": {"x": "1"}}})  # no selector: not matched
+    client.patch(path, {"spec": {"selector": {"slot": "blue"}}})  # the first match: skipped
+    with pytest.raises(ApiError) as err:
+        client.patch(path, {"spec": {"selector": {"slot": "blue"}}})
+    assert err.value.status == 500 and "etcd down" in str(err.value) and fault.hits == 1
+    double.add_fault(Fault("PATCH", path, action="reset"))
+    with pytest.raises(Exception, match="cannot reach the API server"):
+        client.patch(path, {"metadata": {"labels": {"reset": "not-applied"}}})
+    assert "reset" not in double.get("Service", NAMESPACE, "governor")["metadata"]["labels"]
+    double.add_fault(Fault("PATCH", path, action="delay", delay=0.3))
+    client.patch(path, {"metadata": {"labels": {"late": "yes"}}})
+    late = next(r for r in reversed(double.requests) if r.method == "PATCH")
+    assert late.status == 200
+    assert double.get("Service", NAMESPACE, "governor")["metadata"]["labels"]["late"] == "yes"
+    double.add_fault(Fault("GET", path, status=429, reason="TooManyRequests", retry_after=0.2))
+    assert client.get(path)["metadata"]["name"] == "governor"  # waited Retry-After, retried
+    statuses = [r.status for r in double.requests if r.method == "GET" and r.path == path]
+    assert statuses[-2:] == [429, 200]

@@ -32,7 +32,18 @@ sets its annotation ``autoscaling.keda.sh/paused-replicas: "0"``, and scaling a 
 ScaledObject, or no KEDA in the cluster) means there is nothing to pause.
 
 The annotation ``bluegreen.tai-deploy.io/state`` on the Service is written in the same patch
-as the selector, so the record and the traffic can never disagree.
+as the selector, so the record and the traffic can never disagree. Its times count from the
+moment the API server stored that patch: when the answer came noticeably later than the
+record's time (a slow write, retries), the record's times are moved to the answer's time.
+
+A rollback also writes ``bluegreen.tai-deploy.io/aborted`` (the release that was aborted)
+in the same patch: a rolling upgrade soaking that release stops at its next check, and an
+upgrade to it again needs ``allow_aborted``. The switch-back is retried with backoff on
+every retryable answer (5xx, 429, connection failures); when it still fails, the Service is
+marked ``bluegreen.tai-deploy.io/needs-operator`` (when that write gets through) and the
+error's first words say SWITCH-BACK FAILED. While the old slot runs, the switch-back comes
+first, onto that slot as it stands; scaling it up to the active slot's count (an HPA may
+have scaled the active slot up) comes after.
 """
 
 from __future__ import annotations
@@ -48,9 +59,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from .bluegreen_lease import LeaseError, LeaseLock
 from .k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
 
 ANNOTATION = "bluegreen.tai-deploy.io/state"
+# The release a rollback aborted: {"image", "slot", "at", "by"}.
+ABORTED = "bluegreen.tai-deploy.io/aborted"
+# A switch-back that failed for good: {"reason", "since"}; cleared by a successful rollback.
+NEEDS_OPERATOR = "bluegreen.tai-deploy.io/needs-operator"
+# A record whose time is further than this from the stored write's answer is re-timed.
+RETIME_TOLERANCE = 0.1
 # The chart's label telling the active Service from the preview one.
 ROUTE_LABEL = "tai.example.com/route"
 # KEDA holds a ScaledObject's target at this many replicas and stops scaling it while set.
@@ -68,7 +86,23 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class SwapError(Exception):
-    """The swap cannot go on; the message says what was (not) done and what to do."""
+    """The swap cannot go on; the message says what was (not) done and what to do.
+
+    ``kind``: "" (any failure), "aborted" (an operator rolled the release back), "lease"
+    (the region is locked by, or was taken over by, another operation), "switch_back"
+    (a switch-back failed for good: the region needs an operator).
+    """
+
+    def __init__(self, message: str, *, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def retryable(exc: Exception) -> bool:
+    """5xx, 429 and connection failures may succeed when tried again; 4xx answers do not."""
+    if isinstance(exc, ApiError):
+        return exc.status >= 500 or exc.status == 429
+    return isinstance(exc, KubeError) and "cannot reach the API server" in str(exc)
 
 
 # ------------------------------------------------------------------------------------------
@@ -87,6 +121,9 @@ class Settings:
     poll_interval: float = 1.0
     conflict_attempts: int = 5
     preview_suffix: str = "-preview"
+    # The switch-back: attempts on retryable answers, pauses doubling from switch_back_pause.
+    switch_back_attempts: int = 6
+    switch_back_pause: float = 0.1
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -106,6 +143,9 @@ class Settings:
             out.append(f"poll_interval must be positive, got {self.poll_interval}")
         if self.conflict_attempts < 1:
             out.append(f"conflict_attempts must be at least 1, got {self.conflict_attempts}")
+        if self.switch_back_attempts < 1:
+            out.append(f"switch_back_attempts must be at least 1, got "
+                       f"{self.switch_back_attempts}")
         return out
 
 
@@ -162,6 +202,14 @@ def _iso(ts: float) -> str:
 
 def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _json_annotation(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -320,8 +368,12 @@ class Outcome:
     record: dict[str, Any] | None = None
     slots: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    # Called before each change is made (the lease is taken before any write).
+    on_act: Callable[[], None] | None = field(default=None, repr=False)
 
     def act(self, text: str) -> None:
+        if self.on_act is not None:
+            self.on_act()
         self.changed = True
         self.actions.append(text)
 
@@ -338,6 +390,8 @@ class Outcome:
 
 # (outcome, view, slot, desired replicas, image): one Deployment to wait for.
 _Wait = tuple[Outcome, View, str, int, str]
+# (outcome, view, record, replicas to switch onto, replicas afterwards): one switch-back.
+_Plan = tuple[Outcome, "View", "Record", int, int]
 
 
 # ------------------------------------------------------------------------------------------
@@ -349,10 +403,20 @@ class BlueGreen:
 
     def __init__(self, client: KubeClient, settings: Settings, *, check_mode: bool = False,
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 lease: LeaseLock | None = None, may_acquire: bool = False,
+                 break_lease: bool = False, break_hint: str = "",
+                 allow_aborted: bool = False) -> None:
         problems = settings.problems()
         if problems:
             raise SwapError("; ".join(problems))
+        self.lease = lease
+        self.may_acquire = may_acquire
+        self.break_lease = break_lease
+        self.break_hint = break_hint
+        self.lease_notes: list[str] = []
+        self._held = False
+        self.allow_aborted = allow_aborted
         self.client = client
         self.s = settings
         self.check_mode = check_mode
@@ -360,6 +424,48 @@ class BlueGreen:
         self.sleep = sleep
         self.outcomes: dict[str, Outcome] = {}
         self.conflicts = 0
+
+    # -- the lease ---------------------------------------------------------------------
+
+    def need_lease(self) -> None:
+        """Before a write: hold the region's lease (take it if this call may, else renew it).
+
+        Called before every write (``Outcome.act``), so a run with nothing to do never
+        touches the lease, and a run that lost it (an emergency rollback broke it) stops.
+        """
+        if self.lease is None:
+            return
+        try:
+            if self._held:
+                self.lease.renew(at_most_every=self.lease.duration / 6)
+            elif self.may_acquire:
+                self.lease_notes += self.lease.acquire(break_lease=self.break_lease,
+                                                       how_to_break=self.break_hint)
+            else:
+                self.lease.renew()
+        except LeaseError as exc:
+            raise SwapError(str(exc), kind="lease") from exc
+        self._held = True
+
+    def renew_lease(self, *, at_most_every: float = 0.0) -> None:
+        """Renew the lease while waiting, once this call holds it; SwapError if lost."""
+        if self.lease is None or not self._held:
+            return
+        try:
+            self.lease.renew(at_most_every=at_most_every)
+        except LeaseError as exc:
+            raise SwapError(str(exc), kind="lease") from exc
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, renewing the lease (if held) often enough for it not to expire meanwhile."""
+        end = self.clock() + seconds
+        while True:
+            left = end - self.clock()
+            if left <= 0:
+                return
+            step = left if self.lease is None else min(left, self.lease.duration / 3)
+            self.sleep(step)
+            self.renew_lease()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -419,7 +525,8 @@ class BlueGreen:
     def _outcome(self, target: Target, view: View) -> Outcome:
         out = self.outcomes.get(target.service)
         if out is None:
-            out = Outcome(target.service, before=view.summary(), after=view.summary())
+            out = Outcome(target.service, before=view.summary(), after=view.summary(),
+                          on_act=self.need_lease)
             self.outcomes[target.service] = out
         return out
 
@@ -609,22 +716,34 @@ class BlueGreen:
         if not self.check_mode:
             view.preview = self.client.create(service_path(self.s.namespace), body)
 
-    def _switch(self, out: Outcome, view: View, to: str, record: Record, *,
-                desired: int, image: str) -> None:
-        """The one patch that moves traffic: selector slot key, slot label, record."""
+    def _switch(self, out: Outcome, view: View, to: str, make_record: Callable[[float], Record],
+                *, desired: int, image: str, annotations: Mapping[str, str | None] | None = None,
+                announce: bool = True) -> Record:
+        """The one patch that moves traffic: selector slot key, slot label, record.
+
+        The record is made at each attempt, right before its patch is sent, and its times are
+        moved to the answer's time when the write was stored noticeably later (a slow write,
+        throttling retries): the scale-down delay counts from the stored switch. Annotations
+        given as None are removed, when present.
+        """
         key, ns = self.s.slot_label, self.s.namespace
         name = view.service["metadata"]["name"]
         dep = view.slots[to]
-        out.act(f"switch {self._svc_ref(name)} from slot {view.active} to {to} ({image})")
+        if announce:
+            out.act(f"switch {self._svc_ref(name)} from slot {view.active} to {to} ({image})")
         if self.check_mode:
-            return
+            return make_record(self.clock())
+        sent: list[Record] = []
 
         def change(current: dict[str, Any]) -> dict[str, Any] | None:
             selector = current.get("spec", {}).get("selector") or {}
             now_active = selector.get(key)
-            ann = (current.get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
+            present = current.get("metadata", {}).get("annotations") or {}
+            ann = present.get(ANNOTATION)
             if now_active == to:
-                if ann and Record.from_annotation(ann, self._svc_ref(name)).active_image == image:
+                stored = Record.from_annotation(ann, self._svc_ref(name)) if ann else None
+                if stored is not None and stored.active_image == image:
+                    sent.append(stored)
                     return None  # an earlier attempt (or a parallel run) already switched
                 raise SwapError(f"{self._svc_ref(name)} was switched to slot {to} by somebody "
                                 "else while this run was switching it; check it by hand")
@@ -638,13 +757,91 @@ class BlueGreen:
             if not state.ready:
                 raise SwapError(f"Deployment {ns}/{dep.deployment} {state.detail}; "
                                 f"{self._svc_ref(name)} still selects {view.active}")
+            record = make_record(self.clock())
+            sent.append(record)
+            extra = {k: v for k, v in (annotations or {}).items()
+                     if v is not None or k in present}
             return {"metadata": {"labels": {key: to},
-                                 "annotations": {ANNOTATION: record.to_annotation()}},
+                                 "annotations": {**extra, ANNOTATION: record.to_annotation()}},
                     "spec": {"selector": {key: to}}}
 
         view.service, _, conflicts = self.client.update_with_retry(
             service_path(ns, name), change, attempts=self.s.conflict_attempts)
         self.conflicts += conflicts
+        answered = self.clock()
+        record = sent[-1]
+        if answered - record.swapped_at > RETIME_TOLERANCE:
+            record = self._retime(view, record, answered)
+        return record
+
+    def _retime(self, view: View, record: Record, stored: float) -> Record:
+        """Move the record's switch time (and its scale-down time with it) to ``stored``."""
+        name = view.service["metadata"]["name"]
+        moved = dataclasses.replace(record, swapped_at=stored,
+                                    scale_down_at=stored + record.scale_down_at
+                                    - record.swapped_at)
+
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            ann = (current.get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
+            now = Record.from_annotation(ann, self._svc_ref(name)) if ann else None
+            # The annotation keeps milliseconds: compare as written.
+            if (now is None or _iso(now.swapped_at) != _iso(record.swapped_at)
+                    or now.active != record.active):
+                return None
+            return {"metadata": {"annotations": {ANNOTATION: moved.to_annotation()}}}
+
+        view.service, _, conflicts = self.client.update_with_retry(
+            service_path(self.s.namespace, name), change, attempts=self.s.conflict_attempts)
+        self.conflicts += conflicts
+        return moved
+
+    def _switch_back(self, out: Outcome, view: View, rec: Record, count: int) -> Record:
+        """Switch back, retried with backoff on every retryable answer; SwapError at the end."""
+        name = view.service["metadata"]["name"]
+        by = self.lease.holder if self.lease is not None else "rollback"
+        annotations: dict[str, str | None] = {
+            ABORTED: json.dumps({"image": rec.active_image, "slot": rec.active,
+                                 "at": _iso(self.clock()), "by": by}, sort_keys=True),
+            NEEDS_OPERATOR: None}
+
+        def rolled_back(at: float) -> Record:
+            return Record(ROLLED_BACK, rec.previous, rec.previous_image, rec.active,
+                          rec.active_image, at, at + self.s.scale_down_delay)
+
+        started, pause, attempt = self.clock(), self.s.switch_back_pause, 0
+        out.act(f"switch {self._svc_ref(name)} from slot {view.active} to {rec.previous} "
+                f"({rec.previous_image})")
+        while True:
+            attempt += 1
+            try:
+                return self._switch(out, view, rec.previous, rolled_back, desired=count,
+                                    image=rec.previous_image, annotations=annotations,
+                                    announce=False)
+            except (ApiError, KubeError) as exc:
+                last: Exception = exc
+                if not retryable(exc) or attempt >= self.s.switch_back_attempts:
+                    break
+            except SwapError as exc:
+                last = exc
+                break
+            self.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        spent = self.clock() - started
+        reason = (f"the switch-back to slot {rec.previous} failed after {attempt} "
+                  f"attempt(s) over {spent:.1f} s: {last}")
+        mark = self._mark_needs_operator(name, reason)
+        raise SwapError(f"{self._svc_ref(name)} still selects slot {view.active} "
+                        f"({rec.active_image}): {reason}; {mark}", kind="switch_back")
+
+    def _mark_needs_operator(self, name: str, reason: str) -> str:
+        """Best effort: a write that does not touch the selector may still get through."""
+        body = {"metadata": {"annotations": {NEEDS_OPERATOR: json.dumps(
+            {"reason": reason, "since": _iso(self.clock())}, sort_keys=True)}}}
+        try:
+            self.client.patch(service_path(self.s.namespace, name), body)
+        except (ApiError, KubeError) as exc:
+            return f"marking it {NEEDS_OPERATOR} failed too ({exc})"
+        return f"marked it {NEEDS_OPERATOR}"
 
     def _mark_scaled_down(self, view: View) -> None:
         name = view.service["metadata"]["name"]
@@ -692,6 +889,8 @@ class BlueGreen:
                 raise SwapError(f"{'; '.join(failed)}; {why}")
             if not still:
                 return
+            if self.lease is not None:
+                self.renew_lease(at_most_every=self.lease.duration / 6)
             now = self.clock()
             if now >= deadline:
                 details = []
@@ -728,12 +927,26 @@ class BlueGreen:
         image = self._target_image(target, view)
         out.target_image = image
         if view.active_image == image:
+            rec = view.record
+            if rec and not rec.scaled_down and rec.active == view.active:
+                self.need_lease()  # a soak and a scale-down follow: the lock comes first
             out.promotion_needed = False
             self._point_preview(out, view, view.inactive)
             out.message = f"slot {view.active} already serves {image}"
             self._finish(out, view)
             return out, view, None
         out.promotion_needed = True
+        self.need_lease()  # an upgrade follows: the lock comes first
+        annotations = view.service.get("metadata", {}).get("annotations") or {}
+        if annotations.get(NEEDS_OPERATOR):
+            raise SwapError(f"{self._svc_ref(target.service)} is marked {NEEDS_OPERATOR}: "
+                            f"{annotations[NEEDS_OPERATOR]}; check it, then switch it back with "
+                            "playbooks/rollback.yml (which clears the mark) before upgrading")
+        aborted = _json_annotation(annotations.get(ABORTED))
+        if aborted.get("image") == image and not self.allow_aborted:
+            raise SwapError(f"{image} was aborted on {self._svc_ref(target.service)} "
+                            f"(at {aborted.get('at')}, by {aborted.get('by')}); upgrading to it "
+                            "again needs an explicit override", kind="aborted_release")
         desired = view.slots[view.active].replicas
         if desired < 1:
             raise SwapError(f"Deployment {self.s.namespace}/{view.slots[view.active].deployment}"
@@ -769,10 +982,14 @@ class BlueGreen:
             if desired is not None:
                 old, new = view.active, view.inactive
                 old_image = str(view.active_image)
-                now = self.clock()
-                record = Record(PROMOTED, new, image, old, old_image, now,
-                                now + self.s.scale_down_delay)
-                self._switch(out, view, new, record, desired=desired, image=image)
+
+                def promoted(at: float, new: str = new, old: str = old, image: str = image,
+                             old_image: str = old_image) -> Record:
+                    return Record(PROMOTED, new, image, old, old_image, at,
+                                  at + self.s.scale_down_delay)
+
+                record = self._switch(out, view, new, promoted, desired=desired, image=image,
+                                      annotations={ABORTED: None})
                 view.active, view.inactive, view.record = new, old, record
                 self._point_preview(out, view, old)
                 out.message = f"switched from slot {old} to {new} ({image})"
@@ -788,66 +1005,94 @@ class BlueGreen:
                  include_finalized: bool = True) -> list[Outcome]:
         """Switch each Service back to the slot it served before its last switch.
 
-        With ``include_finalized=False`` a switch whose old slot was already scaled down
-        (its soak completed) is left alone: the playbook's automatic rollback uses that.
+        While the old slot still runs and is fully available at its own count, the switch
+        comes first, onto it as it stands; scaling it up to the active slot's count (an HPA
+        may have scaled that one up) comes after. A slot already scaled down is scaled up and
+        waited for first. With ``include_finalized=False`` a switch whose old slot was
+        already scaled down (its soak completed) is left alone: the playbook's automatic
+        rollback uses that. Every service is tried even when one switch-back fails.
         """
         outcomes: list[Outcome] = []
         waits: list[_Wait] = []
-        plans: list[tuple[Outcome, View, Record, int]] = []
+        plans: list[_Plan] = []
         for target in targets:
-            view = self.read(target)
-            out = self._outcome(target, view)
-            outcomes.append(out)
-            rec = view.record
-            guard = self._target_image(target, view) if (target.image or target.version) \
-                else None
-            out.target_image = guard
-            if rec is None:
-                out.message = "no switch is recorded on the Service; nothing to roll back"
-            elif guard is not None and view.active_image != guard:
-                out.message = (f"slot {view.active} serves {view.active_image}, not {guard}; "
-                               "nothing to roll back")
-            elif rec.phase == ROLLED_BACK and rec.active == view.active:
-                out.message = f"already rolled back to slot {view.active} ({rec.active_image})"
-            elif rec.scaled_down and not include_finalized:
-                out.message = (f"the switch to slot {view.active} was completed (slot "
-                               f"{rec.previous} scaled down); left alone")
-            elif rec.active != view.active:
-                raise SwapError(f"{self._svc_ref(target.service)} selects slot {view.active} "
-                                f"but its record says {rec.active}; it was changed by hand, "
-                                "so rollback will not guess; fix the selector by hand")
-            else:
-                back = view.slots[rec.previous]
-                if back.obj is None:
-                    raise SwapError(f"cannot roll back {self._svc_ref(target.service)}: "
-                                    f"Deployment {self.s.namespace}/{back.deployment} is gone")
-                if back.image(view.container) != rec.previous_image:
-                    raise SwapError(
-                        f"cannot roll back {self._svc_ref(target.service)}: Deployment "
-                        f"{self.s.namespace}/{back.deployment} runs "
-                        f"{back.image(view.container)}, not the recorded previous image "
-                        f"{rec.previous_image}")
-                desired = max(back.replicas, view.slots[view.active].replicas, 1)
-                if back.replicas != desired:
-                    self._deploy_slot(out, view, rec.previous, rec.previous_image, desired)
-                waits.append((out, view, rec.previous, desired, rec.previous_image))
-                plans.append((out, view, rec, desired))
-            self._finish(out, view)
+            outcomes.append(self._plan_rollback(target, include_finalized, waits, plans))
         self.wait_available(waits, "no Service was switched back")
-        for out, view, rec, desired in plans:
-            now = self.clock()
-            record = Record(ROLLED_BACK, rec.previous, rec.previous_image, rec.active,
-                            rec.active_image, now, now + self.s.scale_down_delay)
-            self._switch(out, view, rec.previous, record, desired=desired,
-                         image=rec.previous_image)
+        failures: list[str] = []
+        for out, view, rec, count, full in plans:
+            try:
+                record = self._switch_back(out, view, rec, count)
+            except SwapError as exc:
+                failures.append(str(exc))
+                self._finish(out, view)
+                continue
             view.active, view.inactive, view.record = rec.previous, rec.active, record
-            self._point_preview(out, view, rec.active)
             out.rolled_back = True
             out.message = (f"switched back from slot {rec.active} ({rec.active_image}) to "
                            f"{rec.previous} ({rec.previous_image})")
+            try:
+                if full > count:  # traffic is back; now the capacity the active slot had
+                    self._deploy_slot(out, view, rec.previous, rec.previous_image, full)
+                self._point_preview(out, view, rec.active)
+            except (ApiError, KubeError, SwapError) as exc:
+                out.warnings.append(f"switched back, but a follow-up write failed: {exc}; "
+                                    "run the rollback again to finish it")
             out.after = view.summary()
             self._finish(out, view)
+        if failures:
+            done = [o.service for o in outcomes if o.rolled_back]
+            raise SwapError("SWITCH-BACK FAILED: " + "; ".join(failures)
+                            + (f"; switched back: {', '.join(done)}" if done else ""),
+                            kind="switch_back")
         return outcomes
+
+    def _plan_rollback(self, target: Target, include_finalized: bool, waits: list[_Wait],
+                       plans: list[_Plan]) -> Outcome:
+        """Decide one service's rollback: nothing, switch at once, or scale up and wait."""
+        view = self.read(target)
+        out = self._outcome(target, view)
+        rec = view.record
+        guard = self._target_image(target, view) if (target.image or target.version) \
+            else None
+        out.target_image = guard
+        if rec is None:
+            out.message = "no switch is recorded on the Service; nothing to roll back"
+        elif guard is not None and view.active_image != guard:
+            out.message = (f"slot {view.active} serves {view.active_image}, not {guard}; "
+                           "nothing to roll back")
+        elif rec.phase == ROLLED_BACK and rec.active == view.active:
+            out.message = f"already rolled back to slot {view.active} ({rec.active_image})"
+        elif rec.scaled_down and not include_finalized:
+            out.message = (f"the switch to slot {view.active} was completed (slot "
+                           f"{rec.previous} scaled down); left alone")
+        elif rec.active != view.active:
+            raise SwapError(f"{self._svc_ref(target.service)} selects slot {view.active} "
+                            f"but its record says {rec.active}; it was changed by hand, "
+                            "so rollback will not guess; fix the selector by hand")
+        else:
+            back = view.slots[rec.previous]
+            if back.obj is None:
+                raise SwapError(f"cannot roll back {self._svc_ref(target.service)}: "
+                                f"Deployment {self.s.namespace}/{back.deployment} is gone")
+            if back.image(view.container) != rec.previous_image:
+                raise SwapError(
+                    f"cannot roll back {self._svc_ref(target.service)}: Deployment "
+                    f"{self.s.namespace}/{back.deployment} runs "
+                    f"{back.image(view.container)}, not the recorded previous image "
+                    f"{rec.previous_image}")
+            full = max(back.replicas, view.slots[view.active].replicas, 1)
+            as_it_stands = back.replicas > 0 and readiness(
+                back.obj, desired=back.replicas, image=rec.previous_image,
+                container=view.container).ready
+            if as_it_stands:
+                plans.append((out, view, rec, back.replicas, full))
+            else:
+                if back.replicas != full:
+                    self._deploy_slot(out, view, rec.previous, rec.previous_image, full)
+                waits.append((out, view, rec.previous, full, rec.previous_image))
+                plans.append((out, view, rec, full, full))
+        self._finish(out, view)
+        return out
 
     def finalize(self, targets: Sequence[Target], *, wait: bool = True) -> list[Outcome]:
         """Scale the slot that lost traffic to zero once the scale-down delay has passed."""
@@ -857,6 +1102,18 @@ class BlueGreen:
             out = self._outcome(target, view)
             outcomes.append(out)
             rec = view.record
+            guard = (self._target_image(target, view) if (target.image or target.version)
+                     else None)
+            # (Check mode: a promotion planned in the same run was not made, nothing to see.)
+            if guard is not None and not self.check_mode and (rec is None
+                                                              or rec.active_image != guard):
+                mark = _json_annotation((view.service.get("metadata", {}).get("annotations")
+                                         or {}).get(ABORTED))
+                raise SwapError(f"the release {guard} was aborted in this region: "
+                                f"{self._svc_ref(target.service)} serves slot {view.active} "
+                                f"({view.active_image}) since a rollback (by "
+                                f"{mark.get('by', 'somebody')} at {mark.get('at', '?')}); "
+                                "nothing was scaled down", kind="aborted")
             if rec is None or rec.scaled_down:
                 out.message = ("no switch is recorded on the Service; nothing to scale down"
                                if rec is None else f"slot {rec.previous} is already scaled down")
@@ -875,7 +1132,7 @@ class BlueGreen:
                 self._finish(out, view)
                 continue
             if remaining > 0:
-                self.sleep(remaining)
+                self.pause(remaining)
             self._scale_down(out, view, rec)
             out.message = f"slot {rec.previous} scaled down"
             out.after = view.summary()

@@ -12,6 +12,10 @@ to talk to it through the real REST paths and JSON:
   ``/api/v1/namespaces/{ns}/services[/{name}[/status]]`` (GET, LIST with label/field
   selectors, POST, PUT, PATCH as JSON merge patch, JSON patch or a simplified strategic merge
   patch, DELETE), cluster-wide lists, and read-only namespaces;
+- Leases, ``/apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]`` (what clients
+  use as a lock, like client-go's leader election): stored, defaulted (nothing to default)
+  and validated with kubernetes-validate like Deployments and Services; no generation and no
+  status, as the API server keeps none for them (API reference: Lease v1 coordination.k8s.io);
 - KEDA ScaledObjects, ``/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects[/{name}]``,
   stored and served like the other kinds (the same verbs, resourceVersion and 409 rules) but
   checked only structurally, as the CRD has no offline schema here (names, labels, string
@@ -43,9 +47,12 @@ NOT_SERVING; ``-fail-after-swap`` answers SERVING until a non-preview Service ha
 for ``fail_after`` seconds, then NOT_SERVING; ``-flap`` alternates; ``-slow`` takes 2 s to
 become ready. Anything else is healthy.
 
-Fault injection for tests: ``add_fault(Fault(...))`` makes the next matching request(s)
-answer an error, close the connection before or after applying the request, or (``touch``)
-have "somebody else" modify the object first so that the request meets a genuine 409.
+Fault injection for tests: ``add_fault(Fault(...))`` makes the Nth matching request(s)
+(``skip`` the first ones) answer an error (any status: a 500 InternalError, a 429
+TooManyRequests with a ``Retry-After`` header, ...), close the connection before or after
+applying the request, reset it (TCP RST, what a client sees as "connection reset by peer"),
+answer only after a delay (before or after the request is applied), or (``touch``) have
+"somebody else" modify the object first so that the request meets a genuine 409.
 """
 
 from __future__ import annotations
@@ -121,11 +128,17 @@ def image_tag(image: str) -> str:
 class Fault:
     """Make matching requests misbehave. ``path`` is a regular expression (full match).
 
-    action: ``error`` answers ``status``/``reason`` without touching anything; ``touch``
+    action: ``error`` answers ``status``/``reason`` without touching anything (with a
+    ``Retry-After: retry_after`` header when set, as the API server sends with 429); ``touch``
     changes the object (an annotation) before the request is handled, so a request with the
     old resourceVersion meets a genuine 409; ``drop`` closes the connection without doing
-    anything; ``drop_after`` applies the request, then closes the connection unanswered.
-    The first ``skip`` matching requests pass untouched; then ``times`` of them misbehave.
+    anything; ``drop_after`` applies the request, then closes the connection unanswered;
+    ``reset`` resets the connection (RST) without doing anything; ``delay`` handles the
+    request normally. ``delay`` seconds pass before the request is handled (the store time
+    moves with it) and ``delay_after`` seconds between storing and answering, with any action.
+    ``body``, a regular expression, also has to be found in the request body (e.g. only the
+    patches that change a selector). The first ``skip`` matching requests pass untouched;
+    then ``times`` of them misbehave.
     """
 
     method: str
@@ -136,6 +149,10 @@ class Fault:
     message: str = "injected fault"
     times: int = 1
     skip: int = 0
+    delay: float = 0.0
+    delay_after: float = 0.0
+    retry_after: float | None = None
+    body: str | None = None
     seen: int = 0
     hits: int = 0
 
@@ -168,7 +185,11 @@ class _HttpError(Exception):
 
 
 class _Drop(Exception):
-    """Close the client connection without an answer."""
+    """Close the client connection without an answer (``reset``: with a TCP RST)."""
+
+    def __init__(self, reset: bool = False) -> None:
+        super().__init__("drop")
+        self.reset = reset
 
 
 # ------------------------------------------------------------------------------------------
@@ -207,9 +228,10 @@ SERVICES = _Resource("", "v1", "services", "service", "Service", True, ("svc",),
                      ("status",))
 NAMESPACES = _Resource("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",),
                        ("get", "list"), ())
+LEASES = _Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, (), _RW, ())
 SCALEDOBJECTS = _Resource("keda.sh", "v1alpha1", "scaledobjects", "scaledobject",
                           "ScaledObject", True, ("so",), _RW, ())
-_BY_PLURAL = {r.plural: r for r in (DEPLOYMENTS, SERVICES, NAMESPACES, SCALEDOBJECTS)}
+_BY_PLURAL = {r.plural: r for r in (DEPLOYMENTS, SERVICES, NAMESPACES, LEASES, SCALEDOBJECTS)}
 _BY_KIND = {r.kind.lower(): r for r in _BY_PLURAL.values()}
 
 _ROUTES = [
@@ -223,6 +245,9 @@ _ROUTES = [
     (re.compile(r"^/apis/keda.sh/v1alpha1/namespaces/(?P<ns>[^/]+)/(?P<plural>scaledobjects)"
                 r"(?:/(?P<name>[^/]+))?$"), SCALEDOBJECTS),
     (re.compile(r"^/apis/keda.sh/v1alpha1/(?P<plural>scaledobjects)$"), SCALEDOBJECTS),
+    (re.compile(r"^/apis/coordination.k8s.io/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>leases)"
+                r"(?:/(?P<name>[^/]+))?$"), LEASES),
+    (re.compile(r"^/apis/coordination.k8s.io/v1/(?P<plural>leases)$"), LEASES),
 ]
 
 
@@ -654,6 +679,7 @@ class KubeApiDouble:
         body: Any = None
         status = 200
         answer: Any
+        headers: dict[str, str] = {}
         try:
             if self.token is not None and h.headers.get("Authorization") != f"Bearer {self.token}":
                 raise _HttpError(401, "Unauthorized", "Unauthorized")
@@ -663,23 +689,35 @@ class KubeApiDouble:
                 except json.JSONDecodeError as exc:
                     raise _HttpError(400, "BadRequest",
                                      f"the body of the request was not valid JSON: {exc}") from exc
-            fault = self._fault(method, path)
+            fault = self._fault(method, path, raw.decode("utf-8", "replace"))
+            if fault is not None and fault.delay > 0:
+                time.sleep(fault.delay)
             if fault is not None and fault.action == "error":
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = f"{fault.retry_after:g}"
                 raise _HttpError(fault.status, fault.reason, fault.message)
-            if fault is not None and fault.action == "drop":
-                raise _Drop
+            if fault is not None and fault.action in ("drop", "reset"):
+                raise _Drop(reset=fault.action == "reset")
             with self._lock:
                 if fault is not None and fault.action == "touch":
                     self._touch(path)
                 status, answer = self._dispatch(method, path, query, body, content_type)
+            if fault is not None and fault.delay_after > 0:
+                time.sleep(fault.delay_after)
             if fault is not None and fault.action == "drop_after":
                 raise _Drop
         except _HttpError as err:
             status, answer = err.code, err.status()
-        except _Drop:
+        except _Drop as drop:
             self._record(method, path, split.query, status=0, content_type=content_type,
                          body=body)
             h.close_connection = True
+            if drop.reset:  # SO_LINGER 0: close() sends a RST instead of a FIN
+                with contextlib.suppress(OSError):
+                    h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                            b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    h.connection.close()
+                return
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -690,6 +728,8 @@ class KubeApiDouble:
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
         h.send_header("Audit-Id", str(uuid.uuid4()))
+        for key, value in headers.items():
+            h.send_header(key, value)
         h.end_headers()
         h.wfile.write(data)
 
@@ -698,11 +738,11 @@ class KubeApiDouble:
         self.requests.append(RequestRecord(time.time(), method, path, query, status,
                                            content_type, body))
 
-    def _fault(self, method: str, path: str) -> Fault | None:
+    def _fault(self, method: str, path: str, raw: str = "") -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if fault.hits < fault.times and fault.method == method and re.fullmatch(
-                        fault.path, path):
+                        fault.path, path) and (fault.body is None or re.search(fault.body, raw)):
                     fault.seen += 1
                     if fault.seen <= fault.skip:
                         continue
@@ -739,13 +779,15 @@ class KubeApiDouble:
         groups = {name: {"name": name,
                          "versions": [{"groupVersion": f"{name}/{v}", "version": v}],
                          "preferredVersion": {"groupVersion": f"{name}/{v}", "version": v}}
-                  for name, v in (("apps", "v1"), ("keda.sh", "v1alpha1"))}
+                  for name, v in (("apps", "v1"), ("coordination.k8s.io", "v1"),
+                                  ("keda.sh", "v1alpha1"))}
         if path == "/apis":
             return {"kind": "APIGroupList", "apiVersion": "v1", "groups": list(groups.values())}
         if path.removeprefix("/apis/") in groups:
             return {"kind": "APIGroup", "apiVersion": "v1",
                     **groups[path.removeprefix("/apis/")]}
-        if path in ("/api/v1", "/apis/apps/v1", "/apis/keda.sh/v1alpha1"):
+        if path in ("/api/v1", "/apis/apps/v1", "/apis/coordination.k8s.io/v1",
+                    "/apis/keda.sh/v1alpha1"):
             group_version = path.removeprefix("/api/").removeprefix("/apis/")
             resources = []
             for res in _BY_PLURAL.values():
@@ -915,6 +957,8 @@ class KubeApiDouble:
             meta.pop(server_field, None)
         if res is SERVICES:
             obj["status"] = {"loadBalancer": {}}
+        elif res is LEASES:
+            obj.pop("status", None)  # a Lease has neither status nor generation
         else:
             meta["generation"] = 1
             obj["status"] = {}
@@ -950,7 +994,10 @@ class KubeApiDouble:
             merged["status"] = new.get("status") or {}
         else:
             merged = new
-            merged["status"] = copy.deepcopy(old.get("status") or {})
+            if res is LEASES:
+                merged.pop("status", None)
+            else:
+                merged["status"] = copy.deepcopy(old.get("status") or {})
             for kept in ("uid", "creationTimestamp", "generation"):
                 if kept in old["metadata"]:
                     merged["metadata"][kept] = old["metadata"][kept]
@@ -962,7 +1009,7 @@ class KubeApiDouble:
         self._validate(res, merged, old)
         if merged == old:
             return copy.deepcopy(old)
-        if res is not SERVICES and merged.get("spec") != old.get("spec"):
+        if res not in (SERVICES, LEASES) and merged.get("spec") != old.get("spec"):
             merged["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         merged["metadata"]["resourceVersion"] = str(next(self._rv))
         self._objects[key] = merged

@@ -1,0 +1,87 @@
+"""The soak window of a blue-green upgrade: health checks, watching for an abort, the lease.
+
+One call checks the active path every ``interval`` seconds for ``seconds`` and ends at the
+first unhealthy answer. Before each check it reads the soaking Services: when an operator
+rolled the release back (the record is not that promotion any more, or the release is
+marked aborted), the soak stops with SwapError(kind="aborted") and the upgrade with it.
+It also renews the region's lease, so a lock broken by an emergency rollback stops it too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .bluegreen import ABORTED, ANNOTATION, PROMOTED, BlueGreen, Record, SwapError, Target
+from .grpc_health import ConfigError, WaitPolicy, run_health_checks, targets_from_params
+from .k8s_api import service_path
+
+
+@dataclass
+class SoakResult:
+    healthy: bool
+    message: str
+    checks: int
+    elapsed: float
+    report: dict[str, Any]
+
+
+def _aborted(svc: Mapping[str, Any], soaking: Record, slot_label: str) -> str | None:
+    """Why the promotion being soaked is no longer in place, or None."""
+    meta = svc.get("metadata", {})
+    ann = meta.get("annotations") or {}
+    selected = (svc.get("spec", {}).get("selector") or {}).get(slot_label)
+    try:
+        mark = json.loads(ann.get(ABORTED) or "{}")
+    except ValueError:
+        mark = {}
+    ref = f"Service {meta.get('namespace')}/{meta.get('name')}"
+    if isinstance(mark, dict) and mark.get("image") == soaking.active_image:
+        return (f"the release {soaking.active_image} was aborted in this region (by "
+                f"{mark.get('by')} at {mark.get('at')}; {ref} selects slot {selected})")
+    text = ann.get(ANNOTATION)
+    record = Record.from_annotation(text, ref) if text else None
+    if (record is None or record.phase != PROMOTED or record.swapped_at != soaking.swapped_at
+            or selected != soaking.active):
+        return (f"the release {soaking.active_image} was aborted in this region: {ref} was "
+                f"switched to slot {selected} by somebody else during the soak")
+    return None
+
+
+def soak(bg: BlueGreen, services: Sequence[str], health_targets: Sequence[Mapping[str, Any]],
+         *, seconds: float, interval: float, clock: Callable[[], float] = time.time,
+         sleep: Callable[[float], None] = time.sleep) -> SoakResult:
+    """Soak ``services`` (switched, not finalized) while checking ``health_targets``."""
+    try:
+        targets = targets_from_params({"targets": list(health_targets)})
+    except ConfigError as exc:
+        raise SwapError(f"health_targets: {exc}") from exc
+    soaking: dict[str, Record] = {}
+    for name in services:
+        view = bg.read(Target(name))
+        rec = view.record
+        if rec is None or rec.phase != PROMOTED or rec.active != view.active:
+            raise SwapError(f"the release being upgraded to was aborted in this region: "
+                            f"Service {bg.s.namespace}/{name} is not on a promotion any more "
+                            f"(slot {view.active})", kind="aborted")
+        soaking[name] = rec
+    started, checks = clock(), 0
+    while True:
+        for name, rec in soaking.items():
+            problem = _aborted(bg.client.get(service_path(bg.s.namespace, name)), rec,
+                               bg.s.slot_label)
+            if problem:
+                raise SwapError(problem, kind="aborted")
+        bg.need_lease()
+        report = run_health_checks(targets, WaitPolicy())
+        checks += 1
+        elapsed = clock() - started
+        if not report.healthy:
+            return SoakResult(False, report.message(), checks, elapsed, report.as_dict())
+        if elapsed >= seconds:
+            return SoakResult(True, f"{checks} check(s) over {elapsed:.1f} s: "
+                              f"{report.message()}", checks, elapsed, report.as_dict())
+        sleep(min(interval, max(seconds - elapsed, 0.0)))
