@@ -123,7 +123,7 @@ def test_check_mode_lists_the_calls_and_makes_none(
     planned = converger(url).converge(changed, check_mode=True)
     assert [a.kind for a in planned.actions] == ["set_addons"]
     assert planned.before.get("addonsConfig") != planned.after["addonsConfig"]
-    assert planned.before["networkPolicy"] == planned.after["networkPolicy"]
+    assert planned.before["databaseEncryption"] == planned.after["databaseEncryption"]
     assert len(double.mutating_calls()) == count
 
 
@@ -206,11 +206,13 @@ def test_a_busy_cluster_is_waited_for_before_an_update(desired: dict[str, Any]) 
         conv.client.call("POST", f"{BASE}/clusters", {"cluster": desired}, action="create")
         assert (conv.read() or {}).get("status") == "PROVISIONING"
         changed = copy.deepcopy(desired)
-        changed["monitoringService"] = "none"
+        components = ["SYSTEM_COMPONENTS", "APISERVER"]
+        changed["monitoringConfig"] = {"componentConfig": {"enableComponents": components}}
         result = conv.converge(changed, check_mode=False)
-        assert [a.fields for a in result.actions] == [["monitoringService"]]
+        assert [a.fields for a in result.actions] == [["monitoringConfig"]]
         assert result.cluster_facts()["status"] == "RUNNING"
-        assert double.clusters[f"{PROJECT}/{REGION}/{NAME}"]["monitoringService"] == "none"
+        live = double.clusters[f"{PROJECT}/{REGION}/{NAME}"]
+        assert live["monitoringConfig"]["componentConfig"]["enableComponents"] == components
 
 
 def test_anonymous_credentials_are_refused_for_google() -> None:
@@ -236,3 +238,75 @@ def test_module_input_name_must_match(api: tuple[GcpDouble, str],
     other = dict(desired, name="other")
     with pytest.raises(GkeError, match="must match"):
         converger(url).converge(other, check_mode=True)
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda c: c.__setitem__("network", f"projects/{PROJECT}/global/networks/other-vpc"),
+     "network (live \"projects/tai-production/global/networks/tai-vpc\", desired "
+     "\"projects/tai-production/global/networks/other-vpc\")"),
+    (lambda c: c["networkConfig"].__setitem__("datapathProvider", "LEGACY_DATAPATH"),
+     "networkConfig.datapathProvider (live \"ADVANCED_DATAPATH\", desired "
+     "\"LEGACY_DATAPATH\")"),
+    (lambda c: c["ipAllocationPolicy"].__setitem__("clusterSecondaryRangeName", "pods-2"),
+     "ipAllocationPolicy (live {"),
+])
+def test_a_field_only_creation_sets_is_refused_in_one_sentence(
+        api: tuple[GcpDouble, str], desired: dict[str, Any], mutate: Any, expected: str) -> None:
+    double, url = api
+    converger(url).converge(desired, check_mode=False)
+    count = len(double.mutating_calls())
+    changed = copy.deepcopy(desired)
+    mutate(changed)
+    with pytest.raises(GkeError) as err:
+        converger(url).converge(changed, check_mode=True)
+    msg = str(err.value)
+    assert msg.startswith(f"GKE sets {expected}"), msg
+    assert msg.endswith(f" of cluster {NAME} in {REGION} (project {PROJECT}) only when the "
+                        "cluster is created: drain the region (playbooks/drain-region.yml), "
+                        "delete the cluster and rerun the play to create it anew, or revert "
+                        "the setting."), msg
+    assert "\n" not in msg and msg.count(". ") == 0
+    assert len(double.mutating_calls()) == count
+
+
+def test_the_live_short_network_name_matches_the_full_path(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    double, url = api
+    converger(url).converge(desired, check_mode=False)
+    live = double.clusters[f"{PROJECT}/{REGION}/{NAME}"]
+    # The real API answers the network and subnetwork by their short names.
+    live["network"], live["subnetwork"] = "tai-vpc", f"tai-{REGION}"
+    assert not converger(url).converge(desired, check_mode=True).changed
+
+
+def test_operations_report_their_progress_while_they_run(desired: dict[str, Any]) -> None:
+    lines: list[str] = []
+    now = [0.0]
+
+    def sleep(_: float) -> None:  # each poll interval is 65 s of the test's clock
+        now[0] += 65
+
+    with serve(GcpDouble(op_polls=3)) as (_, url):
+        conv = converger(url, wait_timeout=3600)
+        conv.clock, conv.sleep, conv.progress = (lambda: now[0]), sleep, lines.append
+        conv.converge(desired, check_mode=False)
+    prefix = (f"GKE operation operation-1 (CREATE_CLUSTER) to create cluster {NAME} in {REGION} "
+              f"(project {PROJECT}): RUNNING, ")
+    assert lines == [prefix + "0m00s elapsed", prefix + "1m05s elapsed",
+                     prefix + "2m10s elapsed"]
+
+
+def test_a_disabled_api_is_one_sentence_that_says_what_to_do(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    double, url = api
+    # Google's message for a disabled service (HTTP 403, reason SERVICE_DISABLED).
+    double.fail("GET", rf"/clusters/{NAME}$", 403,
+                f"Kubernetes Engine API has not been used in project {PROJECT} before or it is "
+                "disabled. Enable it by visiting https://console.developers.google.com/apis/api/"
+                f"container.googleapis.com/overview?project={PROJECT} then retry.")
+    with pytest.raises(GkeError) as err:
+        converger(url).converge(desired, check_mode=True)
+    assert str(err.value) == (
+        f"The API container.googleapis.com is not enabled in project {PROJECT}: run the project "
+        f"phase (`ansible-playbook playbooks/project.yml -l {REGION} -e tai_apply=true`) or "
+        "enable container.googleapis.com in the project.")

@@ -44,17 +44,67 @@ def test_cluster_matches_the_seed(plan: Path, region: str) -> None:
     assert c["locations"] == ZONES[region]  # regional cluster over the region's zones
     assert "apiVersion" not in c and "kind" not in c and "nodeConfig" not in c
     assert c["addonsConfig"] == {"httpLoadBalancing": {"disabled": False},
-                                 "horizontalPodAutoscaling": {"disabled": False},
-                                 "networkPolicyConfig": {"disabled": False}}
-    assert c["networkPolicy"] == {"enabled": True, "provider": "CALICO"}
-    assert c["loggingService"] == "logging.googleapis.com/kubernetes"
-    assert c["monitoringService"] == "monitoring.googleapis.com/kubernetes"
+                                 "horizontalPodAutoscaling": {"disabled": False}}
     # Workload logs are shipped by the logging role's fluent-bit; GKE's agent would bill them twice.
     assert c["loggingConfig"]["componentConfig"]["enableComponents"] == ["SYSTEM_COMPONENTS"]
+    assert c["monitoringConfig"]["componentConfig"]["enableComponents"] == ["SYSTEM_COMPONENTS"]
     assert c["releaseChannel"] == {"channel": "REGULAR"}
     assert c["initialClusterVersion"] == "1.34"
     assert c["workloadIdentityConfig"] == {"workloadPool": "tai-production.svc.id.goog"}
     assert c["resourceLabels"]["region"] == region
+
+
+# Checked by hand against container.v1.json (revision 20261027) of google-api-python-client:
+# Cluster.network/subnetwork ("The name of the Google Compute Engine network/subnetwork"),
+# IPAllocationPolicy.clusterSecondaryRangeName/servicesSecondaryRangeName,
+# NetworkConfig.defaultEnablePrivateNodes (PrivateClusterConfig.enablePrivateNodes is marked
+# deprecated), NetworkConfig.datapathProvider enum ADVANCED_DATAPATH, ControlPlaneEndpointsConfig
+# .dnsEndpointConfig.allowExternalTraffic and .ipEndpointsConfig.{enabled, enablePublicEndpoint,
+# authorizedNetworksConfig} (Cluster.masterAuthorizedNetworksConfig is deprecated),
+# DatabaseEncryption.state enum ENCRYPTED with keyName
+# projects/[KEY_PROJECT_ID]/locations/[LOCATION]/keyRings/[RING_NAME]/cryptoKeys/[KEY_NAME],
+# BinaryAuthorization.evaluationMode enum PROJECT_SINGLETON_POLICY_ENFORCE (enabled is
+# deprecated), MaintenanceWindow.recurringWindow {window {startTime, endTime}, recurrence},
+# ShieldedNodes.enabled, LegacyAbac.enabled, MasterAuth.clientCertificateConfig.
+@pytest.mark.parametrize("region", REGIONS)
+def test_cluster_is_hardened(plan: Path, region: str) -> None:
+    c = cluster_of(plan, region)
+    # The API refuses loggingService/monitoringService next to loggingConfig/monitoringConfig.
+    assert "loggingService" not in c and "monitoringService" not in c
+    assert c["network"] == "projects/tai-production/global/networks/tai-vpc"
+    assert c["subnetwork"] == f"projects/tai-production/regions/{region}/subnetworks/tai-{region}"
+    assert c["ipAllocationPolicy"] == {"useIpAliases": True,
+                                       "clusterSecondaryRangeName": "pods",
+                                       "servicesSecondaryRangeName": "services"}
+    assert c["networkConfig"] == {"defaultEnablePrivateNodes": True,
+                                  "datapathProvider": "ADVANCED_DATAPATH",
+                                  "enableIntraNodeVisibility": True}
+    # Dataplane V2 enforces NetworkPolicy itself: no Calico policy, no policy add-on.
+    assert "networkPolicy" not in c and "networkPolicyConfig" not in c["addonsConfig"]
+    assert "privateClusterConfig" not in c and "masterAuthorizedNetworksConfig" not in c
+    assert c["controlPlaneEndpointsConfig"] == {
+        "dnsEndpointConfig": {"allowExternalTraffic": True},
+        "ipEndpointsConfig": {"enabled": True, "enablePublicEndpoint": False,
+                              "authorizedNetworksConfig": {
+                                  "enabled": True, "cidrBlocks": [],
+                                  "gcpPublicCidrsAccessEnabled": False}}}
+    assert c["databaseEncryption"] == {
+        "state": "ENCRYPTED",
+        "keyName": f"projects/tai-production/locations/{region}/keyRings/tai/cryptoKeys/"
+                   "gke-secrets"}
+    assert c["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
+    assert c["maintenancePolicy"] == {"window": {"recurringWindow": {
+        "window": {"startTime": "2026-01-03T03:00:00Z", "endTime": "2026-01-03T07:00:00Z"},
+        "recurrence": "FREQ=WEEKLY;BYDAY=TU,WE,TH"}}}
+    assert c["shieldedNodes"] == {"enabled": True}
+    assert c["legacyAbac"] == {"enabled": False}
+    assert c["masterAuth"] == {"clientCertificateConfig": {"issueClientCertificate": False}}
+    for pool in c["nodePools"]:
+        cfg = pool["config"]
+        assert cfg["serviceAccount"] == "tai-gke-nodes@tai-production.iam.gserviceaccount.com"
+        assert cfg["imageType"] == "COS_CONTAINERD"
+        assert cfg["shieldedInstanceConfig"] == {"enableSecureBoot": True,
+                                                 "enableIntegrityMonitoring": True}
 
 
 @pytest.mark.parametrize("region", REGIONS)
