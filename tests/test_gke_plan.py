@@ -154,6 +154,22 @@ def test_bad_pool_sizes_stop_the_plan_with_one_sentence(tmp_path: Path) -> None:
     assert not (tmp_path / "europe-west1" / "gke").exists()
 
 
+def test_bad_hardening_inputs_stop_the_plan_with_one_sentence_each(tmp_path: Path) -> None:
+    from helpers.ansible_run import run_playbook
+
+    run = run_playbook("playbooks/clusters.yml", "-l", "europe-west1", "-e",
+                       f"tai_build_root={tmp_path}", "-e",
+                       '{"gke_control_plane_access": "authorized_networks", '
+                       '"gke_maintenance_hours": 2}')
+    assert run.returncode != 0
+    assert ("gke_authorized_networks of region europe-west1 is []; with "
+            "gke_control_plane_access authorized_networks a production cluster needs at least "
+            "one network") in run.output
+    assert ("gke_maintenance_hours of region europe-west1 is 2; GKE needs windows of 4 to 24 "
+            "whole hours.") in run.output
+    assert not (tmp_path / "europe-west1" / "gke").exists()
+
+
 @pytest.mark.playbook
 def test_apply_against_the_double_creates_then_changes_nothing(tmp_path: Path) -> None:
     from helpers.ansible_run import run_playbook

@@ -27,6 +27,7 @@ terraform-google-kubernetes-engine:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,19 @@ from typing import Any
 MAINTENANCE_ANCHOR = datetime(2026, 1, 3, tzinfo=UTC)
 DATAPATH_PROVIDERS = ("ADVANCED_DATAPATH", "LEGACY_DATAPATH")
 CONTROL_PLANE_ACCESS = ("dns", "authorized_networks")
+
+
+class BodyError(ValueError):
+    """An input the body cannot hold; the message is one sentence."""
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise BodyError(f"{what} is {value!r}; give a whole number.")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BodyError(f"{what} is {value!r}; give a whole number.") from None
 
 
 def network_path(project: str, network: str) -> str:
@@ -57,7 +71,10 @@ def node_service_account(project: str, account: str) -> str:
 
 def maintenance_window(start: str, hours: int, recurrence: str) -> dict[str, Any]:
     """RecurringTimeWindow from a UTC time of day (HH:MM), a length and an RRULE."""
-    hour, minute = (int(part) for part in start.split(":"))
+    hhmm = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", start)
+    if not hhmm:
+        raise BodyError(f"gke_maintenance_start is {start!r}; give a UTC time of day as HH:MM.")
+    hour, minute = int(hhmm.group(1)), int(hhmm.group(2))
     begin = MAINTENANCE_ANCHOR.replace(hour=hour, minute=minute)
     end = begin + timedelta(hours=hours)
     fmt = "%Y-%m-%dT%H:%M:%SZ"
@@ -87,6 +104,7 @@ def _control_plane(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _node_pool(values: Mapping[str, Any], name: str, pool: Mapping[str, Any]) -> dict[str, Any]:
     zones = len(values["zones"]) or 1
+    where = f"Node pool {name} of region {values['region']}"
     spot = bool(pool["spot"])
     labels = {str(k): str(v) for k, v in (pool.get("labels") or {}).items()}
     labels["region"] = str(values["region"])
@@ -95,17 +113,18 @@ def _node_pool(values: Mapping[str, Any], name: str, pool: Mapping[str, Any]) ->
     return {
         "name": f"{name}-pool",
         # initialNodeCount is per zone; the inventory gives regional totals.
-        "initialNodeCount": math.ceil(int(pool["initial_nodes"]) / zones),
+        "initialNodeCount": math.ceil(
+            _int(pool["initial_nodes"], f"{where}: initial_nodes") / zones),
         "autoscaling": {
             "enabled": True,
             "locationPolicy": "ANY" if spot else "BALANCED",
-            "totalMinNodeCount": int(pool["min_nodes"]),
-            "totalMaxNodeCount": int(pool["max_nodes"]),
+            "totalMinNodeCount": _int(pool["min_nodes"], f"{where}: min_nodes"),
+            "totalMaxNodeCount": _int(pool["max_nodes"], f"{where}: max_nodes"),
         },
         "management": {"autoRepair": True, "autoUpgrade": True},
         "config": {
             "machineType": str(pool["machine_type"]),
-            "diskSizeGb": int(pool["disk_size_gb"]),
+            "diskSizeGb": _int(pool["disk_size_gb"], f"{where}: disk_size_gb"),
             # Container-Optimized OS with containerd (CIS GKE 5.5.1).
             "imageType": "COS_CONTAINERD",
             "spot": spot,
@@ -169,7 +188,8 @@ def cluster_body(values: Mapping[str, Any]) -> dict[str, Any]:
         "maintenancePolicy": {"window": {"recurringWindow": maintenance_window(
             str(values["maintenance_start"]), int(values["maintenance_hours"]),
             str(values["maintenance_recurrence"]))}},
-        "defaultMaxPodsConstraint": {"maxPodsPerNode": str(int(values["max_pods_per_node"]))},
+        "defaultMaxPodsConstraint": {"maxPodsPerNode": str(
+            _int(values["max_pods_per_node"], f"gke_max_pods_per_node of region {region}"))},
         "resourceLabels": {"app": "tai", "environment": str(values["environment"]),
                            "region": region},
         "nodePools": [_node_pool(values, str(name), pool)
