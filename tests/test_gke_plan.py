@@ -6,12 +6,15 @@ playbook with -e tai_apply=true against the loopback TEST DOUBLE of the GKE API.
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers.gcp_double import serve
+from helpers.ansible_run import REPO
+from helpers.gcp_double import GcpDouble, serve
 from helpers.gcp_plan import REGIONS, load, render
 
 SEED_POOLS = {  # Node Pools section of the seed: machine, disk, min, max (regional totals)
@@ -175,21 +178,34 @@ def test_apply_against_the_double_creates_then_changes_nothing(tmp_path: Path) -
     from helpers.ansible_run import run_playbook
 
     kubeconfig = tmp_path / "kubeconfig"
-    with serve() as (double, url):
+    # Each operation stays RUNNING for 6 reads, 0.5 s apart: long enough for progress lines.
+    with serve(GcpDouble(op_polls=6)) as (double, url):
         args = ("playbooks/clusters.yml", "-l", "europe-west1", "-e", "tai_apply=true",
                 "-e", f"tai_build_root={tmp_path / 'build'}", "-e", f"gke_api_endpoint={url}",
-                "-e", "gke_auth_kind=none", "-e", "gke_poll_interval=0",
-                "-e", f"gke_kubeconfig_path={kubeconfig}")
+                "-e", "gke_auth_kind=none", "-e", "gke_poll_interval=0.5",
+                "-e", "gke_progress_interval=1", "-e", f"gke_kubeconfig_path={kubeconfig}")
         first = run_playbook(*args)
         assert first.returncode == 0, first.output[-3000:]
         assert first.recap("europe-west1")["changed"] == 3  # plan files, cluster, kubeconfig
+        # The operator sees the running operation and its elapsed time, not a silent task.
+        progress = re.findall(r"^\[europe-west1\] GKE operation operation-\d+ \(CREATE_CLUSTER\) "
+                              r"to create cluster tai-cluster in europe-west1 \(project "
+                              r"tai-production\): RUNNING, (\d+)m(\d\d)s elapsed$",
+                              first.output, re.MULTILINE)
+        assert progress, first.output[-3000:]
         sent = [b for m, p, b in double.requests if m == "POST"]
         assert sent == [load(tmp_path / "build", "europe-west1", "gke", "cluster.json")]
         second = run_playbook(*args)
         assert second.returncode == 0, second.output[-3000:]
         assert second.recap("europe-west1")["changed"] == 0
+        assert "GKE operation" not in second.output
         assert len([r for r in double.requests if r[0] != "GET"]) == 1
     cfg = yaml.safe_load(kubeconfig.read_text())
     assert [c["name"] for c in cfg["contexts"]] == [
         "gke_tai-production_europe-west1_tai-cluster"]
-    assert cfg["clusters"][0]["cluster"]["server"] == "https://203.0.113.10"
+    server = cfg["clusters"][0]["cluster"]["server"]
+    assert server.startswith("https://")
+    user = cfg["users"][0]["user"]["exec"]
+    assert user["apiVersion"] == "client.authentication.k8s.io/v1"
+    assert Path(user["command"]).resolve() == Path(sys.executable).resolve()
+    assert user["args"] == [str(REPO / "scripts" / "tai-gke-token")]
