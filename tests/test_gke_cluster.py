@@ -310,3 +310,85 @@ def test_a_disabled_api_is_one_sentence_that_says_what_to_do(
         f"The API container.googleapis.com is not enabled in project {PROJECT}: run the project "
         f"phase (`ansible-playbook playbooks/project.yml -l {REGION} -e tai_apply=true`) or "
         "enable container.googleapis.com in the project.")
+
+
+def test_a_disabled_container_api_in_a_new_project_is_one_sentence(
+        desired: dict[str, Any]) -> None:
+    # The double answers like Google for a service not enabled yet (403, SERVICE_DISABLED).
+    with serve(GcpDouble.empty_project()) as (double, url), pytest.raises(GkeError) as err:
+        converger(url).converge(desired, check_mode=False)
+    assert str(err.value) == (
+        f"The API container.googleapis.com is not enabled in project {PROJECT}: run the project "
+        f"phase (`ansible-playbook playbooks/project.yml -l {REGION} -e tai_apply=true`) or "
+        "enable container.googleapis.com in the project.")
+    assert double.mutating_calls() == []
+
+
+def _hardened_changes(desired: dict[str, Any]) -> dict[str, Any]:
+    changed = copy.deepcopy(desired)
+    changed["binaryAuthorization"] = {"evaluationMode": "DISABLED"}
+    changed["databaseEncryption"]["keyName"] = changed["databaseEncryption"]["keyName"].replace(
+        "gke-secrets", "gke-secrets-2")
+    changed["maintenancePolicy"]["window"]["recurringWindow"]["recurrence"] = "FREQ=DAILY"
+    changed["legacyAbac"] = {"enabled": True}
+    changed["shieldedNodes"] = {"enabled": False}
+    changed["networkConfig"]["enableIntraNodeVisibility"] = False
+    changed["networkConfig"]["defaultEnablePrivateNodes"] = False
+    endpoints = changed["controlPlaneEndpointsConfig"]
+    endpoints["ipEndpointsConfig"]["authorizedNetworksConfig"]["cidrBlocks"] = [
+        {"displayName": "office", "cidrBlock": "203.0.113.0/24"}]
+    return changed
+
+
+def test_hardened_fields_update_in_place_one_call_each_with_bodies_google_accepts(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    from tai_deploy import gcp_schema
+
+    double, url = api
+    converger(url).converge(desired, check_mode=False)
+    double.clusters[f"{PROJECT}/{REGION}/{NAME}"]["maintenancePolicy"]["resourceVersion"] = "7a"
+    planned = converger(url).converge(_hardened_changes(desired), check_mode=True)
+    calls = [(a.kind, a.method, a.path.rsplit("/", 1)[-1], a.fields) for a in planned.actions]
+    assert calls == [
+        ("set_legacy_abac", "POST", f"{NAME}:setLegacyAbac", ["legacyAbac"]),
+        ("update_cluster", "PUT", NAME, ["shieldedNodes"]),
+        ("update_cluster", "PUT", NAME, ["binaryAuthorization"]),
+        ("update_cluster", "PUT", NAME, ["databaseEncryption"]),
+        ("update_cluster", "PUT", NAME, ["controlPlaneEndpointsConfig"]),
+        ("update_cluster", "PUT", NAME, ["networkConfig.defaultEnablePrivateNodes"]),
+        ("update_cluster", "PUT", NAME, ["networkConfig.enableIntraNodeVisibility"]),
+        ("set_maintenance_policy", "POST", f"{NAME}:setMaintenancePolicy",
+         ["maintenancePolicy"]),
+    ]
+    methods = {"set_legacy_abac": "setLegacyAbac", "update_cluster": "update",
+               "set_maintenance_policy": "setMaintenancePolicy"}
+    for action in planned.actions:
+        if action.kind == "update_cluster":
+            assert len(action.body["update"]) == 1  # one desiredXxx per call
+        assert gcp_schema.method_problems(
+            "container.v1", f"projects.locations.clusters.{methods[action.kind]}",
+            action.body) == [], action.as_dict()
+    bodies = {a.fields[0]: a.body for a in planned.actions}
+    assert bodies["networkConfig.defaultEnablePrivateNodes"] == {
+        "update": {"desiredDefaultEnablePrivateNodes": False}}
+    assert bodies["networkConfig.enableIntraNodeVisibility"] == {
+        "update": {"desiredIntraNodeVisibilityConfig": {"enabled": False}}}
+    assert bodies["legacyAbac"] == {"enabled": True}
+    # The policy's resourceVersion guards against overwriting a concurrent change.
+    assert bodies["maintenancePolicy"]["maintenancePolicy"]["resourceVersion"] == "7a"
+
+
+def test_private_nodes_of_a_vpc_peering_cluster_need_recreation(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    double, url = api
+    converger(url).converge(desired, check_mode=False)
+    live = double.clusters[f"{PROJECT}/{REGION}/{NAME}"]
+    # An older private cluster: private nodes through privateClusterConfig and VPC peering.
+    live["networkConfig"].pop("defaultEnablePrivateNodes")
+    live["privateClusterConfig"] = {"enablePrivateNodes": False,
+                                    "peeringName": "gke-n0123-peer"}
+    with pytest.raises(GkeError) as err:
+        converger(url).converge(desired, check_mode=True)
+    assert str(err.value).startswith(
+        "GKE sets private nodes of a VPC-peering private cluster (live false, desired true) of "
+        f"cluster {NAME} in {REGION} (project {PROJECT}) only when the cluster is created: ")
