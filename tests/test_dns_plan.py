@@ -7,6 +7,7 @@ mode against the loopback TEST DOUBLE of the Cloud DNS API.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,7 @@ def test_drain_and_restore_through_the_playbook(tmp_path: Path) -> None:
                               for r, a in SEED_ADDRESSES.items()]}}})
         # the region's load balancer address, as Google allocated it (the inventory expects it)
         double.apis.add_global_address(PROJECT, "tai-europe-west1-lb-address", "35.2.2.2")
-        endpoints = '{"dns_api_endpoints": {"compute.googleapis.com": "%s"}}' % url
+        endpoints = json.dumps({"dns_api_endpoints": {"compute.googleapis.com": url}})
         common = ("playbooks/drain-region.yml", "-l", "europe-west1", "-e", "tai_apply=true",
                   "-e", endpoints,
                   "-e", f"tai_build_root={tmp_path}", "-e", f"dns_api_endpoint={url}",

@@ -27,7 +27,7 @@ SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.google
 
 def apply(url: str, build: Path, *playbooks: str, region: str = REGION,
           extra: dict[str, object] | None = None) -> PlaybookRun:
-    endpoints = {s: url for s in SERVICES}
+    endpoints = dict.fromkeys(SERVICES, url)
     variables = {"tai_apply": True, "tai_build_root": str(build),
                  "project_api_endpoints": endpoints, "project_auth_kind": "none",
                  "project_poll_interval": 0, "dns_api_endpoints": endpoints,
