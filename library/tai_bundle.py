@@ -32,6 +32,12 @@ options:
       - Plain artifacts. Each item has a C(path) relative to O(dest) and either C(content)
         (text, written as is) or C(data) (structure, serialised by the file extension as JSON
         or YAML with sorted keys).
+      - An item may declare C(gcp_schema) - C({api: container.v1, schema: Cluster}),
+        C({api: compute.v1, method: globalAddresses.insert}) or C(items) (a list of gcp_resource
+        items, each create/update body checked against its C(method_id)). Its C(data) is then
+        checked against Google's discovery document before anything is written: an unknown
+        field, a wrong type or a bad enum value fails the task naming the file and the field
+        path.
     type: list
     elements: dict
     default: []

@@ -264,3 +264,33 @@ def _nearest(key: str, properties: Mapping[str, Any]) -> str:
 
     close = difflib.get_close_matches(key, list(properties), n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def declared_problems(declaration: Mapping[str, Any] | str, data: Any) -> list[str]:
+    """Problems of a rendered file by its declaration (what the tai_bundle files entry says).
+
+    ``{"api": "container.v1", "schema": "Cluster"}`` checks the file as one object of that
+    schema; ``{"api": ..., "method": "projects.locations.clusters.create"}`` as the request body
+    of the method; ``"items"`` as a list of gcp_resource items, whose ``create`` and ``update``
+    bodies each name their ``method`` and whose ``api`` names the document.
+    """
+    if declaration == "items":
+        out: list[str] = []
+        for i, item in enumerate(data if isinstance(data, list) else []):
+            api = item.get("api") if isinstance(item, Mapping) else None
+            if not api:
+                continue
+            label = item.get("id", i)
+            for step in ("create", "update"):
+                call = item.get(step)
+                if isinstance(call, Mapping) and call.get("method_id") and "body" in call:
+                    out += [f"item {label} ({step}, {call['method_id']}): {p}"
+                            for p in method_problems(str(api), str(call["method_id"]),
+                                                     call["body"])]
+        return out
+    if not isinstance(declaration, Mapping) or "api" not in declaration:
+        raise SchemaError("gcp_schema must be {api, schema}, {api, method} or 'items'.")
+    api = str(declaration["api"])
+    if declaration.get("method"):
+        return method_problems(api, str(declaration["method"]), data)
+    return problems(api, str(declaration["schema"]), data)

@@ -95,8 +95,9 @@ def check_region(rv: RegionVars) -> list[str]:
             if len(set(zones)) != len(zones):
                 errors.append(f"{_where(r, 'tai_region_zones')} lists a zone twice.")
 
-    address = require("tai_region_lb_address")
-    if address is not MISSING:
+    # Optional: Google allocates the address; a value kept here is checked against it at apply.
+    address = rv.get("tai_region_lb_address")
+    if address not in (MISSING, None, ""):
         try:
             ip = ipaddress.IPv4Address(str(address))
             if not isinstance(address, str) or ip.is_private or ip.is_loopback:

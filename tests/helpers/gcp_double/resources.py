@@ -13,7 +13,8 @@ DONE) on /global/operations or /regions/{r}/operations
 IAM (iam v1)  /v1/projects/{p}/serviceAccounts[/{email}][:getIamPolicy|:setIamPolicy]
 Cloud KMS (cloudkms v1)  /v1/projects/{p}/locations/{l}/keyRings?keyRingId=,
   .../keyRings/{k}/cryptoKeys?cryptoKeyId=, .../cryptoKeys/{c}[:getIamPolicy (GET)|:setIamPolicy]
-Resource Manager (cloudresourcemanager v1)  POST /v1/projects/{p}:getIamPolicy | :setIamPolicy
+Resource Manager (cloudresourcemanager v1)  GET /v1/projects/{p},
+  POST /v1/projects/{p}:getIamPolicy | :setIamPolicy
 Firestore (firestore v1)  GET/POST /v1/projects/{p}/databases[/{d}]?databaseId=  (LRO on
   /v1/projects/{p}/databases/{d}/operations/{op}: done)
 
@@ -172,6 +173,12 @@ class ProjectApis:
     def is_enabled(self, service: str) -> bool:
         return self.enabled is None or service in self.enabled
 
+    def add_global_address(self, project: str, name: str, ip: str) -> None:
+        key = f"/compute/v1/projects/{project}/global/addresses/{name}"
+        self.resources[key] = {"kind": "compute#address", "name": name, "address": ip,
+                               "addressType": "EXTERNAL", "ipVersion": "IPV4",
+                               "status": "RESERVED", "selfLink": f"https://www.googleapis.com{key}"}
+
     def add_neg(self, project: str, zone: str, name: str) -> None:
         self.negs.setdefault(zone, []).append({
             "kind": "compute#networkEndpointGroup", "name": name, "zone": zone,
@@ -207,6 +214,12 @@ class ProjectApis:
             return 403, service_disabled(service, project)
         if service == "serviceusage.googleapis.com":
             return self._serviceusage(method, path, body)
+        if service == "cloudresourcemanager.googleapis.com" and ":" not in path:
+            if method != "GET":
+                return 400, error(400, "The double serves only GET on a project.",
+                                  "INVALID_ARGUMENT")
+            return 200, {"projectNumber": PROJECT_NUMBER, "projectId": project,
+                         "lifecycleState": "ACTIVE", "name": project}
         if service == "cloudresourcemanager.googleapis.com":
             m = re.fullmatch(r"/v1/projects/([^/]+):(getIamPolicy|setIamPolicy)", path)
             assert m
@@ -253,7 +266,7 @@ class ProjectApis:
             return "compute.googleapis.com"
         if path.startswith("/v1/operations/") or re.match(r"/v1/projects/[^/]+/services", path):
             return "serviceusage.googleapis.com"
-        if re.fullmatch(r"/v1/projects/[^/]+:(get|set)IamPolicy", path):
+        if re.fullmatch(r"/v1/projects/[^/]+(:(get|set)IamPolicy)?", path):
             return "cloudresourcemanager.googleapis.com"
         if re.match(r"/v1/projects/[^/]+/serviceAccounts", path):
             return "iam.googleapis.com"
@@ -298,6 +311,17 @@ class ProjectApis:
         if key in self.resources:
             return 409, error(409, f"The resource '{key}' already exists", "ALREADY_EXISTS",
                               "alreadyExists")
+        if _kind(path) == "forwardingRule" and "/addresses/" in str(body.get("IPAddress", "")):
+            # forwardingRules.insert reference: IPAddress may name an address resource by URL;
+            # Google resolves it to the address's IP.
+            ref = str(body["IPAddress"])
+            ref = "projects/" + ref.split("projects/", 1)[1] if "projects/" in ref else ref
+            target = self.resources.get(f"/compute/v1/{ref}")
+            if target is None:
+                return 400, error(400, f"Invalid value for field 'resource.IPAddress': "
+                                       f"'{body['IPAddress']}'. The referenced address does not "
+                                       "exist.", "INVALID_ARGUMENT", "invalid")
+            body["IPAddress"] = target["address"]
         stored = self._server_fields(route, key, path, ident, body=body, m=m)
         if route.style == "sync":
             self.resources[key] = stored
