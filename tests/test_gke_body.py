@@ -279,3 +279,22 @@ def test_maintenance_availability_counts_the_worst_32_days() -> None:
     # 32 days hold 4 or 5 of each weekday; from a Friday on, TU, WE and TH come 4 times each.
     assert gke_checks.minimum_hours_in_32_days("FREQ=WEEKLY;BYDAY=TU,WE,TH", 4) == 48
     assert gke_checks.minimum_hours_in_32_days("FREQ=WEEKLY;BYDAY=SA,SU", 6) == 48
+
+
+def test_the_plan_files_declare_their_method_and_a_bad_field_stops_the_bundle() -> None:
+    from tai_deploy.bundle import BundleError, collect
+
+    files = gke_body.node_pool_files(gke_body.cluster_body(values()))
+    assert [(f["path"], f["gcp_schema"]["method"]) for f in files] == [
+        ("cluster.json", CREATE), ("node-pools/general-pool.json", POOL_CREATE),
+        ("node-pools/spot-pool.json", POOL_CREATE)]
+    written, _ = collect(files)
+    assert json.loads(written["cluster.json"]) == files[0]["data"]
+    bad = copy.deepcopy(files)
+    bad[0]["data"]["cluster"]["networkConfig"]["datapathProvider"] = "DATAPLANE_V2"
+    with pytest.raises(BundleError) as err:
+        collect(bad)
+    assert str(err.value).startswith("cluster.json would be refused by the Google API (1 "
+                                     "problem(s)); nothing was written: "
+                                     "cluster.networkConfig.datapathProvider has the value "
+                                     '"DATAPLANE_V2", which is not one of')

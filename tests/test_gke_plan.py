@@ -93,7 +93,7 @@ def test_cluster_is_hardened(plan: Path, region: str) -> None:
                                   "gcpPublicCidrsAccessEnabled": False}}}
     assert c["databaseEncryption"] == {
         "state": "ENCRYPTED",
-        "keyName": f"projects/tai-production/locations/{region}/keyRings/tai/cryptoKeys/"
+        "keyName": f"projects/tai-production/locations/{region}/keyRings/tai-gke/cryptoKeys/"
                    "gke-secrets"}
     assert c["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
     assert c["maintenancePolicy"] == {"window": {"recurringWindow": {

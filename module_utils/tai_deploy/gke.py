@@ -87,17 +87,13 @@ def service_disabled(exc: GcpApiError) -> str:
     """The service (container.googleapis.com) when the error says it is not enabled, else ""."""
     if exc.status != 403:
         return ""
+    # gcp_rest keeps the ErrorInfo's reason and metadata; the message is the fallback.
     reason = str(getattr(exc, "reason", "") or "")
-    details = getattr(exc, "details", None) or []
-    infos = [d for d in details if isinstance(d, Mapping)
-             and str(d.get("reason", "")) == "SERVICE_DISABLED"]
-    if not (reason == "SERVICE_DISABLED" or infos or exc.api_status == "SERVICE_DISABLED"
-            or _DISABLED_MESSAGE.search(exc.message)):
+    if not (reason == "SERVICE_DISABLED" or _DISABLED_MESSAGE.search(exc.message)):
         return ""
-    for info in infos:
-        service = str((info.get("metadata") or {}).get("service") or "")
-        if service:
-            return service
+    service = str((getattr(exc, "metadata", None) or {}).get("service") or "")
+    if service:
+        return service
     found = _SERVICE_IN_TEXT.search(exc.message)
     return found.group(1) if found else "container.googleapis.com"
 

@@ -203,9 +203,20 @@ def cluster_body(values: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
+CREATE_METHOD = "projects.locations.clusters.create"
+POOL_CREATE_METHOD = "projects.locations.clusters.nodePools.create"
+
+
 def node_pool_files(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Plan artifacts: the clusters.create body and one nodePools.create body per pool."""
-    out: list[dict[str, Any]] = [{"path": "cluster.json", "data": {"cluster": dict(cluster)}}]
-    out.extend({"path": f"node-pools/{pool['name']}.json", "data": {"nodePool": pool}}
+    """Plan artifacts: the clusters.create body and one nodePools.create body per pool, each
+    declaring its method so that tai_bundle checks it against the container v1 discovery
+    document before writing anything."""
+    def schema(method: str) -> dict[str, str]:
+        return {"api": "container.v1", "method": method}
+
+    out: list[dict[str, Any]] = [{"path": "cluster.json", "data": {"cluster": dict(cluster)},
+                                  "gcp_schema": schema(CREATE_METHOD)}]
+    out.extend({"path": f"node-pools/{pool['name']}.json", "data": {"nodePool": pool},
+                "gcp_schema": schema(POOL_CREATE_METHOD)}
                for pool in cluster.get("nodePools") or [])
     return out

@@ -1,8 +1,8 @@
 # Copyright: tai-deploy contributors
-"""Filters gke_cluster_body, gke_plan_files, gke_input_problems, gke_schema_problems (gke role).
+"""Filters gke_cluster_body, gke_plan_files and gke_input_problems of the gke role.
 
-Thin wrappers over the typed cores module_utils/tai_deploy/gke_body.py, gke_checks.py and
-gcp_schema.py (the tests import those directly). Filters run on the controller, where Ansible
+Thin wrappers over the typed cores module_utils/tai_deploy/gke_body.py and gke_checks.py (the
+tests import those directly). Filters run on the controller, where Ansible
 does not put the project's module_utils on the import path, so the folder is added from this
 file's location.
 """
@@ -18,11 +18,7 @@ _MODULE_UTILS = Path(__file__).resolve().parents[3] / "module_utils"
 if str(_MODULE_UTILS) not in sys.path:
     sys.path.insert(0, str(_MODULE_UTILS))
 
-from tai_deploy import gcp_schema, gke_body, gke_checks  # noqa: E402
-
-# The container v1 method whose request body each plan file is (discovery document ids).
-_METHODS = {"cluster.json": "projects.locations.clusters.create",
-            "node-pools/": "projects.locations.clusters.nodePools.create"}
+from tai_deploy import gke_body, gke_checks  # noqa: E402
 
 
 def gke_cluster_body(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,19 +36,7 @@ def gke_input_problems(values: Mapping[str, Any], region: str) -> list[str]:
     return gke_checks.problems(region, values)
 
 
-def gke_schema_problems(files: list[Mapping[str, Any]], where: str) -> list[str]:
-    """Each plan file checked against its method's schema in Google's discovery document."""
-    out: list[str] = []
-    for item in files:
-        path = str(item["path"])
-        method = next(m for prefix, m in _METHODS.items() if path.startswith(prefix))
-        out.extend(f"{where}/{path}: {problem}" for problem in
-                   gcp_schema.method_problems("container.v1", method, item["data"]))
-    return out
-
-
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {"gke_cluster_body": gke_cluster_body, "gke_plan_files": gke_plan_files,
-                "gke_input_problems": gke_input_problems,
-                "gke_schema_problems": gke_schema_problems}
+                "gke_input_problems": gke_input_problems}
