@@ -200,6 +200,13 @@ def test_apply_against_the_double_creates_then_changes_nothing(tmp_path: Path) -
         assert second.recap("europe-west1")["changed"] == 0
         assert "GKE operation" not in second.output
         assert len([r for r in double.requests if r[0] != "GET"]) == 1
+        # Check mode with diff: the change is shown, live vs desired, and nothing is sent.
+        checked = run_playbook(*args, "--check", "--diff", "-e", "gke_binary_authorization=false")
+        assert checked.returncode == 0, checked.output[-3000:]
+        assert "--- before: live tai-cluster" in checked.output
+        assert "-        evaluationMode: PROJECT_SINGLETON_POLICY_ENFORCE" in checked.output
+        assert "+        evaluationMode: DISABLED" in checked.output
+        assert len([r for r in double.requests if r[0] != "GET"]) == 1
     cfg = yaml.safe_load(kubeconfig.read_text())
     assert [c["name"] for c in cfg["contexts"]] == [
         "gke_tai-production_europe-west1_tai-cluster"]
@@ -209,3 +216,19 @@ def test_apply_against_the_double_creates_then_changes_nothing(tmp_path: Path) -
     assert user["apiVersion"] == "client.authentication.k8s.io/v1"
     assert Path(user["command"]).resolve() == Path(sys.executable).resolve()
     assert user["args"] == [str(REPO / "scripts" / "tai-gke-token")]
+
+
+@pytest.mark.playbook
+def test_apply_on_a_project_without_the_container_api_says_what_to_do(tmp_path: Path) -> None:
+    from helpers.ansible_run import run_playbook
+
+    with serve(GcpDouble.empty_project()) as (double, url):
+        run = run_playbook("playbooks/clusters.yml", "-l", "europe-west1", "-e", "tai_apply=true",
+                           "-e", f"tai_build_root={tmp_path}", "-e", f"gke_api_endpoint={url}",
+                           "-e", "gke_auth_kind=none")
+    assert run.returncode != 0
+    assert ("The API container.googleapis.com is not enabled in project tai-production: run the "
+            "project phase (`ansible-playbook playbooks/project.yml -l europe-west1 -e "
+            "tai_apply=true`) or enable container.googleapis.com in the project.") in run.output
+    assert "Traceback" not in run.output
+    assert double.mutating_calls() == []
