@@ -392,3 +392,19 @@ def test_private_nodes_of_a_vpc_peering_cluster_need_recreation(
     assert str(err.value).startswith(
         "GKE sets private nodes of a VPC-peering private cluster (live false, desired true) of "
         f"cluster {NAME} in {REGION} (project {PROJECT}) only when the cluster is created: ")
+
+
+def test_a_calico_cluster_without_a_datapath_field_is_legacy(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    double, url = api
+    calico = copy.deepcopy(desired)
+    calico["networkConfig"]["datapathProvider"] = "LEGACY_DATAPATH"
+    calico["addonsConfig"]["networkPolicyConfig"] = {"disabled": False}
+    calico["networkPolicy"] = {"enabled": True, "provider": "CALICO"}
+    converger(url).converge(calico, check_mode=False)
+    # Clusters made before datapathProvider existed do not return it: that is the legacy one.
+    double.clusters[f"{PROJECT}/{REGION}/{NAME}"]["networkConfig"].pop("datapathProvider")
+    assert not converger(url).converge(calico, check_mode=True).changed
+    with pytest.raises(GkeError, match=r"^GKE sets networkConfig.datapathProvider \(live "
+                                       r'"LEGACY_DATAPATH", desired "ADVANCED_DATAPATH"\)'):
+        converger(url).converge(desired, check_mode=True)

@@ -331,8 +331,11 @@ def _plan_recreate(desired: Mapping[str, Any], live: Mapping[str, Any], plan: Pl
     want_net = desired.get("networkConfig") or {}
     have_net = live.get("networkConfig") or {}
     for key in RECREATE_NETWORK_FIELDS:
-        if key in want_net and not covers(want_net[key], have_net.get(key), key):
-            plan.recreate.append(f"networkConfig.{key} (live {_short(have_net.get(key))}, "
+        have_value = have_net.get(key)
+        if key == "datapathProvider" and have_value in (None, "DATAPATH_PROVIDER_UNSPECIFIED"):
+            have_value = "LEGACY_DATAPATH"  # unset is kube-proxy, the legacy datapath
+        if key in want_net and not covers(want_net[key], have_value, key):
+            plan.recreate.append(f"networkConfig.{key} (live {_short(have_value)}, "
                                  f"desired {_short(want_net[key])})")
     # Private nodes of a cluster made with VPC peering (privateClusterConfig, older clusters)
     # cannot be switched; clusters.update changes defaultEnablePrivateNodes on the others.
