@@ -332,7 +332,7 @@ class Converger:
         title, resource = str(item["title"]), str(item["resource"])
         client = self.clients(str(item["service"]))
         wanted = [(str(b["role"]), [str(m) for m in b["members"]]) for b in item["bindings"]]
-        conflicts = 0
+        conflicts = unseen = 0
         deadline = Deadline(self.iam_retry_seconds)
         delay = 1.0
         while True:
@@ -361,8 +361,9 @@ class Converger:
                             f"Cannot edit the IAM policy of {title}: it changed under us "
                             f"{conflicts} times in a row; rerun the play.") from exc
                     continue  # someone else wrote: read again, merge again
+                unseen += 1
                 if exc.status in (400, 404) and "does not exist" in exc.message and \
-                        not deadline.expired():
+                        not deadline.expired() and unseen < 10:
                     # a service account created moments ago is not visible to IAM yet
                     self.sleep(delay)
                     delay = min(delay * 2, 10.0)

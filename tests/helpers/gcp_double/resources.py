@@ -538,15 +538,20 @@ class ProjectApis:
             return 409, error(409, "There were concurrent policy changes. Please retry the "
                                    "whole read-modify-write with exponential backoff.",
                               "ABORTED")
+        members = [m.split(":", 1)[1] for b in new.get("bindings") or []
+                   for m in b.get("members") or [] if m.startswith("serviceAccount:")]
+        unseen = [e for e in members if self._unseen.get(e, 0) > 0]
+        if unseen:
+            # IAM is eventually consistent: a new account is refused for a few calls
+            for email in unseen:
+                self._unseen[email] -= 1
+            return 400, error(400, f"Service account {unseen[0]} does not exist.",
+                              "INVALID_ARGUMENT")
         for b in new.get("bindings") or []:
             for member in b.get("members") or []:
                 if member.startswith("serviceAccount:") and member.endswith(
                         ".iam.gserviceaccount.com"):
                     email = member.split(":", 1)[1]
-                    if self._unseen.get(email, 0) > 0:
-                        self._unseen[email] -= 1
-                        return 400, error(400, f"Service account {email} does not exist.",
-                                          "INVALID_ARGUMENT")
                     # a user-managed account of this project must exist; Google's service
                     # agents (service-N@container-engine-robot...) always do
                     owner = email.split("@", 1)[1].split(".", 1)[0]
