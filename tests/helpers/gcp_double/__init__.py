@@ -99,6 +99,17 @@ class GcpDouble:
     # Compute, IAM, KMS, Service Usage, Resource Manager, Firestore (resources.py).
     apis: ProjectApis = field(default_factory=ProjectApis)
 
+    def __post_init__(self) -> None:
+        self.apis.workload_pools = lambda: {
+            str((c.get("workloadIdentityConfig") or {}).get("workloadPool"))
+            for c in self.clusters.values() if c.get("status") == "RUNNING"}
+
+    def add_cluster(self, project: str, location: str, name: str) -> None:
+        """A running cluster with workload identity (what the gke role creates)."""
+        self.clusters[f"{project}/{location}/{name}"] = {
+            "name": name, "status": "RUNNING", "location": location, "nodePools": [],
+            "workloadIdentityConfig": {"workloadPool": f"{project}.svc.id.goog"}}
+
     @classmethod
     def empty_project(cls, op_polls: int = 1) -> GcpDouble:
         """A new project: only Service Usage is enabled, nothing exists."""
