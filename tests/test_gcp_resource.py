@@ -263,3 +263,14 @@ def test_plan_refuses_a_wrong_field_naming_the_file_and_the_path(tmp_path: Path)
     assert "nodePools[0].config.spott is not a field of the NodeConfig schema" in out
     assert 'releaseChannel.channel has the value "FASTEST"' in out
     assert not (tmp_path / "gke").exists()
+
+
+def test_check_mode_on_an_empty_project_reads_only_and_says_what_it_would_do(
+        empty: tuple[GcpDouble, str]) -> None:
+    double, url = empty
+    run = converger(url, check_mode=True)
+    results = run.converge(project_global_items(global_cfg()))
+    # services not yet enabled answer 403 SERVICE_DISABLED: in check mode that means "create"
+    assert {r.action for r in results if r.id != "project-iam"} == {"created"}
+    assert all(m == "GET" or p.endswith(":getIamPolicy") for m, p, _ in double.requests)
+    assert run.changed
