@@ -30,8 +30,8 @@ options:
     required: true
   api_endpoints:
     description:
-      - Root URL per service host, e.g. C({compute.googleapis.com: http://127.0.0.1:8080}) for a
-        test double; a service not listed uses C(https://<service>).
+      - Root URL per service host (for example C(compute.googleapis.com) mapped to a loopback
+        test double's URL); a service not listed uses C(https://<service>).
     type: dict
     default: {}
   poll_interval:

@@ -55,10 +55,21 @@ def calls(double: GcpDouble, start: int) -> Counter[str]:
 @pytest.mark.playbook
 def test_first_apply_then_a_rerun_changes_nothing(project: tuple[GcpDouble, str, Path]) -> None:
     double, url, build = project
-    first = apply(url, build, "playbooks/project.yml", "playbooks/traffic.yml")
+    first = apply(url, build, "playbooks/project.yml")
     assert first.returncode == 0, first.output[-4000:]
-    first_calls = calls(double, 0)
     assert first.recap(REGION)["changed"] > 0
+    project_calls = calls(double, 0)
+    # before any cluster exists there is no workload identity pool: one sentence, no traceback
+    early = apply(url, build, "playbooks/identities.yml")
+    assert early.returncode != 0
+    assert f"Identity Pool does not exist ({PROJECT}.svc.id.goog)" in " ".join(
+        early.output.split())
+    assert "Traceback" not in early.output
+    start = len(double.requests)
+    double.add_cluster(PROJECT, REGION, "tai-cluster")  # what clusters.yml creates
+    after = apply(url, build, "playbooks/identities.yml", "playbooks/traffic.yml")
+    assert after.returncode == 0, after.output[-4000:]
+    first_calls = project_calls + calls(double, start)  # the refused early run not counted
     # what the plan promised now exists
     res = double.apis.resources
     assert f"/compute/v1/projects/{PROJECT}/global/networks/tai-vpc" in res
@@ -97,7 +108,8 @@ def test_first_apply_then_a_rerun_changes_nothing(project: tuple[GcpDouble, str,
          "kind": "dns#rRSetRoutingPolicyGeoPolicyGeoPolicyItem"}]
 
     start = len(double.requests)
-    again = apply(url, build, "playbooks/project.yml", "playbooks/traffic.yml")
+    again = apply(url, build, "playbooks/project.yml", "playbooks/identities.yml",
+                  "playbooks/traffic.yml")
     assert again.returncode == 0, again.output[-4000:]
     assert again.recap(REGION)["changed"] == 0, again.output[-4000:]
     rerun = calls(double, start)
@@ -110,13 +122,14 @@ def test_first_apply_then_a_rerun_changes_nothing(project: tuple[GcpDouble, str,
     start = len(double.requests)
     for zone in ("us-central1-a", "us-central1-b", "us-central1-c"):
         double.apis.add_neg(PROJECT, zone, "tai-istio-ingress-443")
-    second = apply(url, build, "playbooks/project.yml", "playbooks/traffic.yml",
-                   region="us-central1")
+    double.add_cluster(PROJECT, "us-central1", "tai-cluster")
+    second = apply(url, build, "playbooks/project.yml", "playbooks/identities.yml",
+                   "playbooks/traffic.yml", region="us-central1")
     assert second.returncode == 0, second.output[-4000:]
     added = calls(double, start)
     start = len(double.requests)
-    second_again = apply(url, build, "playbooks/project.yml", "playbooks/traffic.yml",
-                         region="us-central1")
+    second_again = apply(url, build, "playbooks/project.yml", "playbooks/identities.yml",
+                         "playbooks/traffic.yml", region="us-central1")
     assert second_again.recap("us-central1")["changed"] == 0
     print(f"us-central1 added to the project: {sum(added.values())} API calls "
           f"({added['write']} writes); no-op rerun: {sum(calls(double, start).values())} calls")

@@ -332,18 +332,16 @@ class Converger:
         title, resource = str(item["title"]), str(item["resource"])
         client = self.clients(str(item["service"]))
         wanted = [(str(b["role"]), [str(m) for m in b["members"]]) for b in item["bindings"]]
-        conflicts = 0
+        conflicts = unseen = 0
         deadline = Deadline(self.iam_retry_seconds)
         delay = 1.0
         while True:
-            if item.get("get", "POST") == "GET":
-                policy = client.call("GET", f"{resource}:getIamPolicy?"
-                                     "options.requestedPolicyVersion=3",
-                                     action=f"read the IAM policy of {title}")
-            else:
-                policy = client.call("POST", f"{resource}:getIamPolicy",
-                                     {"options": {"requestedPolicyVersion": 3}},
-                                     action=f"read the IAM policy of {title}")
+            try:
+                policy = _policy_call(client, item, resource, title)
+            except GcpApiError as exc:
+                if not (self.check_mode and (exc.disabled_service or exc.status == 404)):
+                    raise
+                policy = {}  # the services item (or an earlier item) of this plan creates it
             merged, added = _merge(policy, wanted)
             result = ItemResult(str(item["id"]), title, UPDATED if added else UNCHANGED, added,
                                 before=policy.get("bindings", []), after=merged.get("bindings"))
@@ -361,13 +359,24 @@ class Converger:
                             f"Cannot edit the IAM policy of {title}: it changed under us "
                             f"{conflicts} times in a row; rerun the play.") from exc
                     continue  # someone else wrote: read again, merge again
+                unseen += 1
                 if exc.status in (400, 404) and "does not exist" in exc.message and \
-                        not deadline.expired():
+                        not deadline.expired() and unseen < 10:
                     # a service account created moments ago is not visible to IAM yet
                     self.sleep(delay)
                     delay = min(delay * 2, 10.0)
                     continue
                 raise
+
+
+def _policy_call(client: RestClient, item: Mapping[str, Any], resource: str,
+                 title: str) -> dict[str, Any]:
+    if item.get("get", "POST") == "GET":  # Cloud KMS: GET with the version as a query
+        return client.call("GET", f"{resource}:getIamPolicy?options.requestedPolicyVersion=3",
+                           action=f"read the IAM policy of {title}")
+    return client.call("POST", f"{resource}:getIamPolicy",
+                       {"options": {"requestedPolicyVersion": 3}},
+                       action=f"read the IAM policy of {title}")
 
 
 def _merge(policy: Mapping[str, Any], wanted: Sequence[tuple[str, list[str]]],

@@ -68,6 +68,7 @@ is_uint() {
 }
 
 # resolve_ipv4 (shared with the other Redis script).
+# shellcheck source=charts/tai-chart/scripts/redis-lib.sh
 . "$(dirname "$0")/redis-lib.sh"
 
 # resolve HOST:PORT : IP:PORT (CLUSTER MEET needs addresses, not names).

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Shell functions shared by redis-start.sh and redis-cluster-init.sh (POSIX sh), sourced by
 # both from the folder they run from (/scripts in the pods, the chart folder in the tests).
 

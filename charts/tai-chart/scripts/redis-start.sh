@@ -24,6 +24,7 @@ HOSTNAME_ANNOUNCED=${REDIS_ANNOUNCE_HOSTNAME:-}
 log() { printf 'redis-start: %s\n' "$*"; }
 
 # resolve_ipv4 (shared with the other Redis script).
+# shellcheck source=charts/tai-chart/scripts/redis-lib.sh
 . "$(dirname "$0")/redis-lib.sh"
 
 remap() {

@@ -56,7 +56,7 @@ def _service_account(project: str, account: Mapping[str, Any]) -> dict[str, Any]
 
 
 def project_global_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Services, the VPC, the service accounts and their IAM, Firestore: once per project."""
+    """Services, the VPC, the service accounts, the project IAM, Firestore: once per project."""
     project = str(cfg["project"])
     items: list[dict[str, Any]] = [{
         "id": "services", "kind": "services", "title": f"services of project {project}",
@@ -71,18 +71,6 @@ def project_global_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
         update={"routingConfig": routing}, immutable=["autoCreateSubnetworks"]))
     accounts = list(cfg["service_accounts"])
     items += [_service_account(project, a) for a in accounts]
-    pool = f"{project}.svc.id.goog"
-    for account in accounts:
-        ksa = account.get("workload")
-        if not ksa:
-            continue
-        email = f"{account['name']}@{project}.iam.gserviceaccount.com"
-        items.append({
-            "id": f"wi-{account['name']}", "kind": "iam_policy", "service": IAM,
-            "title": f"service account {email}",
-            "resource": f"/v1/projects/{project}/serviceAccounts/{email}", "get": "POST",
-            "bindings": [{"role": "roles/iam.workloadIdentityUser",
-                          "members": [f"serviceAccount:{pool}[{ksa}]"]}]})
     roles: dict[str, list[str]] = {}
     for account in accounts:
         for role in account.get("project_roles") or []:
@@ -103,6 +91,30 @@ def project_global_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
                    "method_id": "firestore.projects.databases.create",
                    "body": {**wanted, "deleteProtectionState": "DELETE_PROTECTION_ENABLED"}},
         "compare": wanted, "immutable": ["type", "locationId"]})
+    return items
+
+
+def project_workload_identity_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """roles/iam.workloadIdentityUser on each workload's Google service account for
+    ``serviceAccount:<project>.svc.id.goog[<namespace>/<ksa>]``.
+
+    Applied after the clusters: the workload identity pool <project>.svc.id.goog exists only once
+    a cluster with workload identity does (IAM answers 400 "Identity Pool does not exist" before).
+    """
+    project = str(cfg["project"])
+    pool = f"{project}.svc.id.goog"
+    items: list[dict[str, Any]] = []
+    for account in cfg["service_accounts"]:
+        ksa = account.get("workload")
+        if not ksa:
+            continue
+        email = f"{account['name']}@{project}.iam.gserviceaccount.com"
+        items.append({
+            "id": f"wi-{account['name']}", "kind": "iam_policy", "service": IAM,
+            "title": f"service account {email}",
+            "resource": f"/v1/projects/{project}/serviceAccounts/{email}", "get": "POST",
+            "bindings": [{"role": "roles/iam.workloadIdentityUser",
+                          "members": [f"serviceAccount:{pool}[{ksa}]"]}]})
     return items
 
 
@@ -193,4 +205,5 @@ def project_region_items(cfg: Mapping[str, Any], region: str) -> list[dict[str, 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"project_global_items": project_global_items,
-                "project_region_items": project_region_items}
+                "project_region_items": project_region_items,
+                "project_workload_identity_items": project_workload_identity_items}

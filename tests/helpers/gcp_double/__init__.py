@@ -1,4 +1,12 @@
-"""TEST DOUBLE of the GKE (container v1) and Cloud DNS (dns v1) REST APIs, on loopback.
+"""TEST DOUBLE of Google Cloud REST APIs on loopback: GKE (container v1), Cloud DNS (dns v1) here,
+and Compute, IAM, Cloud KMS, Service Usage, Resource Manager and Firestore in resources.py.
+
+Every request body is checked against the discovery schema of the method it serves (its request
+``$ref`` in Google's discovery documents; schema.py, written apart from the plan-time check) and
+against the documented cross-field rules (rules.py), answered like Google (400
+INVALID_ARGUMENT, "Invalid JSON payload received. Unknown name ..."). A service that Service
+Usage has not enabled answers 403 SERVICE_DISABLED (``GcpDouble.empty_project()`` starts with
+only Service Usage enabled; the default double is a project where every service runs).
 
 This is NOT Google Cloud. It is a small in-memory HTTP server that answers the real paths with
 JSON shaped like the real API's, so that the gke_cluster and cloud_dns_geo_item modules can be
@@ -98,6 +106,17 @@ class GcpDouble:
     _pending_ops: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
     # Compute, IAM, KMS, Service Usage, Resource Manager, Firestore (resources.py).
     apis: ProjectApis = field(default_factory=ProjectApis)
+
+    def __post_init__(self) -> None:
+        self.apis.workload_pools = lambda: {
+            str((c.get("workloadIdentityConfig") or {}).get("workloadPool"))
+            for c in self.clusters.values() if c.get("status") == "RUNNING"}
+
+    def add_cluster(self, project: str, location: str, name: str) -> None:
+        """A running cluster with workload identity (what the gke role creates)."""
+        self.clusters[f"{project}/{location}/{name}"] = {
+            "name": name, "status": "RUNNING", "location": location, "nodePools": [],
+            "workloadIdentityConfig": {"workloadPool": f"{project}.svc.id.goog"}}
 
     @classmethod
     def empty_project(cls, op_polls: int = 1) -> GcpDouble:

@@ -164,6 +164,8 @@ class ProjectApis:
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     negs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # zone -> NEGs
     before_set_policy: Callable[[ProjectApis, str], None] | None = None
+    # workload identity pools that exist (GcpDouble: those of its clusters)
+    workload_pools: Callable[[], set[str]] = set
     _pending: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
     _unseen: dict[str, int] = field(default_factory=dict)
     _seq: int = 0
@@ -540,13 +542,29 @@ class ProjectApis:
                               "ABORTED")
         for b in new.get("bindings") or []:
             for member in b.get("members") or []:
+                pool = member.split(":", 1)[-1].split("[", 1)[0]
+                if ".svc.id.goog[" in member and pool not in self.workload_pools():
+                    # The pool <project>.svc.id.goog appears with the first cluster that enables
+                    # workload identity (https://cloud.google.com/kubernetes-engine/docs/how-to/
+                    # workload-identity); IAM refuses its members before.
+                    return 400, error(400, f"Identity Pool does not exist ({pool}). Please "
+                                           "check that you specified a valid resource name as "
+                                           "returned in the `name` attribute in the "
+                                           "configuration API.", "INVALID_ARGUMENT")
+        members = [m.split(":", 1)[1] for b in new.get("bindings") or []
+                   for m in b.get("members") or [] if m.startswith("serviceAccount:")]
+        unseen = [e for e in members if self._unseen.get(e, 0) > 0]
+        if unseen:
+            # IAM is eventually consistent: a new account is refused for a few calls
+            for email in unseen:
+                self._unseen[email] -= 1
+            return 400, error(400, f"Service account {unseen[0]} does not exist.",
+                              "INVALID_ARGUMENT")
+        for b in new.get("bindings") or []:
+            for member in b.get("members") or []:
                 if member.startswith("serviceAccount:") and member.endswith(
                         ".iam.gserviceaccount.com"):
                     email = member.split(":", 1)[1]
-                    if self._unseen.get(email, 0) > 0:
-                        self._unseen[email] -= 1
-                        return 400, error(400, f"Service account {email} does not exist.",
-                                          "INVALID_ARGUMENT")
                     # a user-managed account of this project must exist; Google's service
                     # agents (service-N@container-engine-robot...) always do
                     owner = email.split("@", 1)[1].split(".", 1)[0]
