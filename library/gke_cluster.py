@@ -77,6 +77,17 @@ options:
     description: Seconds to wait for one HTTP answer.
     type: float
     default: 60
+  progress_file:
+    description:
+      - File that receives one line per read of a running operation (operation, type, what it
+        does, status, elapsed time). The project's action plugin of the same name sets it and
+        shows the lines while the module runs (cluster creation takes about ten minutes).
+    type: path
+  progress_interval:
+    description:
+      - Seconds between two progress lines shown by the action plugin (the module ignores it).
+    type: float
+    default: 30
 attributes:
   check_mode:
     support: full
@@ -128,7 +139,20 @@ cluster:
   type: dict
 """
 
+from collections.abc import Callable
+
 from ansible.module_utils.basic import AnsibleModule
+
+
+def _progress_writer(path: str | None) -> Callable[[str], None] | None:
+    if not path:
+        return None
+
+    def write(line: str) -> None:
+        with open(path, "a", encoding="utf-8") as fh:  # noqa: PTH123 - one line, appended
+            fh.write(line.replace("\n", " ") + "\n")
+
+    return write
 
 
 def main() -> None:
@@ -148,6 +172,8 @@ def main() -> None:
             "retries": {"type": "int", "default": 5},
             "retry_base_delay": {"type": "float", "default": 1.0},
             "request_timeout": {"type": "float", "default": 60},
+            "progress_file": {"type": "path"},
+            "progress_interval": {"type": "float", "default": 30},
         },
         supports_check_mode=True,
     )
@@ -172,7 +198,8 @@ def main() -> None:
                             retry=RetryPolicy(max(1, p["retries"]), p["retry_base_delay"]),
                             timeout=p["request_timeout"])
         converger = Converger(client, ClusterRef(p["project"], p["location"], name),
-                              wait_timeout=p["wait_timeout"], poll_interval=p["poll_interval"])
+                              wait_timeout=p["wait_timeout"], poll_interval=p["poll_interval"],
+                              progress=_progress_writer(p["progress_file"]))
         result = converger.converge(p["cluster"], check_mode=module.check_mode)
     except (GcpConfigError, GcpApiError, GkeError) as exc:
         module.fail_json(msg=str(exc))

@@ -13,8 +13,10 @@ description:
     already returned (the cluster endpoint and CA certificate, see the gke_cluster module), with
     no gcloud call - a cluster, a user and a context named O(context) (gcloud's name is
     C(gke_<project>_<location>_<cluster>)).
-  - The user runs C(gke-gcloud-auth-plugin) through the client-go C(exec) protocol, so no token
-    or key is written to the file.
+  - The user runs O(auth_command) with O(auth_args) through the client-go C(exec) protocol
+    (C(client.authentication.k8s.io/v1)); the project's C(scripts/tai-gke-token) prints a Google
+    access token from Application Default Credentials, so neither gcloud nor
+    C(gke-gcloud-auth-plugin) is needed and no token or key is written to the file.
   - Other entries are kept. The file is rewritten atomically with mode 0600, under a lock (regions
     run in parallel), and only when its parsed content would change, so C(changed) is honest.
 version_added: "0.1.0"
@@ -33,13 +35,20 @@ options:
     type: str
     required: true
   certificate_authority_data:
-    description: Base64 CA certificate of the cluster (C(masterAuth.clusterCaCertificate)).
+    description:
+      - Base64 CA certificate of the cluster (C(masterAuth.clusterCaCertificate)) for the IP
+        endpoint. Empty for the DNS-based endpoint, whose certificate is publicly trusted.
     type: str
-    required: true
+    default: ""
   auth_command:
-    description: Credential plugin run by kubectl and the Kubernetes Python client.
+    description: Credential plugin run by kubectl, helm and the Kubernetes Python client.
     type: str
-    default: gke-gcloud-auth-plugin
+    default: tai-gke-token
+  auth_args:
+    description: Arguments of O(auth_command) (the script, when the command is a Python).
+    type: list
+    elements: str
+    default: []
   set_current_context:
     description:
       - Make O(context) the current context. Without it the current context is set only when
@@ -57,8 +66,9 @@ EXAMPLES = r"""
 - name: Write the cluster's kubeconfig entry for kubernetes.core
   gke_kubeconfig:
     context: gke_tai-production_europe-west1_tai-cluster
-    server: "https://{{ gke_cluster_result.cluster.endpoint }}"
-    certificate_authority_data: "{{ gke_cluster_result.cluster.cluster_ca_certificate }}"
+    server: "https://{{ gke_cluster_result.cluster.dns_endpoint }}"
+    auth_command: "{{ ansible_playbook_python }}"
+    auth_args: ["{{ playbook_dir }}/../scripts/tai-gke-token"]
 """
 
 RETURN = r"""
@@ -81,8 +91,9 @@ def main() -> None:
             "path": {"type": "path", "default": "~/.kube/config"},
             "context": {"type": "str", "required": True},
             "server": {"type": "str", "required": True},
-            "certificate_authority_data": {"type": "str", "required": True},
-            "auth_command": {"type": "str", "default": "gke-gcloud-auth-plugin"},
+            "certificate_authority_data": {"type": "str", "default": ""},
+            "auth_command": {"type": "str", "default": "tai-gke-token"},
+            "auth_args": {"type": "list", "elements": "str", "default": []},
             "set_current_context": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -91,7 +102,8 @@ def main() -> None:
     # file outside Ansible, where the project's module_utils are not importable.
     from ansible.module_utils.tai_deploy.gke_kubeconfig import Entry, KubeconfigError, ensure
     p = module.params
-    entry = Entry(p["context"], p["server"], p["certificate_authority_data"], p["auth_command"])
+    entry = Entry(p["context"], p["server"], p["certificate_authority_data"] or "",
+                  p["auth_command"], tuple(p["auth_args"]))
     try:
         outcome = ensure(p["path"], entry, set_current=p["set_current_context"],
                          check_mode=module.check_mode)

@@ -32,6 +32,12 @@ options:
       - Plain artifacts. Each item has a C(path) relative to O(dest) and either C(content)
         (text, written as is) or C(data) (structure, serialised by the file extension as JSON
         or YAML with sorted keys).
+      - An item may declare C(gcp_schema) - a mapping with C(api) (for example C(container.v1))
+        and C(schema) (C(Cluster)) or C(method) (C(globalAddresses.insert)), or the string
+        C(items) (a list of gcp_resource items, each create/update body checked against its
+        C(method_id)). Its C(data) is then checked against Google's discovery document
+        before anything is written; an unknown field, a wrong type or a bad enum value fails
+        the task naming the file and the field path.
     type: list
     elements: dict
     default: []
@@ -157,7 +163,7 @@ def main() -> None:
         bundle = plan(p["dest"], wanted, objects=objects,
                       kubernetes_version=p["kubernetes_version"], prune=p["prune"])
     except BundleError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=f"{p['dest']}: {exc}")
     report = bundle.validation
     result = {
         "dest": p["dest"],

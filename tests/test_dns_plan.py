@@ -7,6 +7,7 @@ mode against the loopback TEST DOUBLE of the Cloud DNS API.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from helpers.gcp_plan import REGIONS, load, render
 SEED_ADDRESSES = {"us-central1": "35.1.1.1", "europe-west1": "35.2.2.2",
                   "asia-southeast1": "35.3.3.3"}
 COMPUTE = "https://www.googleapis.com/compute/v1/projects/tai-production"
+PODS = {"us-central1": "10.4.0.0/14", "europe-west1": "10.20.0.0/14",
+        "asia-southeast1": "10.36.0.0/14"}
 PROJECT, ZONE, NAME = "tai-production", "tai-example-com", "api.tai.example.com."
 
 
@@ -42,7 +45,8 @@ def test_load_balancer_matches_the_seed(plan: Path, region: str) -> None:
     assert (hc["checkIntervalSec"], hc["timeoutSec"], hc["healthyThreshold"],
             hc["unhealthyThreshold"]) == (10, 5, 2, 3)
     address = body(plan, region, "address.json")
-    assert address["address"] == SEED_ADDRESSES[region]
+    # Google allocates a global external address: the body never names one.
+    assert "address" not in address
     assert address["addressType"] == "EXTERNAL" and "region" not in address  # global
     backend = body(plan, region, "backend-service.json")
     assert backend["protocol"] == "TCP"
@@ -57,11 +61,16 @@ def test_load_balancer_matches_the_seed(plan: Path, region: str) -> None:
     rule = body(plan, region, "forwarding-rule.json")
     assert rule["portRange"] == "443-443"
     assert rule["IPProtocol"] == "TCP"
-    assert rule["IPAddress"] == SEED_ADDRESSES[region]
+    # the forwarding rule names the address resource; Google resolves it to the allocated IP
+    assert rule["IPAddress"] == f"projects/tai-production/global/addresses/{address['name']}"
     assert rule["target"] == f"{COMPUTE}/global/targetTcpProxies/{proxy['name']}"
     assert rule["loadBalancingScheme"] == backend["loadBalancingScheme"]
     firewall = body(plan, region, "firewall.json")
     assert firewall["allowed"] == [{"IPProtocol": "tcp", "ports": ["8443", "50051"]}]
+    # Google's proxies and health checkers reach the NEG endpoints (pod IPs) only, on tai-vpc
+    assert firewall["sourceRanges"] == ["35.191.0.0/16", "130.211.0.0/22"]
+    assert firewall["destinationRanges"] == [PODS[region]]
+    assert firewall["network"] == "projects/tai-production/global/networks/tai-vpc"
     assert all(name.startswith(prefix) for name in (hc["name"], backend["name"],
                                                     proxy["name"], rule["name"]))
 
@@ -108,7 +117,11 @@ def test_drain_and_restore_through_the_playbook(tmp_path: Path) -> None:
         double.put_rrset(PROJECT, ZONE, {"name": NAME, "type": "A", "ttl": 60, "routingPolicy": {
             "geo": {"items": [{"location": r, "rrdatas": [a]}
                               for r, a in SEED_ADDRESSES.items()]}}})
+        # the region's load balancer address, as Google allocated it (the inventory expects it)
+        double.apis.add_global_address(PROJECT, "tai-europe-west1-lb-address", "35.2.2.2")
+        endpoints = json.dumps({"dns_api_endpoints": {"compute.googleapis.com": url}})
         common = ("playbooks/drain-region.yml", "-l", "europe-west1", "-e", "tai_apply=true",
+                  "-e", endpoints,
                   "-e", f"tai_build_root={tmp_path}", "-e", f"dns_api_endpoint={url}",
                   "-e", "dns_auth_kind=none", "-e", "dns_change_poll_interval=0")
 
@@ -130,3 +143,5 @@ def test_drain_and_restore_through_the_playbook(tmp_path: Path) -> None:
         again = run_playbook(*common, "-e", "dns_region_state=active")
         assert again.recap("europe-west1")["changed"] == 0
         assert len([r for r in double.requests if r[0] == "POST"]) == 2
+        # drain and restore only read the load balancer address, never write it
+        assert {m for m, p, _ in double.requests if "/compute/" in p} == {"GET"}

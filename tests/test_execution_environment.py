@@ -81,3 +81,29 @@ def test_the_binaries_step_extracts_working_helm_and_kubectl(tmp_path: Path) -> 
                              capture_output=True, text=True, check=True).stdout
     assert helm.startswith("v4.")
     assert "Client Version: v1.35" in kubectl
+
+
+def test_the_ee_ships_tai_gke_token_run_by_its_python(tmp_path: Path) -> None:
+    """The build step that installs the GKE credential plugin, run here with this Python."""
+    files = {(i["src"], i["dest"]) for i in EE["additional_build_files"]}
+    assert ("scripts/tai-gke-token", "tai/scripts") in files
+    steps = EE["additional_build_steps"]["append_final"]
+    assert not any("gke-gcloud-auth-plugin" in step for step in steps)
+    install = next(s for s in steps if "tai-gke-token /usr/local/bin" in s)
+    interpreter = EE["dependencies"]["python_interpreter"]["python_path"]
+    assert f"#!{interpreter}" in install  # the interpreter that has google-auth
+    assert any("tai-gke-token --help" in step for step in steps)
+    # The same commands, with the build folders and the EE's Python replaced by this machine's.
+    (tmp_path / "tai" / "scripts").mkdir(parents=True)
+    (tmp_path / "tai" / "scripts" / "tai-gke-token").write_bytes(
+        (REPO / "scripts" / "tai-gke-token").read_bytes())
+    (tmp_path / "bin").mkdir()
+    command = (install.removeprefix("RUN ").replace("/tmp/tai", str(tmp_path / "tai"))
+               .replace("/usr/local/bin", str(tmp_path / "bin"))
+               .replace(interpreter, sys.executable))
+    subprocess.run(["bash", "-euc", command], check=True)
+    installed = tmp_path / "bin" / "tai-gke-token"
+    assert installed.read_text().splitlines()[0] == f"#!{sys.executable}"
+    proc = subprocess.run([str(installed), "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "ExecCredential" in proc.stdout

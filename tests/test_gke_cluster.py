@@ -123,7 +123,7 @@ def test_check_mode_lists_the_calls_and_makes_none(
     planned = converger(url).converge(changed, check_mode=True)
     assert [a.kind for a in planned.actions] == ["set_addons"]
     assert planned.before.get("addonsConfig") != planned.after["addonsConfig"]
-    assert planned.before["networkPolicy"] == planned.after["networkPolicy"]
+    assert planned.before["databaseEncryption"] == planned.after["databaseEncryption"]
     assert len(double.mutating_calls()) == count
 
 
@@ -206,11 +206,13 @@ def test_a_busy_cluster_is_waited_for_before_an_update(desired: dict[str, Any]) 
         conv.client.call("POST", f"{BASE}/clusters", {"cluster": desired}, action="create")
         assert (conv.read() or {}).get("status") == "PROVISIONING"
         changed = copy.deepcopy(desired)
-        changed["monitoringService"] = "none"
+        components = ["SYSTEM_COMPONENTS", "APISERVER"]
+        changed["monitoringConfig"] = {"componentConfig": {"enableComponents": components}}
         result = conv.converge(changed, check_mode=False)
-        assert [a.fields for a in result.actions] == [["monitoringService"]]
+        assert [a.fields for a in result.actions] == [["monitoringConfig"]]
         assert result.cluster_facts()["status"] == "RUNNING"
-        assert double.clusters[f"{PROJECT}/{REGION}/{NAME}"]["monitoringService"] == "none"
+        live = double.clusters[f"{PROJECT}/{REGION}/{NAME}"]
+        assert live["monitoringConfig"]["componentConfig"]["enableComponents"] == components
 
 
 def test_anonymous_credentials_are_refused_for_google() -> None:
@@ -236,3 +238,173 @@ def test_module_input_name_must_match(api: tuple[GcpDouble, str],
     other = dict(desired, name="other")
     with pytest.raises(GkeError, match="must match"):
         converger(url).converge(other, check_mode=True)
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda c: c.__setitem__("network", f"projects/{PROJECT}/global/networks/other-vpc"),
+     "network (live \"projects/tai-production/global/networks/tai-vpc\", desired "
+     "\"projects/tai-production/global/networks/other-vpc\")"),
+    (lambda c: c["networkConfig"].__setitem__("datapathProvider", "LEGACY_DATAPATH"),
+     "networkConfig.datapathProvider (live \"ADVANCED_DATAPATH\", desired "
+     "\"LEGACY_DATAPATH\")"),
+    (lambda c: c["ipAllocationPolicy"].__setitem__("clusterSecondaryRangeName", "pods-2"),
+     "ipAllocationPolicy (live {"),
+])
+def test_a_field_only_creation_sets_is_refused_in_one_sentence(
+        api: tuple[GcpDouble, str], desired: dict[str, Any], mutate: Any, expected: str) -> None:
+    double, url = api
+    converger(url).converge(desired, check_mode=False)
+    count = len(double.mutating_calls())
+    changed = copy.deepcopy(desired)
+    mutate(changed)
+    with pytest.raises(GkeError) as err:
+        converger(url).converge(changed, check_mode=True)
+    msg = str(err.value)
+    assert msg.startswith(f"GKE sets {expected}"), msg
+    assert msg.endswith(f" of cluster {NAME} in {REGION} (project {PROJECT}) only when the "
+                        "cluster is created: drain the region (playbooks/drain-region.yml), "
+                        "delete the cluster and rerun the play to create it anew, or revert "
+                        "the setting."), msg
+    assert "\n" not in msg and msg.count(". ") == 0
+    assert len(double.mutating_calls()) == count
+
+
+def test_the_live_short_network_name_matches_the_full_path(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    double, url = api
+    converger(url).converge(desired, check_mode=False)
+    live = double.clusters[f"{PROJECT}/{REGION}/{NAME}"]
+    # The real API answers the network and subnetwork by their short names.
+    live["network"], live["subnetwork"] = "tai-vpc", f"tai-{REGION}"
+    assert not converger(url).converge(desired, check_mode=True).changed
+
+
+def test_operations_report_their_progress_while_they_run(desired: dict[str, Any]) -> None:
+    lines: list[str] = []
+    now = [0.0]
+
+    def sleep(_: float) -> None:  # each poll interval is 65 s of the test's clock
+        now[0] += 65
+
+    with serve(GcpDouble(op_polls=3)) as (_, url):
+        conv = converger(url, wait_timeout=3600)
+        conv.clock, conv.sleep, conv.progress = (lambda: now[0]), sleep, lines.append
+        conv.converge(desired, check_mode=False)
+    prefix = (f"GKE operation operation-1 (CREATE_CLUSTER) to create cluster {NAME} in {REGION} "
+              f"(project {PROJECT}): RUNNING, ")
+    assert lines == [prefix + "0m00s elapsed", prefix + "1m05s elapsed",
+                     prefix + "2m10s elapsed"]
+
+
+def test_a_disabled_api_is_one_sentence_that_says_what_to_do(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    double, url = api
+    # Google's message for a disabled service (HTTP 403, reason SERVICE_DISABLED).
+    double.fail("GET", rf"/clusters/{NAME}$", 403,
+                f"Kubernetes Engine API has not been used in project {PROJECT} before or it is "
+                "disabled. Enable it by visiting https://console.developers.google.com/apis/api/"
+                f"container.googleapis.com/overview?project={PROJECT} then retry.")
+    with pytest.raises(GkeError) as err:
+        converger(url).converge(desired, check_mode=True)
+    assert str(err.value) == (
+        f"The API container.googleapis.com is not enabled in project {PROJECT}: run the project "
+        f"phase (`ansible-playbook playbooks/project.yml -l {REGION} -e tai_apply=true`) or "
+        "enable container.googleapis.com in the project.")
+
+
+def test_a_disabled_container_api_in_a_new_project_is_one_sentence(
+        desired: dict[str, Any]) -> None:
+    # The double answers like Google for a service not enabled yet (403, SERVICE_DISABLED).
+    with serve(GcpDouble.empty_project()) as (double, url), pytest.raises(GkeError) as err:
+        converger(url).converge(desired, check_mode=False)
+    assert str(err.value) == (
+        f"The API container.googleapis.com is not enabled in project {PROJECT}: run the project "
+        f"phase (`ansible-playbook playbooks/project.yml -l {REGION} -e tai_apply=true`) or "
+        "enable container.googleapis.com in the project.")
+    assert double.mutating_calls() == []
+
+
+def _hardened_changes(desired: dict[str, Any]) -> dict[str, Any]:
+    changed = copy.deepcopy(desired)
+    changed["binaryAuthorization"] = {"evaluationMode": "DISABLED"}
+    changed["databaseEncryption"]["keyName"] = changed["databaseEncryption"]["keyName"].replace(
+        "gke-secrets", "gke-secrets-2")
+    changed["maintenancePolicy"]["window"]["recurringWindow"]["recurrence"] = "FREQ=DAILY"
+    changed["legacyAbac"] = {"enabled": True}
+    changed["shieldedNodes"] = {"enabled": False}
+    changed["networkConfig"]["enableIntraNodeVisibility"] = False
+    changed["networkConfig"]["defaultEnablePrivateNodes"] = False
+    endpoints = changed["controlPlaneEndpointsConfig"]
+    endpoints["ipEndpointsConfig"]["authorizedNetworksConfig"]["cidrBlocks"] = [
+        {"displayName": "office", "cidrBlock": "203.0.113.0/24"}]
+    return changed
+
+
+def test_hardened_fields_update_in_place_one_call_each_with_bodies_google_accepts(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    from tai_deploy import gcp_schema
+
+    double, url = api
+    converger(url).converge(desired, check_mode=False)
+    double.clusters[f"{PROJECT}/{REGION}/{NAME}"]["maintenancePolicy"]["resourceVersion"] = "7a"
+    planned = converger(url).converge(_hardened_changes(desired), check_mode=True)
+    calls = [(a.kind, a.method, a.path.rsplit("/", 1)[-1], a.fields) for a in planned.actions]
+    assert calls == [
+        ("set_legacy_abac", "POST", f"{NAME}:setLegacyAbac", ["legacyAbac"]),
+        ("update_cluster", "PUT", NAME, ["shieldedNodes"]),
+        ("update_cluster", "PUT", NAME, ["binaryAuthorization"]),
+        ("update_cluster", "PUT", NAME, ["databaseEncryption"]),
+        ("update_cluster", "PUT", NAME, ["controlPlaneEndpointsConfig"]),
+        ("update_cluster", "PUT", NAME, ["networkConfig.defaultEnablePrivateNodes"]),
+        ("update_cluster", "PUT", NAME, ["networkConfig.enableIntraNodeVisibility"]),
+        ("set_maintenance_policy", "POST", f"{NAME}:setMaintenancePolicy",
+         ["maintenancePolicy"]),
+    ]
+    methods = {"set_legacy_abac": "setLegacyAbac", "update_cluster": "update",
+               "set_maintenance_policy": "setMaintenancePolicy"}
+    for action in planned.actions:
+        if action.kind == "update_cluster":
+            assert len(action.body["update"]) == 1  # one desiredXxx per call
+        assert gcp_schema.method_problems(
+            "container.v1", f"projects.locations.clusters.{methods[action.kind]}",
+            action.body) == [], action.as_dict()
+    bodies = {a.fields[0]: a.body for a in planned.actions}
+    assert bodies["networkConfig.defaultEnablePrivateNodes"] == {
+        "update": {"desiredDefaultEnablePrivateNodes": False}}
+    assert bodies["networkConfig.enableIntraNodeVisibility"] == {
+        "update": {"desiredIntraNodeVisibilityConfig": {"enabled": False}}}
+    assert bodies["legacyAbac"] == {"enabled": True}
+    # The policy's resourceVersion guards against overwriting a concurrent change.
+    assert bodies["maintenancePolicy"]["maintenancePolicy"]["resourceVersion"] == "7a"
+
+
+def test_private_nodes_of_a_vpc_peering_cluster_need_recreation(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    double, url = api
+    converger(url).converge(desired, check_mode=False)
+    live = double.clusters[f"{PROJECT}/{REGION}/{NAME}"]
+    # An older private cluster: private nodes through privateClusterConfig and VPC peering.
+    live["networkConfig"].pop("defaultEnablePrivateNodes")
+    live["privateClusterConfig"] = {"enablePrivateNodes": False,
+                                    "peeringName": "gke-n0123-peer"}
+    with pytest.raises(GkeError) as err:
+        converger(url).converge(desired, check_mode=True)
+    assert str(err.value).startswith(
+        "GKE sets private nodes of a VPC-peering private cluster (live false, desired true) of "
+        f"cluster {NAME} in {REGION} (project {PROJECT}) only when the cluster is created: ")
+
+
+def test_a_calico_cluster_without_a_datapath_field_is_legacy(
+        api: tuple[GcpDouble, str], desired: dict[str, Any]) -> None:
+    double, url = api
+    calico = copy.deepcopy(desired)
+    calico["networkConfig"]["datapathProvider"] = "LEGACY_DATAPATH"
+    calico["addonsConfig"]["networkPolicyConfig"] = {"disabled": False}
+    calico["networkPolicy"] = {"enabled": True, "provider": "CALICO"}
+    converger(url).converge(calico, check_mode=False)
+    # Clusters made before datapathProvider existed do not return it: that is the legacy one.
+    double.clusters[f"{PROJECT}/{REGION}/{NAME}"]["networkConfig"].pop("datapathProvider")
+    assert not converger(url).converge(calico, check_mode=True).changed
+    with pytest.raises(GkeError, match=r"^GKE sets networkConfig.datapathProvider \(live "
+                                       r'"LEGACY_DATAPATH", desired "ADVANCED_DATAPATH"\)'):
+        converger(url).converge(desired, check_mode=True)

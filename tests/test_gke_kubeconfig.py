@@ -1,4 +1,6 @@
-"""The kubeconfig entry that replaces `gcloud container clusters get-credentials`."""
+"""The kubeconfig entry that replaces `gcloud container clusters get-credentials`.
+
+That kubectl really runs the exec plugin is tested in tests/test_gke_token.py."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ CA = base64.b64encode(b"ca").decode()
 CONTEXT = "gke_tai-production_europe-west1_tai-cluster"
 
 
+PYTHON, SCRIPT = "/opt/tai/.venv/bin/python", "/opt/tai/scripts/tai-gke-token"
+
+
 def entry(server: str = "https://203.0.113.10", context: str = CONTEXT) -> Entry:
-    return Entry(context, server, CA)
+    return Entry(context, server, CA, PYTHON, (SCRIPT,))
 
 
-def test_entry_uses_the_auth_plugin_and_keeps_other_entries(tmp_path: Path) -> None:
+def test_entry_uses_the_token_command_and_keeps_other_entries(tmp_path: Path) -> None:
     path = tmp_path / "kube" / "config"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump({
@@ -34,8 +39,9 @@ def test_entry_uses_the_auth_plugin_and_keeps_other_entries(tmp_path: Path) -> N
     cluster = next(c for c in cfg["clusters"] if c["name"] == CONTEXT)["cluster"]
     assert cluster == {"server": "https://203.0.113.10", "certificate-authority-data": CA}
     user = next(u for u in cfg["users"] if u["name"] == CONTEXT)["user"]
-    assert user["exec"]["command"] == "gke-gcloud-auth-plugin"
-    assert user["exec"]["apiVersion"] == "client.authentication.k8s.io/v1beta1"
+    assert user["exec"]["command"] == PYTHON and user["exec"]["args"] == [SCRIPT]
+    assert user["exec"]["apiVersion"] == "client.authentication.k8s.io/v1"
+    assert user["exec"]["interactiveMode"] == "Never"  # required by the v1 exec API
     assert "token" not in user
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -68,3 +74,11 @@ def test_bad_input_is_one_sentence(tmp_path: Path) -> None:
     bad.write_text("- a list\n")
     with pytest.raises(KubeconfigError, match="is not a kubeconfig"):
         ensure(bad, entry())
+
+
+def test_the_dns_endpoint_entry_has_no_ca(tmp_path: Path) -> None:
+    # The DNS-based endpoint presents a publicly trusted certificate: no CA is pinned.
+    path = tmp_path / "config"
+    ensure(path, Entry(CONTEXT, "https://gke-0123.europe-west1.gke.goog", "", PYTHON, (SCRIPT,)))
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["clusters"][0]["cluster"] == {"server": "https://gke-0123.europe-west1.gke.goog"}

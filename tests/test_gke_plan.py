@@ -6,12 +6,15 @@ playbook with -e tai_apply=true against the loopback TEST DOUBLE of the GKE API.
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers.gcp_double import serve
+from helpers.ansible_run import REPO
+from helpers.gcp_double import GcpDouble, serve
 from helpers.gcp_plan import REGIONS, load, render
 
 SEED_POOLS = {  # Node Pools section of the seed: machine, disk, min, max (regional totals)
@@ -44,17 +47,67 @@ def test_cluster_matches_the_seed(plan: Path, region: str) -> None:
     assert c["locations"] == ZONES[region]  # regional cluster over the region's zones
     assert "apiVersion" not in c and "kind" not in c and "nodeConfig" not in c
     assert c["addonsConfig"] == {"httpLoadBalancing": {"disabled": False},
-                                 "horizontalPodAutoscaling": {"disabled": False},
-                                 "networkPolicyConfig": {"disabled": False}}
-    assert c["networkPolicy"] == {"enabled": True, "provider": "CALICO"}
-    assert c["loggingService"] == "logging.googleapis.com/kubernetes"
-    assert c["monitoringService"] == "monitoring.googleapis.com/kubernetes"
+                                 "horizontalPodAutoscaling": {"disabled": False}}
     # Workload logs are shipped by the logging role's fluent-bit; GKE's agent would bill them twice.
     assert c["loggingConfig"]["componentConfig"]["enableComponents"] == ["SYSTEM_COMPONENTS"]
+    assert c["monitoringConfig"]["componentConfig"]["enableComponents"] == ["SYSTEM_COMPONENTS"]
     assert c["releaseChannel"] == {"channel": "REGULAR"}
     assert c["initialClusterVersion"] == "1.34"
     assert c["workloadIdentityConfig"] == {"workloadPool": "tai-production.svc.id.goog"}
     assert c["resourceLabels"]["region"] == region
+
+
+# Checked by hand against container.v1.json (revision 20261027) of google-api-python-client:
+# Cluster.network/subnetwork ("The name of the Google Compute Engine network/subnetwork"),
+# IPAllocationPolicy.clusterSecondaryRangeName/servicesSecondaryRangeName,
+# NetworkConfig.defaultEnablePrivateNodes (PrivateClusterConfig.enablePrivateNodes is marked
+# deprecated), NetworkConfig.datapathProvider enum ADVANCED_DATAPATH, ControlPlaneEndpointsConfig
+# .dnsEndpointConfig.allowExternalTraffic and .ipEndpointsConfig.{enabled, enablePublicEndpoint,
+# authorizedNetworksConfig} (Cluster.masterAuthorizedNetworksConfig is deprecated),
+# DatabaseEncryption.state enum ENCRYPTED with keyName
+# projects/[KEY_PROJECT_ID]/locations/[LOCATION]/keyRings/[RING_NAME]/cryptoKeys/[KEY_NAME],
+# BinaryAuthorization.evaluationMode enum PROJECT_SINGLETON_POLICY_ENFORCE (enabled is
+# deprecated), MaintenanceWindow.recurringWindow {window {startTime, endTime}, recurrence},
+# ShieldedNodes.enabled, LegacyAbac.enabled, MasterAuth.clientCertificateConfig.
+@pytest.mark.parametrize("region", REGIONS)
+def test_cluster_is_hardened(plan: Path, region: str) -> None:
+    c = cluster_of(plan, region)
+    # The API refuses loggingService/monitoringService next to loggingConfig/monitoringConfig.
+    assert "loggingService" not in c and "monitoringService" not in c
+    assert c["network"] == "projects/tai-production/global/networks/tai-vpc"
+    assert c["subnetwork"] == f"projects/tai-production/regions/{region}/subnetworks/tai-{region}"
+    assert c["ipAllocationPolicy"] == {"useIpAliases": True,
+                                       "clusterSecondaryRangeName": "pods",
+                                       "servicesSecondaryRangeName": "services"}
+    assert c["networkConfig"] == {"defaultEnablePrivateNodes": True,
+                                  "datapathProvider": "ADVANCED_DATAPATH",
+                                  "enableIntraNodeVisibility": True}
+    # Dataplane V2 enforces NetworkPolicy itself: no Calico policy, no policy add-on.
+    assert "networkPolicy" not in c and "networkPolicyConfig" not in c["addonsConfig"]
+    assert "privateClusterConfig" not in c and "masterAuthorizedNetworksConfig" not in c
+    assert c["controlPlaneEndpointsConfig"] == {
+        "dnsEndpointConfig": {"allowExternalTraffic": True},
+        "ipEndpointsConfig": {"enabled": True, "enablePublicEndpoint": False,
+                              "authorizedNetworksConfig": {
+                                  "enabled": True, "cidrBlocks": [],
+                                  "gcpPublicCidrsAccessEnabled": False}}}
+    assert c["databaseEncryption"] == {
+        "state": "ENCRYPTED",
+        "keyName": f"projects/tai-production/locations/{region}/keyRings/tai-gke/cryptoKeys/"
+                   "gke-secrets"}
+    assert c["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
+    assert c["maintenancePolicy"] == {"window": {"recurringWindow": {
+        "window": {"startTime": "2026-01-03T03:00:00Z", "endTime": "2026-01-03T07:00:00Z"},
+        "recurrence": "FREQ=WEEKLY;BYDAY=TU,WE,TH"}}}
+    assert c["shieldedNodes"] == {"enabled": True}
+    assert c["legacyAbac"] == {"enabled": False}
+    assert c["masterAuth"] == {"clientCertificateConfig": {"issueClientCertificate": False}}
+    for pool in c["nodePools"]:
+        cfg = pool["config"]
+        assert cfg["serviceAccount"] == "tai-gke-nodes@tai-production.iam.gserviceaccount.com"
+        assert cfg["imageType"] == "COS_CONTAINERD"
+        assert cfg["shieldedInstanceConfig"] == {"enableSecureBoot": True,
+                                                 "enableIntegrityMonitoring": True}
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -104,26 +157,78 @@ def test_bad_pool_sizes_stop_the_plan_with_one_sentence(tmp_path: Path) -> None:
     assert not (tmp_path / "europe-west1" / "gke").exists()
 
 
+def test_bad_hardening_inputs_stop_the_plan_with_one_sentence_each(tmp_path: Path) -> None:
+    from helpers.ansible_run import run_playbook
+
+    run = run_playbook("playbooks/clusters.yml", "-l", "europe-west1", "-e",
+                       f"tai_build_root={tmp_path}", "-e",
+                       '{"gke_control_plane_access": "authorized_networks", '
+                       '"gke_maintenance_hours": 2}')
+    assert run.returncode != 0
+    assert ("gke_authorized_networks of region europe-west1 is []; with "
+            "gke_control_plane_access authorized_networks a production cluster needs at least "
+            "one network") in run.output
+    assert ("gke_maintenance_hours of region europe-west1 is 2; GKE needs windows of 4 to 24 "
+            "whole hours.") in run.output
+    assert not (tmp_path / "europe-west1" / "gke").exists()
+
+
 @pytest.mark.playbook
 def test_apply_against_the_double_creates_then_changes_nothing(tmp_path: Path) -> None:
     from helpers.ansible_run import run_playbook
 
     kubeconfig = tmp_path / "kubeconfig"
-    with serve() as (double, url):
+    # Each operation stays RUNNING for 6 reads, 0.5 s apart: long enough for progress lines.
+    with serve(GcpDouble(op_polls=6)) as (double, url):
         args = ("playbooks/clusters.yml", "-l", "europe-west1", "-e", "tai_apply=true",
                 "-e", f"tai_build_root={tmp_path / 'build'}", "-e", f"gke_api_endpoint={url}",
-                "-e", "gke_auth_kind=none", "-e", "gke_poll_interval=0",
-                "-e", f"gke_kubeconfig_path={kubeconfig}")
+                "-e", "gke_auth_kind=none", "-e", "gke_poll_interval=0.5",
+                "-e", "gke_progress_interval=1", "-e", f"gke_kubeconfig_path={kubeconfig}")
         first = run_playbook(*args)
         assert first.returncode == 0, first.output[-3000:]
         assert first.recap("europe-west1")["changed"] == 3  # plan files, cluster, kubeconfig
+        # The operator sees the running operation and its elapsed time, not a silent task.
+        progress = re.findall(r"^\[europe-west1\] GKE operation operation-\d+ \(CREATE_CLUSTER\) "
+                              r"to create cluster tai-cluster in europe-west1 \(project "
+                              r"tai-production\): RUNNING, (\d+)m(\d\d)s elapsed$",
+                              first.output, re.MULTILINE)
+        assert progress, first.output[-3000:]
         sent = [b for m, p, b in double.requests if m == "POST"]
         assert sent == [load(tmp_path / "build", "europe-west1", "gke", "cluster.json")]
         second = run_playbook(*args)
         assert second.returncode == 0, second.output[-3000:]
         assert second.recap("europe-west1")["changed"] == 0
+        assert "GKE operation" not in second.output
+        assert len([r for r in double.requests if r[0] != "GET"]) == 1
+        # Check mode with diff: the change is shown, live vs desired, and nothing is sent.
+        checked = run_playbook(*args, "--check", "--diff", "-e", "gke_binary_authorization=false")
+        assert checked.returncode == 0, checked.output[-3000:]
+        assert "--- before: live tai-cluster" in checked.output
+        assert "-        evaluationMode: PROJECT_SINGLETON_POLICY_ENFORCE" in checked.output
+        assert "+        evaluationMode: DISABLED" in checked.output
         assert len([r for r in double.requests if r[0] != "GET"]) == 1
     cfg = yaml.safe_load(kubeconfig.read_text())
     assert [c["name"] for c in cfg["contexts"]] == [
         "gke_tai-production_europe-west1_tai-cluster"]
-    assert cfg["clusters"][0]["cluster"]["server"] == "https://203.0.113.10"
+    server = cfg["clusters"][0]["cluster"]["server"]
+    assert server.startswith("https://")
+    user = cfg["users"][0]["user"]["exec"]
+    assert user["apiVersion"] == "client.authentication.k8s.io/v1"
+    assert Path(user["command"]).resolve() == Path(sys.executable).resolve()
+    assert user["args"] == [str(REPO / "scripts" / "tai-gke-token")]
+
+
+@pytest.mark.playbook
+def test_apply_on_a_project_without_the_container_api_says_what_to_do(tmp_path: Path) -> None:
+    from helpers.ansible_run import run_playbook
+
+    with serve(GcpDouble.empty_project()) as (double, url):
+        run = run_playbook("playbooks/clusters.yml", "-l", "europe-west1", "-e", "tai_apply=true",
+                           "-e", f"tai_build_root={tmp_path}", "-e", f"gke_api_endpoint={url}",
+                           "-e", "gke_auth_kind=none")
+    assert run.returncode != 0
+    assert ("The API container.googleapis.com is not enabled in project tai-production: run the "
+            "project phase (`ansible-playbook playbooks/project.yml -l europe-west1 -e "
+            "tai_apply=true`) or enable container.googleapis.com in the project.") in run.output
+    assert "Traceback" not in run.output
+    assert double.mutating_calls() == []

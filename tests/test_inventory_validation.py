@@ -38,6 +38,11 @@ def test_good_region_has_no_errors() -> None:
     assert check_region(RegionVars("europe-west1", GOOD)) == []
 
 
+def test_the_load_balancer_address_is_optional() -> None:
+    # Google allocates it; a value kept in the inventory is compared at apply.
+    assert check_region(RegionVars("europe-west1", {**GOOD, "tai_region_lb_address": None})) == []
+
+
 def test_string_booleans_from_key_value_extra_vars_are_accepted() -> None:
     assert check_region(RegionVars("europe-west1", {**GOOD, "tai_apply": "true"})) == []
 
@@ -45,8 +50,8 @@ def test_string_booleans_from_key_value_extra_vars_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ({"tai_region_lb_address": None},
-         "Required variable tai_region_lb_address is not set for region europe-west1"),
+        ({"tai_region_dns_geo_location": None},
+         "Required variable tai_region_dns_geo_location is not set for region europe-west1"),
         ({"tai_region_zones": "europe-west1-b"},
          "tai_region_zones of region europe-west1 must be a non-empty list"),
         ({"tai_region_zones": ["us-central1-a"]}, "lists zones outside the region: us-central1-a"),
@@ -121,8 +126,9 @@ def test_missing_host_variable(tmp_path: Path, build_root: dict[str, str]) -> No
     shutil.copytree(REPO / "inventories" / "production", inventory)
     host_vars = inventory / "host_vars" / "asia-southeast1.yml"
     data = yaml.safe_load(host_vars.read_text())
-    del data["tai_region_lb_address"]
+    del data["tai_region_dns_geo_location"]
     host_vars.write_text(yaml.safe_dump(data))
     run = run_playbook("site.yml", "-i", str(inventory), "-l", "asia-southeast1", env=build_root)
     assert_one_sentence(
-        run, "Required variable tai_region_lb_address is not set for region asia-southeast1")
+        run, "Required variable tai_region_dns_geo_location is not set for region "
+             "asia-southeast1")

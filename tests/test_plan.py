@@ -31,7 +31,8 @@ def test_plan_succeeds_without_warnings(planned: tuple[Path, PlaybookRun, Playbo
 def test_plan_touches_only_the_selected_region(
         planned: tuple[Path, PlaybookRun, PlaybookRun]) -> None:
     root, _, _ = planned
-    assert sorted(p.name for p in root.iterdir()) == ["europe-west1"]
+    # _project holds the project-wide objects of the project phase, planned once per run
+    assert sorted(p.name for p in root.iterdir()) == ["_project", "europe-west1"]
 
 
 def test_plan_prints_where_the_bundle_is(planned: tuple[Path, PlaybookRun, PlaybookRun]) -> None:

@@ -156,6 +156,8 @@ def collect(
             raise BundleError(f"{path}: content or data is required")
         if path in out:
             raise BundleError(f"{path} is listed twice (or clashes with a release file)")
+        if item.get("gcp_schema"):
+            _check_gcp(path, item["gcp_schema"], data)
         out[path] = serialise(path, data)
     objects: list[dict[str, Any]] = []
     if isinstance(manifests, str):
@@ -171,6 +173,21 @@ def collect(
             raise BundleError(f"two manifests would both be written to {path}")
         out[path] = serialise(path, obj)
     return out, objects
+
+
+def _check_gcp(path: str, declaration: Any, data: Any) -> None:
+    """A GCP request body checked against Google's discovery schema before it is written."""
+    from .gcp_schema import SchemaError, declared_problems
+
+    try:
+        found = declared_problems(declaration, data)
+    except SchemaError as exc:
+        raise BundleError(f"{path}: {exc}") from exc
+    if found:
+        shown = "; ".join(found[:10]) + (f"; and {len(found) - 10} more" if len(found) > 10
+                                          else "")
+        raise BundleError(f"{path} would be refused by the Google API ({len(found)} "
+                          f"problem(s)); nothing was written: {shown}")
 
 
 def _existing_files(dest: Path) -> set[str]:

@@ -49,7 +49,8 @@ class GcpApiError(Exception):
     """A request the API refused (or that could not reach it), with what was being done."""
 
     def __init__(self, action: str, status: int, message: str, api_status: str = "", *,
-                 attempts: int = 1, service: str = "the API") -> None:
+                 attempts: int = 1, service: str = "the API", reason: str = "",
+                 metadata: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.action = action
         self.status = status
@@ -57,8 +58,23 @@ class GcpApiError(Exception):
         self.api_status = api_status
         self.attempts = attempts
         self.service = service
+        # google.rpc.ErrorInfo of the answer: reason (SERVICE_DISABLED, ...) and its metadata
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+
+    @property
+    def disabled_service(self) -> str | None:
+        """The API (e.g. compute.googleapis.com) the project has not enabled, if that is why."""
+        if self.status == 403 and self.reason == "SERVICE_DISABLED":
+            return self.metadata.get("service") or "the API"
+        return None
 
     def sentence(self) -> str:
+        disabled = self.disabled_service
+        if disabled:
+            return (f"Cannot {self.action}: the service {disabled} is not enabled in the "
+                    f"project; the project phase (playbooks/project.yml, part of site.yml) "
+                    f"enables it, or run `gcloud services enable {disabled}` and retry.")
         if self.status == 0:
             return (f"Cannot {self.action}: {self.service} could not be reached after "
                     f"{self.attempts} attempt(s): {self.message}.")
@@ -195,8 +211,9 @@ class RestClient:
             if resp.status_code in RETRYABLE_STATUSES and attempt < attempts:
                 self.sleep(self.retry.delay(attempt))
                 continue
+            reason, metadata = _error_info(resp.text)
             raise GcpApiError(action, resp.status_code, message, status, attempts=attempt,
-                              service=self.service)
+                              service=self.service, reason=reason, metadata=metadata)
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -220,6 +237,19 @@ def _error_of(code: int, text: str) -> tuple[str, str]:
         reasons = [e.get("reason") for e in err.get("errors", []) if isinstance(e, dict)]
         status = str(reasons[0]) if reasons and reasons[0] else ""
     return status, str(err.get("message") or f"HTTP {code}")
+
+
+def _error_info(text: str) -> tuple[str, dict[str, str]]:
+    """(reason, metadata) of the google.rpc.ErrorInfo detail of an error answer, if any."""
+    try:
+        details = json.loads(text).get("error", {}).get("details") or []
+    except (ValueError, AttributeError):
+        return "", {}
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("ErrorInfo"):
+            meta = detail.get("metadata") or {}
+            return str(detail.get("reason") or ""), {str(k): str(v) for k, v in meta.items()}
+    return "", {}
 
 
 class Deadline:

@@ -34,19 +34,33 @@ from typing import Any
 
 from .gcp_rest import Deadline, GcpApiError, RestClient, path_segment
 
-# Cluster fields that clusters.update changes, one desiredXxx per call, in this order.
+# Cluster fields that clusters.update changes, one desiredXxx per call, in this order
+# (ClusterUpdate in the container v1 discovery document).
 UPDATE_FIELDS: tuple[tuple[str, str], ...] = (
     ("locations", "desiredLocations"),
     ("releaseChannel", "desiredReleaseChannel"),
     ("workloadIdentityConfig", "desiredWorkloadIdentityConfig"),
-    ("loggingService", "desiredLoggingService"),
-    ("monitoringService", "desiredMonitoringService"),
     ("loggingConfig", "desiredLoggingConfig"),
     ("monitoringConfig", "desiredMonitoringConfig"),
+    ("shieldedNodes", "desiredShieldedNodes"),
+    ("binaryAuthorization", "desiredBinaryAuthorization"),
+    ("databaseEncryption", "desiredDatabaseEncryption"),
+    ("controlPlaneEndpointsConfig", "desiredControlPlaneEndpointsConfig"),
 )
-# Set at creation only; GKE has no method to change them (drift is reported, not fought).
-CLUSTER_CREATE_ONLY = ("name", "description", "initialClusterVersion", "ipAllocationPolicy",
-                       "defaultMaxPodsConstraint", "network", "subnetwork", "nodePools")
+# networkConfig fields clusters.update changes, and how the desiredXxx value is shaped.
+NETWORK_UPDATES: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("defaultEnablePrivateNodes", "desiredDefaultEnablePrivateNodes", bool),
+    ("enableIntraNodeVisibility", "desiredIntraNodeVisibilityConfig",
+     lambda value: {"enabled": bool(value)}),
+)
+# Only a new cluster can take another value (what the operator must do is said once).
+RECREATE_FIELDS = ("network", "subnetwork", "ipAllocationPolicy", "masterAuth")
+RECREATE_NETWORK_FIELDS = ("datapathProvider",)
+RECREATE_ADVICE = ("drain the region (playbooks/drain-region.yml), delete the cluster and rerun "
+                   "the play to create it anew, or revert the setting")
+# Set at creation only and harmless to leave (drift is reported, not fought).
+CLUSTER_CREATE_ONLY = ("name", "description", "initialClusterVersion",
+                       "defaultMaxPodsConstraint", "nodePools")
 EXACT_MAPS = frozenset({"resourceLabels", "labels"})
 # NodeConfig fields nodePools.update changes in place; the rest of the config is immutable.
 POOL_CONFIG_UPDATABLE = ("machineType", "diskSizeGb", "labels", "taints",
@@ -57,6 +71,37 @@ BUSY_STATUSES = ("PROVISIONING", "RECONCILING")
 
 class GkeError(RuntimeError):
     """A cluster that cannot be converged; the message is one sentence."""
+
+
+# Google's answer for an API that is not enabled: HTTP 403 whose error details carry
+# {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
+#  "metadata": {"service": "container.googleapis.com", ...}}
+# (https://cloud.google.com/apis/design/errors#error_info), with the message "Kubernetes Engine
+# API has not been used in project ... before or it is disabled. Enable it by visiting
+# https://console.developers.google.com/apis/api/container.googleapis.com/overview?project=...".
+_DISABLED_MESSAGE = re.compile(r"has not been used in project \S+ before or it is disabled")
+_SERVICE_IN_TEXT = re.compile(r"apis/api/([a-z0-9.-]+\.googleapis\.com)")
+
+
+def service_disabled(exc: GcpApiError) -> str:
+    """The service (container.googleapis.com) when the error says it is not enabled, else ""."""
+    if exc.status != 403:
+        return ""
+    # gcp_rest keeps the ErrorInfo's reason and metadata; the message is the fallback.
+    reason = str(getattr(exc, "reason", "") or "")
+    if not (reason == "SERVICE_DISABLED" or _DISABLED_MESSAGE.search(exc.message)):
+        return ""
+    service = str((getattr(exc, "metadata", None) or {}).get("service") or "")
+    if service:
+        return service
+    found = _SERVICE_IN_TEXT.search(exc.message)
+    return found.group(1) if found else "container.googleapis.com"
+
+
+def disabled_sentence(service: str, ref: ClusterRef) -> str:
+    return (f"The API {service} is not enabled in project {ref.project}: run the project phase "
+            f"(`ansible-playbook playbooks/project.yml -l {ref.location} -e tai_apply=true`) or "
+            f"enable {service} in the project.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +212,7 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     immutable: list[str] = field(default_factory=list)
+    recreate: list[str] = field(default_factory=list)
 
 
 def _pool_by_name(pools: Any) -> dict[str, dict[str, Any]]:
@@ -199,11 +245,16 @@ def plan_cluster(ref: ClusterRef, desired: Mapping[str, Any],
     return plan
 
 
+def _basename(value: Any) -> str:
+    return str(value or "").rstrip("/").rsplit("/", 1)[-1]
+
+
 def _plan_cluster_fields(ref: ClusterRef, desired: Mapping[str, Any],
                          live: Mapping[str, Any], plan: Plan) -> None:
     def differs(key: str) -> bool:
         return key in desired and not covers(desired[key], live.get(key), key)
 
+    _plan_recreate(desired, live, plan)
     # Network policy enforcement needs its add-on first: addons, then the policy.
     if differs("addonsConfig"):
         plan.actions.append(Action("set_addons", ref.name, "POST", f"{ref.path}:setAddons",
@@ -213,25 +264,91 @@ def _plan_cluster_fields(ref: ClusterRef, desired: Mapping[str, Any],
                                    f"{ref.path}:setNetworkPolicy",
                                    {"networkPolicy": desired["networkPolicy"]},
                                    ["networkPolicy"]))
+    if differs("legacyAbac"):
+        plan.actions.append(Action("set_legacy_abac", ref.name, "POST",
+                                   f"{ref.path}:setLegacyAbac",
+                                   {"enabled": bool((desired["legacyAbac"] or {}).get("enabled"))},
+                                   ["legacyAbac"]))
     for key, update_key in UPDATE_FIELDS:
         if differs(key):
             plan.actions.append(Action("update_cluster", ref.name, "PUT", ref.path,
                                        {"update": {update_key: desired[key]}}, [key]))
+    want_net = desired.get("networkConfig") or {}
+    have_net = live.get("networkConfig") or {}
+    for key, update_key, shape in NETWORK_UPDATES:
+        if key == "defaultEnablePrivateNodes" and _peered(live):
+            continue  # only recreation changes it (see _plan_recreate)
+        if key in want_net and not covers(want_net[key], have_net.get(key), key):
+            plan.actions.append(Action("update_cluster", ref.name, "PUT", ref.path,
+                                       {"update": {update_key: shape(want_net[key])}},
+                                       [f"networkConfig.{key}"]))
+    if differs("maintenancePolicy"):
+        policy = dict(desired["maintenancePolicy"])
+        # The policy's resourceVersion guards against overwriting a concurrent change.
+        version = (live.get("maintenancePolicy") or {}).get("resourceVersion")
+        if version:
+            policy["resourceVersion"] = version
+        plan.actions.append(Action("set_maintenance_policy", ref.name, "POST",
+                                   f"{ref.path}:setMaintenancePolicy",
+                                   {"maintenancePolicy": policy}, ["maintenancePolicy"]))
     if differs("resourceLabels"):
         plan.actions.append(Action(
             "set_resource_labels", ref.name, "POST", f"{ref.path}:setResourceLabels",
             {"resourceLabels": desired["resourceLabels"],
              "labelFingerprint": str(live.get("labelFingerprint", ""))}, ["resourceLabels"]))
-    handled = {k for k, _ in UPDATE_FIELDS} | {"addonsConfig", "networkPolicy", "resourceLabels"}
+    handled = ({k for k, _ in UPDATE_FIELDS} | set(RECREATE_FIELDS)
+               | {"addonsConfig", "networkPolicy", "resourceLabels", "legacyAbac",
+                  "networkConfig", "maintenancePolicy"})
     for key in sorted(set(desired) - handled - set(CLUSTER_CREATE_ONLY)):
         if differs(key):
             plan.immutable.append(f"{key} of {ref.describe()}")
+    for key in sorted(set(want_net) - {k for k, _, _ in NETWORK_UPDATES}
+                      - set(RECREATE_NETWORK_FIELDS)):
+        if not covers(want_net[key], have_net.get(key), key):
+            plan.immutable.append(f"networkConfig.{key} of {ref.describe()}")
     drift = [k for k in CLUSTER_CREATE_ONLY
              if k not in ("name", "nodePools") and k in desired
              and not covers(desired[k], live.get(k), k) and k != "initialClusterVersion"]
     if drift:
         plan.warnings.append(f"{', '.join(drift)} of {ref.describe()} differ from the desired "
                              "state but can only be set when the cluster is created.")
+
+
+def _plan_recreate(desired: Mapping[str, Any], live: Mapping[str, Any], plan: Plan) -> None:
+    """Fields only a new cluster can change: listed with live and desired values."""
+    for key in RECREATE_FIELDS:
+        if key not in desired:
+            continue
+        want, have = desired[key], live.get(key)
+        if key in ("network", "subnetwork"):
+            # The API returns the short name (tai-vpc); the body names the full path.
+            same = _basename(want) == _basename(have) or (not have and key == "network"
+                                                          and _basename(want) == "default")
+        else:
+            same = covers(want, have, key)
+        if not same:
+            plan.recreate.append(f"{key} (live {_short(have)}, desired {_short(want)})")
+    want_net = desired.get("networkConfig") or {}
+    have_net = live.get("networkConfig") or {}
+    for key in RECREATE_NETWORK_FIELDS:
+        have_value = have_net.get(key)
+        if key == "datapathProvider" and have_value in (None, "DATAPATH_PROVIDER_UNSPECIFIED"):
+            have_value = "LEGACY_DATAPATH"  # unset is kube-proxy, the legacy datapath
+        if key in want_net and not covers(want_net[key], have_value, key):
+            plan.recreate.append(f"networkConfig.{key} (live {_short(have_value)}, "
+                                 f"desired {_short(want_net[key])})")
+    # Private nodes of a cluster made with VPC peering (privateClusterConfig, older clusters)
+    # cannot be switched; clusters.update changes defaultEnablePrivateNodes on the others.
+    if _peered(live) and "defaultEnablePrivateNodes" in want_net:
+        have_private = bool((live.get("privateClusterConfig") or {}).get("enablePrivateNodes"))
+        if bool(want_net["defaultEnablePrivateNodes"]) != have_private:
+            plan.recreate.append(
+                f"private nodes of a VPC-peering private cluster (live {_short(have_private)}, "
+                f"desired {_short(bool(want_net['defaultEnablePrivateNodes']))})")
+
+
+def _peered(live: Mapping[str, Any]) -> bool:
+    return bool((live.get("privateClusterConfig") or {}).get("peeringName"))
 
 
 def _plan_pool(ref: ClusterRef, want: Mapping[str, Any], have: Mapping[str, Any],
@@ -319,6 +436,8 @@ class Result:
             "current_master_version": c.get("currentMasterVersion"),
             "self_link": c.get("selfLink"),
             "cluster_ca_certificate": (c.get("masterAuth") or {}).get("clusterCaCertificate"),
+            "dns_endpoint": ((c.get("controlPlaneEndpointsConfig") or {}).get(
+                "dnsEndpointConfig") or {}).get("endpoint"),
             "node_pools": sorted(p.get("name", "") for p in c.get("nodePools") or []),
         }
 
@@ -328,7 +447,8 @@ class Converger:
 
     def __init__(self, client: RestClient, ref: ClusterRef, *, wait_timeout: float = 2700.0,
                  poll_interval: float = 10.0, sleep: Callable[[float], None] | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
         import time
 
         self.client = client
@@ -337,6 +457,8 @@ class Converger:
         self.poll_interval = poll_interval
         self.sleep = sleep or time.sleep
         self.clock = clock or time.monotonic
+        # Told one line per read of a running operation (what runs, for how long).
+        self.progress = progress or (lambda line: None)
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -350,8 +472,21 @@ class Converger:
         if desired.get("name") != self.ref.name:
             raise GkeError(f"The cluster body is named {desired.get('name')!r} but the module "
                            f"was asked for cluster {self.ref.name!r}; they must match.")
+        try:
+            return self._converge(desired, check_mode=check_mode)
+        except GcpApiError as exc:
+            disabled = service_disabled(exc)
+            if disabled:
+                raise GkeError(disabled_sentence(disabled, self.ref)) from exc
+            raise
+
+    def _converge(self, desired: Mapping[str, Any], *, check_mode: bool) -> Result:
         live = self.read()
         plan = plan_cluster(self.ref, desired, live)
+        if plan.recreate:
+            raise GkeError(
+                f"GKE sets {'; '.join(plan.recreate)} of {self.ref.describe()} only when the "
+                f"cluster is created: {RECREATE_ADVICE}.")
         if plan.immutable:
             raise GkeError(
                 f"GKE cannot change in place: {'; '.join(plan.immutable)}; recreate the node "
@@ -387,7 +522,12 @@ class Converger:
     def wait_operation(self, op: Mapping[str, Any], action: Action, deadline: Deadline) -> None:
         name = str(op.get("name", ""))
         current: Mapping[str, Any] = op
+        started = self.clock()
         while current.get("status") != "DONE":
+            self.progress(
+                f"GKE operation {name} ({current.get('operationType') or action.kind}) to "
+                f"{self.describe(action)}: {current.get('status') or 'RUNNING'}, "
+                f"{_elapsed(self.clock() - started)} elapsed")
             if deadline.expired():
                 raise GkeError(
                     f"GKE operation {name} to {self.describe(action)} did not finish within "
@@ -404,12 +544,20 @@ class Converger:
                            f"{str(error.get('message') or error).rstrip('.')}.")
 
     def _wait_running(self, deadline: Deadline) -> None:
+        started = self.clock()
         while True:
             live = self.read() or {}
             if live.get("status") not in BUSY_STATUSES:
                 return
+            self.progress(f"The {self.ref.describe()} is {live.get('status')} (an operation "
+                          f"started elsewhere), {_elapsed(self.clock() - started)} waited")
             if deadline.expired():
                 raise GkeError(f"The {self.ref.describe()} stayed {live.get('status')} for "
                                f"{self.wait_timeout:g} s; rerun the play when its current "
                                "operation is done.")
             self.sleep(self.poll_interval)
+
+
+def _elapsed(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    return f"{whole // 60}m{whole % 60:02d}s"

@@ -1,11 +1,14 @@
 """Write a GKE cluster's kubeconfig entry, the way `gcloud container clusters get-credentials` does.
 
 The entry (cluster, user and context, all named like gcloud names them:
-``gke_<project>_<location>_<cluster>``) holds the cluster endpoint and CA certificate read from
-the GKE API and an ``exec`` user that runs ``gke-gcloud-auth-plugin`` for short-lived tokens, so
-no credential is ever stored in the file. Other entries of the file are kept; the file is
-rewritten (atomically, mode 0600, under a lock so that regions converging in parallel do not
-lose each other's entries) only when its content would change.
+``gke_<project>_<location>_<cluster>``) holds the cluster endpoint read from the GKE API (the
+DNS-based endpoint, whose certificate is publicly trusted, or the IP endpoint with the cluster's
+CA certificate) and an ``exec`` user (client.authentication.k8s.io/v1) that runs the project's
+``scripts/tai-gke-token``: a Google access token from Application Default Credentials, so
+neither gcloud nor gke-gcloud-auth-plugin is needed and no credential is stored in the file.
+Other entries of the file are kept; the file is rewritten (atomically, mode 0600, under a lock
+so that regions converging in parallel do not lose each other's entries) only when its content
+would change.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import yaml
 
 from .files import atomic_write
 
-EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
-INSTALL_HINT = ("Install gke-gcloud-auth-plugin for use with kubectl by following "
-                "https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl"
-                "#install_plugin")
+EXEC_API_VERSION = "client.authentication.k8s.io/v1"
+INSTALL_HINT = ("tai-gke-token (scripts/ of tai-deploy) needs a Python with google-auth and "
+                "Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, or "
+                "`gcloud auth application-default login` once).")
 
 
 class KubeconfigError(ValueError):
@@ -38,12 +41,18 @@ class Entry:
     context: str
     server: str
     ca_data: str
-    auth_command: str = "gke-gcloud-auth-plugin"
+    auth_command: str = "tai-gke-token"
+    auth_args: tuple[str, ...] = ()
 
     def check(self) -> None:
         if not self.server.startswith("https://"):
             raise KubeconfigError(f"server {self.server!r} must be an https:// URL (the cluster "
                                   "endpoint).")
+        if not self.auth_command:
+            raise KubeconfigError("auth_command must name the credential plugin (for example "
+                                  "the project's Python running scripts/tai-gke-token).")
+        if not self.ca_data:
+            return  # the DNS-based endpoint presents a publicly trusted certificate
         try:
             base64.b64decode(self.ca_data, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -52,13 +61,19 @@ class Entry:
                                   ) from exc
 
     def cluster(self) -> dict[str, Any]:
-        return {"name": self.context,
-                "cluster": {"server": self.server, "certificate-authority-data": self.ca_data}}
+        cluster: dict[str, Any] = {"server": self.server}
+        if self.ca_data:
+            cluster["certificate-authority-data"] = self.ca_data
+        return {"name": self.context, "cluster": cluster}
 
     def user(self) -> dict[str, Any]:
-        return {"name": self.context, "user": {"exec": {
-            "apiVersion": EXEC_API_VERSION, "command": self.auth_command,
-            "installHint": INSTALL_HINT, "provideClusterInfo": True}}}
+        exec_: dict[str, Any] = {"apiVersion": EXEC_API_VERSION, "command": self.auth_command}
+        if self.auth_args:
+            exec_["args"] = list(self.auth_args)
+        # v1 requires interactiveMode; the plugin never prompts.
+        exec_.update({"installHint": INSTALL_HINT, "interactiveMode": "Never",
+                      "provideClusterInfo": False})
+        return {"name": self.context, "user": {"exec": exec_}}
 
     def context_entry(self) -> dict[str, Any]:
         return {"name": self.context,

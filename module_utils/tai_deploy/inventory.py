@@ -281,8 +281,9 @@ def check_region(rv: RegionVars) -> list[str]:
             if len(set(zones)) != len(zones):
                 errors.append(f"{_where(r, 'tai_region_zones')} lists a zone twice.")
 
-    address = require("tai_region_lb_address")
-    if address is not MISSING and not _public_ipv4(address):
+    # Optional: Google allocates the address; a value kept here is checked against it at apply.
+    address = rv.get("tai_region_lb_address")
+    if address not in (MISSING, None, "") and not _public_ipv4(address):
         errors.append(f"{_where(r, 'tai_region_lb_address')} must be a public IPv4 address, "
                       f"got {address!r} (private, shared 100.64.0.0/10, loopback, link-local, "
                       "multicast and reserved addresses are not reachable from the internet).")

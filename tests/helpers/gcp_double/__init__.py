@@ -1,4 +1,12 @@
-"""TEST DOUBLE of the GKE (container v1) and Cloud DNS (dns v1) REST APIs, on loopback.
+"""TEST DOUBLE of Google Cloud REST APIs on loopback: GKE (container v1), Cloud DNS (dns v1) here,
+and Compute, IAM, Cloud KMS, Service Usage, Resource Manager and Firestore in resources.py.
+
+Every request body is checked against the discovery schema of the method it serves (its request
+``$ref`` in Google's discovery documents; schema.py, written apart from the plan-time check) and
+against the documented cross-field rules (rules.py), answered like Google (400
+INVALID_ARGUMENT, "Invalid JSON payload received. Unknown name ..."). A service that Service
+Usage has not enabled answers 403 SERVICE_DISABLED (``GcpDouble.empty_project()`` starts with
+only Service Usage enabled; the default double is a project where every service runs).
 
 This is NOT Google Cloud. It is a small in-memory HTTP server that answers the real paths with
 JSON shaped like the real API's, so that the gke_cluster and cloud_dns_geo_item modules can be
@@ -48,6 +56,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from . import rules, schema
+from .resources import PROJECT_NUMBER as PROJECT_NUMBER
+from .resources import ProjectApis, service_disabled
+
 FAKE_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nTEST DOUBLE\n"
                            b"-----END CERTIFICATE-----\n").decode()
 
@@ -92,6 +104,25 @@ class GcpDouble:
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
     _pending_ops: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
+    # Compute, IAM, KMS, Service Usage, Resource Manager, Firestore (resources.py).
+    apis: ProjectApis = field(default_factory=ProjectApis)
+
+    def __post_init__(self) -> None:
+        self.apis.workload_pools = lambda: {
+            str((c.get("workloadIdentityConfig") or {}).get("workloadPool"))
+            for c in self.clusters.values() if c.get("status") == "RUNNING"}
+
+    def add_cluster(self, project: str, location: str, name: str) -> None:
+        """A running cluster with workload identity (what the gke role creates)."""
+        self.clusters[f"{project}/{location}/{name}"] = {
+            "name": name, "status": "RUNNING", "location": location, "nodePools": [],
+            "workloadIdentityConfig": {"workloadPool": f"{project}.svc.id.goog"}}
+
+    @classmethod
+    def empty_project(cls, op_polls: int = 1) -> GcpDouble:
+        """A new project: only Service Usage is enabled, nothing exists."""
+        return cls(op_polls=op_polls, apis=ProjectApis(op_polls=op_polls,
+                                                       enabled={"serviceusage.googleapis.com"}))
 
     # --- fixtures -------------------------------------------------------------------------
     def fail(self, method: str, path_regex: str, status: int, message: str = "",
@@ -126,11 +157,73 @@ class GcpDouble:
                 if fault.times > 0 and fault.method == method and fault.pattern.search(path):
                     fault.times -= 1
                     return fault.status, _error(fault.status, fault.message)
+            answer = self.apis.handle(method, path, body)
+            if answer is not None:
+                return answer
+            service = ("dns.googleapis.com" if path.startswith("/dns/v1/")
+                       else "container.googleapis.com")
+            pm = re.match(r"/(?:dns/)?v1/projects/([^/]+)", path)
+            if pm and not self.apis.is_enabled(service):
+                return 403, service_disabled(service, pm.group(1))
+            bad = self._check_body(method, path, body)
+            if bad is not None:
+                return bad
             if path.startswith("/dns/v1/"):
                 return self._dns(method, path, body)
             if path.startswith("/v1/"):
                 return self._gke(method, path, body)
             return 404, _error(404, f"No such API path {path}")
+
+    # Which method (hence which request $ref of the discovery document) a path serves.
+    _CONTAINER_METHODS = (
+        ("POST", r"/v1/projects/[^/]+/locations/[^/]+/clusters", "clusters.create"),
+        ("PUT", r"/v1/projects/[^/]+/locations/[^/]+/clusters/[^/:]+", "clusters.update"),
+        ("POST", r"/v1/projects/[^/]+/locations/[^/]+/clusters/[^/:]+:setAddons",
+         "clusters.setAddons"),
+        ("POST", r"/v1/projects/[^/]+/locations/[^/]+/clusters/[^/:]+:setNetworkPolicy",
+         "clusters.setNetworkPolicy"),
+        ("POST", r"/v1/projects/[^/]+/locations/[^/]+/clusters/[^/:]+:setResourceLabels",
+         "clusters.setResourceLabels"),
+        ("POST", r"/v1/projects/[^/]+/locations/[^/]+/clusters/[^/:]+/nodePools",
+         "clusters.nodePools.create"),
+        ("PUT", r"/v1/projects/[^/]+/locations/[^/]+/clusters/[^/:]+/nodePools/[^/:]+",
+         "clusters.nodePools.update"),
+        ("POST", r"/v1/projects/[^/]+/locations/[^/]+/clusters/[^/:]+/nodePools/[^/:]+"
+                 r":setAutoscaling", "clusters.nodePools.setAutoscaling"),
+        ("POST", r"/v1/projects/[^/]+/locations/[^/]+/clusters/[^/:]+/nodePools/[^/:]+"
+                 r":setManagement", "clusters.nodePools.setManagement"),
+    )
+
+    def _check_body(self, method: str, path: str, body: Any) -> tuple[int, Any] | None:
+        """Schema of the method's request $ref, then the documented cross-field rules."""
+        path = path.partition("?")[0]
+        if path.startswith("/dns/v1/"):
+            api = "dns.v1"
+            mid = {("POST", "changes"): "dns.changes.create",
+                   ("POST", "managedZones"): "dns.managedZones.create"}.get(
+                       (method, path.rstrip("/").rsplit("/", 1)[-1]))
+        else:
+            api, mid = "container.v1", None
+            for verb, pattern, name in self._CONTAINER_METHODS:
+                if verb == method and re.fullmatch(pattern, path):
+                    mid = f"container.projects.locations.{name}"
+        if mid is None:
+            return None
+        ref = schema.request_ref(api, mid)
+        if ref is None:
+            return None
+        found = schema.validate(api, ref, body or {})
+        if found.items:
+            return 400, found.error()
+        problem = None
+        if mid.endswith("clusters.create"):
+            for rule in rules.CONTAINER_CLUSTER_RULES:
+                problem = problem or rule((body or {}).get("cluster") or {})
+        elif mid.endswith("clusters.update"):
+            problem = rules.container_update_logging_exclusive((body or {}).get("update") or {})
+        if problem:
+            return 400, _error(400, problem)
+        return None
 
     def _next(self, prefix: str) -> str:
         self._seq += 1
@@ -326,6 +419,16 @@ class GcpDouble:
 
     # --- Cloud DNS ----------------------------------------------------------------------
     def _dns(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        zm = re.fullmatch(r"/dns/v1/projects/([^/]+)/managedZones", path)
+        if zm and method == "POST":
+            if f"{zm.group(1)}/{body['name']}" in self.zones:
+                return 409, _dns_error(409, "alreadyExists", f"The resource 'entity.managedZone'"
+                                       f" named '{body['name']}' already exists")
+            self.add_zone(zm.group(1), body["name"], body["dnsName"])
+            zone_body = self.zones[f"{zm.group(1)}/{body['name']}"]
+            zone_body.update({k: v for k, v in body.items() if k not in zone_body})
+            zone_body["nameServers"] = [f"ns-cloud-a{i}.googledomains.com." for i in (1, 2)]
+            return 200, copy.deepcopy(zone_body)
         m = re.fullmatch(r"/dns/v1/projects/([^/]+)/managedZones/([^/]+)(/.*)?", path)
         if not m:
             return 404, _error(404, f"Not found: {path}")

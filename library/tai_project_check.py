@@ -1,0 +1,75 @@
+#!/usr/bin/python
+# Copyright: tai-deploy contributors
+"""Ansible module: validate the project phase's inputs of one region."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tai_project_check
+short_description: Validate the project phase's network names and subnet ranges
+description:
+  - Checks the names of the VPC, subnet and secondary ranges and the region's subnet CIDRs
+    (valid, private, large enough, disjoint within the subnet and across all regions).
+  - Fails with one sentence per problem naming the variable, the region, the value given and
+    what is allowed. Never changes anything.
+version_added: "0.1.0"
+author: tai-deploy contributors
+options:
+  region:
+    description: The inventory host (a GCP region) whose inputs are checked.
+    type: str
+    required: true
+  variables:
+    description:
+      - The region's variables by name, plus C(all_subnet_ranges) (region -> ranges of every
+        region of the inventory).
+    type: dict
+    required: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Check the region's network inputs
+  tai_project_check:
+    region: "{{ inventory_hostname }}"
+    variables:
+      tai_network_name: "{{ tai_network_name }}"
+      tai_region_subnet_ranges: "{{ tai_region_subnet_ranges | default(none) }}"
+"""
+
+RETURN = r"""
+checked:
+  description: Names of the variables that were checked.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "region": {"type": "str", "required": True},
+            "variables": {"type": "dict", "required": True},
+        },
+        supports_check_mode=True,
+    )
+    # Imported once the argument spec is declared: ansible-lint's args rule executes this
+    # file outside Ansible, where the project's module_utils are not importable.
+    from ansible.module_utils.tai_deploy.project_checks import check_project
+    p = module.params
+    errors = check_project(p["region"], p["variables"])
+    if errors:
+        module.fail_json(msg=" ".join(errors), errors=errors)
+    module.exit_json(changed=False, checked=sorted(p["variables"]))
+
+
+if __name__ == "__main__":
+    main()

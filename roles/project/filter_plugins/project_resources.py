@@ -1,0 +1,209 @@
+# Copyright: tai-deploy contributors
+"""Filters project_global_items / project_region_items: the project phase's resources as data.
+
+Each returns the ordered list of gcp_resource items (see module_utils/tai_deploy/gcp_resource.py)
+that the project role writes to build/ and apply converges. Bodies are built here as data, never
+as YAML text with interpolated values. Every create/update body names its discovery ``method_id``
+so that the plan checks it against Google's schema before it is written.
+
+Pure functions, no Ansible import beyond the FilterModule hook; tests import them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+COMPUTE = "compute.googleapis.com"
+IAM = "iam.googleapis.com"
+KMS = "cloudkms.googleapis.com"
+CRM = "cloudresourcemanager.googleapis.com"
+FIRESTORE = "firestore.googleapis.com"
+
+
+def _compute_item(ident: str, title: str, project: str, scope: str, collection: str, *,
+                  kind: str, body: dict[str, Any], compare: dict[str, Any],
+                  update: dict[str, Any] | None, immutable: list[str]) -> dict[str, Any]:
+    base = f"/compute/v1/projects/{project}/{scope}/{collection}"
+    item: dict[str, Any] = {
+        "id": ident, "kind": "rest", "title": title, "service": COMPUTE, "api": "compute.v1",
+        "self": f"{base}/{body['name']}",
+        "create": {"method": "POST", "path": base, "method_id": f"compute.{kind}.insert",
+                   "body": body},
+        "compare": compare, "immutable": immutable}
+    if update is not None:
+        item["update"] = {"method": "PATCH", "path": f"{base}/{body['name']}",
+                          "method_id": f"compute.{kind}.patch", "body": update,
+                          "fingerprint": True}
+    return item
+
+
+def _service_account(project: str, account: Mapping[str, Any]) -> dict[str, Any]:
+    email = f"{account['name']}@{project}.iam.gserviceaccount.com"
+    shown = {"displayName": str(account["display_name"]),
+             "description": str(account["description"])}
+    return {
+        "id": f"sa-{account['name']}", "kind": "rest", "title": f"service account {email}",
+        "service": IAM, "api": "iam.v1", "self": f"/v1/projects/{project}/serviceAccounts/{email}",
+        "create": {"method": "POST", "path": f"/v1/projects/{project}/serviceAccounts",
+                   "method_id": "iam.projects.serviceAccounts.create",
+                   "body": {"accountId": str(account["name"]), "serviceAccount": shown}},
+        "compare": shown,
+        "update": {"method": "PATCH", "path": f"/v1/projects/{project}/serviceAccounts/{email}",
+                   "method_id": "iam.projects.serviceAccounts.patch",
+                   "body": {"serviceAccount": shown, "updateMask": "displayName,description"}},
+        "outputs": {"email": "email"}}
+
+
+def project_global_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Services, the VPC, the service accounts, the project IAM, Firestore: once per project."""
+    project = str(cfg["project"])
+    items: list[dict[str, Any]] = [{
+        "id": "services", "kind": "services", "title": f"services of project {project}",
+        "project": project, "services": sorted({str(s) for s in cfg["services"]})}]
+    net = str(cfg["network"])
+    routing = {"routingMode": str(cfg["routing_mode"])}
+    items.append(_compute_item(
+        "network", f"VPC network {net}", project, "global", "networks", kind="networks",
+        body={"name": net, "description": str(cfg["network_description"]),
+         "autoCreateSubnetworks": False, "routingConfig": routing},
+        compare={"autoCreateSubnetworks": False, "routingConfig": routing},
+        update={"routingConfig": routing}, immutable=["autoCreateSubnetworks"]))
+    accounts = list(cfg["service_accounts"])
+    items += [_service_account(project, a) for a in accounts]
+    roles: dict[str, list[str]] = {}
+    for account in accounts:
+        for role in account.get("project_roles") or []:
+            roles.setdefault(str(role), []).append(
+                f"serviceAccount:{account['name']}@{project}.iam.gserviceaccount.com")
+    items.append({
+        "id": "project-iam", "kind": "iam_policy", "service": CRM,
+        "title": f"project {project}", "resource": f"/v1/projects/{project}", "get": "POST",
+        "bindings": [{"role": r, "members": sorted(m)} for r, m in sorted(roles.items())]})
+    db = cfg["firestore"]
+    wanted = {"type": str(db["type"]), "locationId": str(db["location"])}
+    items.append({
+        "id": "firestore", "kind": "rest", "title": f"Firestore database {db['name']}",
+        "service": FIRESTORE, "api": "firestore.v1",
+        "self": f"/v1/projects/{project}/databases/{db['name']}",
+        "create": {"method": "POST",
+                   "path": f"/v1/projects/{project}/databases?databaseId={db['name']}",
+                   "method_id": "firestore.projects.databases.create",
+                   "body": {**wanted, "deleteProtectionState": "DELETE_PROTECTION_ENABLED"}},
+        "compare": wanted, "immutable": ["type", "locationId"]})
+    return items
+
+
+def project_workload_identity_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """roles/iam.workloadIdentityUser on each workload's Google service account for
+    ``serviceAccount:<project>.svc.id.goog[<namespace>/<ksa>]``.
+
+    Applied after the clusters: the workload identity pool <project>.svc.id.goog exists only once
+    a cluster with workload identity does (IAM answers 400 "Identity Pool does not exist" before).
+    """
+    project = str(cfg["project"])
+    pool = f"{project}.svc.id.goog"
+    items: list[dict[str, Any]] = []
+    for account in cfg["service_accounts"]:
+        ksa = account.get("workload")
+        if not ksa:
+            continue
+        email = f"{account['name']}@{project}.iam.gserviceaccount.com"
+        items.append({
+            "id": f"wi-{account['name']}", "kind": "iam_policy", "service": IAM,
+            "title": f"service account {email}",
+            "resource": f"/v1/projects/{project}/serviceAccounts/{email}", "get": "POST",
+            "bindings": [{"role": "roles/iam.workloadIdentityUser",
+                          "members": [f"serviceAccount:{pool}[{ksa}]"]}]})
+    return items
+
+
+def _key_items(project: str, region: str, ring: str, key: str, *,
+               members: Mapping[str, list[str]], labels: Mapping[str, str],
+               ) -> list[dict[str, Any]]:
+    ring_path = f"/v1/projects/{project}/locations/{region}/keyRings/{ring}"
+    key_path = f"{ring_path}/cryptoKeys/{key}"
+    template = {"algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION", "protectionLevel": "SOFTWARE"}
+    return [
+        {"id": f"ring-{ring}", "kind": "rest", "service": KMS, "api": "cloudkms.v1",
+         "title": f"KMS key ring {ring} in {region}", "self": ring_path,
+         "create": {"method": "POST",
+                    "path": f"/v1/projects/{project}/locations/{region}/keyRings?keyRingId={ring}",
+                    "method_id": "cloudkms.projects.locations.keyRings.create", "body": {}},
+         "compare": {}},
+        {"id": f"key-{ring}-{key}", "kind": "rest", "service": KMS, "api": "cloudkms.v1",
+         "title": f"KMS key {key} of {ring} in {region}", "self": key_path,
+         "create": {"method": "POST", "path": f"{ring_path}/cryptoKeys?cryptoKeyId={key}",
+                    "method_id": "cloudkms.projects.locations.keyRings.cryptoKeys.create",
+                    "body": {"purpose": "ENCRYPT_DECRYPT", "versionTemplate": template,
+                             "labels": dict(labels)}},
+         "compare": {"purpose": "ENCRYPT_DECRYPT", "labels": dict(labels)},
+         "immutable": ["purpose"],
+         "update": {"method": "PATCH", "path": f"{key_path}?updateMask=labels",
+                    "method_id": "cloudkms.projects.locations.keyRings.cryptoKeys.patch",
+                    "body": {"labels": dict(labels)}},
+         "outputs": {"id": "name"}},
+        # IAM on the key only (never on the ring or the project).
+        {"id": f"key-iam-{ring}-{key}", "kind": "iam_policy", "service": KMS,
+         "title": f"KMS key {key} of {ring} in {region}", "resource": key_path, "get": "GET",
+         "bindings": [{"role": r, "members": sorted(m)} for r, m in sorted(members.items())]},
+    ]
+
+
+def project_region_items(cfg: Mapping[str, Any], region: str) -> list[dict[str, Any]]:
+    """The region's subnet, Cloud Router with NAT, and KMS keys (Vault unseal, GKE secrets)."""
+    project, net = str(cfg["project"]), str(cfg["network"])
+    ranges = cfg["subnet_ranges"]
+    network = f"projects/{project}/global/networks/{net}"
+    secondary = [{"rangeName": str(cfg["pods_range_name"]), "ipCidrRange": str(ranges["pods"])},
+                 {"rangeName": str(cfg["services_range_name"]),
+                  "ipCidrRange": str(ranges["services"])}]
+    subnet = str(cfg["subnet"])
+    items: list[dict[str, Any]] = [
+        # The project number names GKE's service agent (service-<number>@container-engine-robot).
+        {"id": "project", "kind": "read", "service": CRM, "title": f"project {project}",
+         "self": f"/v1/projects/{project}", "outputs": {"number": "projectNumber"}},
+        _compute_item(
+            "subnet", f"subnet {subnet} in {region}", project, f"regions/{region}",
+            "subnetworks", kind="subnetworks",
+            body={"name": subnet, "description": f"TAI nodes, pods and services in {region}",
+             "network": network, "ipCidrRange": str(ranges["nodes"]),
+             "privateIpGoogleAccess": True, "secondaryIpRanges": secondary},
+            compare={"network": network, "ipCidrRange": str(ranges["nodes"]),
+                     "privateIpGoogleAccess": True, "secondaryIpRanges": secondary},
+            update={"privateIpGoogleAccess": True, "secondaryIpRanges": secondary},
+            immutable=["network", "ipCidrRange"]),
+    ]
+    nat = {"name": str(cfg["nat_name"]), "natIpAllocateOption": "AUTO_ONLY",
+           "sourceSubnetworkIpRangesToNat": "ALL_SUBNETWORKS_ALL_IP_RANGES",
+           "logConfig": {"enable": True, "filter": "ERRORS_ONLY"}}
+    router = str(cfg["router_name"])
+    items.append(_compute_item(
+        "router", f"Cloud Router {router} (NAT {nat['name']}) in {region}", project,
+        f"regions/{region}", "routers", kind="routers",
+        body={"name": router, "description": f"Cloud NAT of the private TAI nodes in {region}",
+         "network": network, "nats": [nat]},
+        compare={"network": network, "nats": [nat]}, update={"nats": [nat]},
+        immutable=["network"]))
+    labels = {"app": "tai", "environment": str(cfg["environment"])}
+    vault = cfg["vault_key"]
+    items += _key_items(project, region, str(vault["key_ring"]), str(vault["crypto_key"]),
+                        members={"roles/cloudkms.cryptoKeyEncrypterDecrypter":
+                             [f"serviceAccount:{vault['member']}"],
+                         # Vault's gcpckms seal also reads the key (cloudkms.cryptoKeys.get)
+                         "roles/cloudkms.viewer": [f"serviceAccount:{vault['member']}"]},
+                        labels=labels)
+    gke = cfg["gke_key"]
+    agent = ("serviceAccount:service-$(project.number)@container-engine-robot.iam."
+             "gserviceaccount.com")
+    items += _key_items(project, region, str(gke["key_ring"]), str(gke["crypto_key"]),
+                        members={"roles/cloudkms.cryptoKeyEncrypterDecrypter": [agent]},
+                        labels=labels)
+    return items
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"project_global_items": project_global_items,
+                "project_region_items": project_region_items,
+                "project_workload_identity_items": project_workload_identity_items}
