@@ -136,7 +136,9 @@ def test_a_global_error_spike_passes_against_the_baseline_but_not_without(rig: R
     assert "analysis gate error-ratio for governor (slot green)" in said(alone)
     assert "(threshold 0.05); query:" in said(alone)  # no baseline: the threshold alone
     assert rig.slots(CANARY) == ["blue", "green", "blue"]
-    run = rig.upgrade("v1.1.0", "-l", CANARY, tai_analysis_baseline_regions=[SECOND, LAST])
+    # The failed attempt above marked v1.1.0 aborted: trying it again is explicit.
+    run = rig.upgrade("v1.1.0", "-l", CANARY, "-e", "tai_upgrade_retry_aborted=true",
+                      tai_analysis_baseline_regions=[SECOND, LAST])
     assert run.returncode == 0, run.output[-4000:]
     assert rig.slots(CANARY) == ["blue", "green", "blue", "green"]
 
@@ -153,7 +155,9 @@ def test_emergency_fast_path_and_rollback_never_wait_on_analysis(rig: Rig) -> No
     assert rig.slots(CANARY) == ["blue", "green", "blue"]
     # Without the fast path the same unreachable Prometheus stops the upgrade (errors are
     # not a pass).
-    again = rig.upgrade("v1.1.0", "-l", CANARY, tai_analysis_prometheus={"url": dead})
+    # The rollback above marked v1.1.0 aborted: trying it again is explicit.
+    again = rig.upgrade("v1.1.0", "-l", CANARY, "-e", "tai_upgrade_retry_aborted=true",
+                        tai_analysis_prometheus={"url": dead})
     assert again.returncode != 0
     assert "is unreachable: ConnectionError" in said(again)
     assert "(3 consecutive error(s), limit 2)" in said(again)

@@ -92,10 +92,9 @@ def json_key(zone: dict[str, Any]) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(("extra", "message"), [
+    # The validation play answers first, with the rules of every role input.
     (("-l", "europe-west1", "-e", "dns_region_state=paused"),
-     "dns_region_state must be drained or active (got paused): pass -e "
-     "dns_region_state=drained to drain europe-west1 or -e dns_region_state=active to restore "
-     "it."),
+     "dns_region_state of region europe-west1 is 'paused'; it must be one of active, drained."),
     (("-l", "europe-west1"), "dns_region_state must be drained or active (got nothing)"),
     (("-l", "europe-west1,us-central1", "-e", "dns_region_state=drained"),
      "Drain one region at a time (us-central1, europe-west1 were selected): pass -l <region>, "

@@ -133,7 +133,8 @@ def test_replica_ceiling_before_helm_reads_it_as_a_float() -> None:
 
 def test_vault_token_ttls_and_autoscaler_ceilings() -> None:
     vault = yaml.safe_load((ROLES / "vault" / "defaults" / "main.yml").read_text())
-    vault.update(vault_seal_type="shamir", vault_default_policies={"tai-app": "path"},
+    vault.update(vault_seal_type="shamir",
+                 vault_default_policies={"tai-app": "path", "vault-snapshot": "path"},
                  vault_rotate_key_shares=5, vault_rotate_key_threshold=3)
     ctx = Context(region=REGION, charts={"vault": {"repository": "r", "chart": "c",
                                                    "version": "1.0.0"}})
