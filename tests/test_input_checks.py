@@ -207,6 +207,16 @@ def test_run_options_limit_tags_and_build_root() -> None:
     ]
 
 
+
+def test_molecule_skip_tags_are_accepted_but_a_mistyped_skip_is_not() -> None:
+    # molecule converges with --skip-tags molecule-notest,notest; a typo stays refused.
+    assert check_run(REGION, skip_tags=["molecule-notest", "notest"],
+                     known_tags={"vault_unseal"}, build_root="/tmp/x") == []
+    assert check_run(REGION, skip_tags=["vault_unsael"], known_tags={"vault_unseal"},
+                     build_root="/tmp/x") == [
+        "--skip-tags vault_unsael: no task of this project has this tag; valid tags: all, "
+        "always, never, tagged, untagged, vault_unseal."]
+
 def test_staging_is_swapped_into_place_and_a_failed_run_leaves_the_plan(tmp_path: Path) -> None:
     plan = tmp_path / REGION
     (plan / "gke").mkdir(parents=True)
