@@ -130,7 +130,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # Tags every playbook understands besides the ones written in it (Ansible's special tags).
 SPECIAL_TAGS = ("all", "always", "never", "tagged", "untagged")
-MOLECULE_SKIP_TAGS = ("molecule-notest", "notest")
+MOLECULE_SKIP_TAGS = ("molecule-notest", "notest", "molecule-idempotence-notest")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -1078,7 +1078,8 @@ def check_run(region: str, *, limit: Any = None, run_tags: Sequence[str] = ("all
         out.append(f"--limit {limit!r} selects no region explicitly (an empty limit would plan "
                    f"every region); give one or more of: {', '.join(sorted(all_regions))}.")
     valid = sorted(set(known_tags) | set(SPECIAL_TAGS))
-    # molecule passes --skip-tags molecule-notest,notest on every converge: skipping those is
+    # molecule passes --skip-tags molecule-notest,notest on every converge (and
+    # molecule-idempotence-notest on the idempotence run): skipping those is
     # its convention, not an operator's typo.
     skippable = set(valid) | set(MOLECULE_SKIP_TAGS)
     for option, tags, allowed in (("--tags", run_tags, set(valid)),
