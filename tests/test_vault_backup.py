@@ -27,6 +27,7 @@ from tai_deploy.vault_api import (
     VaultClient,
     VaultError,
     create_orphan_token,
+    ensure_secrets_engine,
     generate_root,
     revoke_self,
 )
@@ -87,7 +88,7 @@ def root_client(server: BaoServer, init_file: Path, cipher: AnsibleVaultCipher) 
 
 
 def fill(admin: VaultClient, count: int) -> None:
-    admin.request("POST", "sys/mounts/tai", {"type": "kv", "options": {"version": "2"}})
+    ensure_secrets_engine(admin, "tai", "kv", options={"version": "2"})
     for i in range(count):
         admin.request("POST", f"tai/data/app/secret-{i:05d}", {"data": {"value": f"v{i}"}})
 

@@ -83,6 +83,10 @@ class Change:
 # Transient answers of an HA node that does not (yet) know its active node.
 _LEADERSHIP_ERRORS = ("active cluster node not found", "local node not active")
 LEADERSHIP_WAIT = 10.0
+# A new KV version 2 mount first runs its "upgrade" and answers HTTP 400 "Upgrading from
+# non-versioned to versioned data" to every request until it is done (usually milliseconds,
+# seconds on a busy server); a write sent in that window is refused.
+KV_UPGRADE_WAIT = 30.0
 
 
 class VaultClient:
@@ -461,6 +465,8 @@ def ensure_secrets_engine(client: VaultClient, path: str, engine_type: str, *,
     if current is None:
         if not check:
             client.request("POST", f"sys/mounts/{key[:-1]}", wanted)
+            if engine_type == "kv" and wanted_opts.get("version") == "2":
+                wait_kv_ready(client, key[:-1])
         return Change("secrets_engine", key, CREATED, None, wanted)
     cur_opts = _str_options(current.get("options"))
     before: dict[str, Any] = {"type": current.get("type"),
@@ -483,6 +489,13 @@ def ensure_secrets_engine(client: VaultClient, path: str, engine_type: str, *,
             tune["description"] = description
         client.request("POST", f"sys/mounts/{key[:-1]}/tune", tune)
     return Change("secrets_engine", key, UPDATED, before, wanted)
+
+
+def wait_kv_ready(client: VaultClient, mount: str, timeout: float = KV_UPGRADE_WAIT) -> None:
+    """Wait until a new KV version 2 mount has finished its upgrade and serves requests."""
+    if not wait_for(lambda: client.call("GET", f"{mount}/config")[0] == 200, timeout, 0.1):
+        raise VaultError(f"KV mount {mount}/ on {client.addr} was still upgrading to version 2 "
+                         f"after {timeout:g} s; retry the run")
 
 
 def _policy_text(text: str) -> str:
