@@ -43,6 +43,12 @@ def test_the_load_balancer_address_is_optional() -> None:
     assert check_region(RegionVars("europe-west1", {**GOOD, "tai_region_lb_address": None})) == []
 
 
+def test_a_chart_mirror_may_be_a_repository_or_an_oci_registry() -> None:
+    for mirror in ("", "https://charts.internal.example.com/tai", "http://127.0.0.1:8879",
+                   "oci://registry.internal.example.com/helm-charts"):
+        assert check_region(RegionVars("europe-west1", {**GOOD, "tai_chart_mirror": mirror})) == []
+
+
 def test_string_booleans_from_key_value_extra_vars_are_accepted() -> None:
     assert check_region(RegionVars("europe-west1", {**GOOD, "tai_apply": "true"})) == []
 
@@ -61,6 +67,10 @@ def test_string_booleans_from_key_value_extra_vars_are_accepted() -> None:
         ({"tai_kubernetes_version": 1.34}, 'must be a quoted minor version such as "1.34"'),
         ({"tai_gcp_project": "X"}, "must be a GCP project id"),
         ({"tai_region_dns_geo_location": "europe"}, "must be a GCP region name"),
+        ({"tai_chart_mirror": "charts.internal.example.com"},
+         "tai_chart_mirror must be a chart repository URL (https://...) or an OCI registry"),
+        ({"tai_chart_mirror": "https://user:pw@charts.internal.example.com"},
+         "tai_chart_mirror must be a plain URL without credentials"),
         ({"gke_node_pools": {"general": {"min_nodes": 5, "max_nodes": 3}}},
          "gke_node_pools.general of region europe-west1 has min_nodes 5 greater than max_nodes 3"),
     ],

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .chart_source import mirror_problems
 from .config_text import ConfigTextError, fluent_bit_value
 
 TIERS = ("primary", "secondary", "tertiary")
@@ -294,6 +295,10 @@ def check_region(rv: RegionVars) -> list[str]:
     if geo is not MISSING and (not isinstance(geo, str) or not _REGION.match(geo)):
         errors.append(f"{_where(r, 'tai_region_dns_geo_location')} must be a GCP region name "
                       f"(Cloud DNS geo policies route by region), got {geo!r}.")
+
+    mirror = rv.get("tai_chart_mirror")
+    if mirror is not MISSING:
+        errors.extend(mirror_problems(mirror))
 
     errors.extend(check_node_pools(r, rv.get("gke_node_pools")))
     return errors

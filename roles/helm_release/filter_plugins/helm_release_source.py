@@ -1,0 +1,25 @@
+# Copyright: tai-deploy contributors
+"""Filter helm_release_source: chart reference and repository of a planned release, from its
+upstream repository or from tai_chart_mirror (module_utils/tai_deploy/chart_source.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+_MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "module_utils")
+if _MODULE_UTILS not in sys.path:
+    sys.path.insert(0, _MODULE_UTILS)
+
+from tai_deploy.chart_source import chart_source  # noqa: E402
+
+
+def helm_release_source(spec: Mapping[str, Any], mirror: str = "") -> dict[str, str]:
+    return chart_source(spec, mirror or "")
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {"helm_release_source": helm_release_source}
