@@ -64,6 +64,8 @@ import json
 import math
 import re
 import socket
+import ssl
+import tempfile
 import threading
 import time
 import uuid
@@ -72,11 +74,14 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
+import jsonschema
 import kubernetes_validate
+import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 SERVING, NOT_SERVING = "SERVING", "NOT_SERVING"
@@ -221,34 +226,82 @@ class _Resource:
         return f"{self.kind}.{self.group}" if self.group else self.kind
 
 
-_RW = ("create", "delete", "get", "list", "patch", "update")
+_RW = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 DEPLOYMENTS = _Resource("apps", "v1", "deployments", "deployment", "Deployment", True,
                         ("deploy",), _RW, ("status", "scale"))
 SERVICES = _Resource("", "v1", "services", "service", "Service", True, ("svc",), _RW,
                      ("status",))
 NAMESPACES = _Resource("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",),
-                       ("get", "list"), ())
+                       _RW, ("status",))
 LEASES = _Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, (), _RW, ())
 SCALEDOBJECTS = _Resource("keda.sh", "v1alpha1", "scaledobjects", "scaledobject",
                           "ScaledObject", True, ("so",), _RW, ())
-_BY_PLURAL = {r.plural: r for r in (DEPLOYMENTS, SERVICES, NAMESPACES, LEASES, SCALEDOBJECTS)}
-_BY_KIND = {r.kind.lower(): r for r in _BY_PLURAL.values()}
+CRDS = _Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                 "customresourcedefinition", "CustomResourceDefinition", False, ("crd",), _RW,
+                 ("status",))
+PODS = _Resource("", "v1", "pods", "pod", "Pod", True, ("po",), _RW, ("status",))
+SECRETS = _Resource("", "v1", "secrets", "secret", "Secret", True, (), _RW, ())
 
-_ROUTES = [
-    (re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>services)"
-                r"(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?$"), SERVICES),
-    (re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>deployments)"
-                r"(?:/(?P<name>[^/]+)(?:/(?P<sub>status|scale))?)?$"), DEPLOYMENTS),
-    (re.compile(r"^/api/v1/(?P<plural>services)$"), SERVICES),
-    (re.compile(r"^/apis/apps/v1/(?P<plural>deployments)$"), DEPLOYMENTS),
-    (re.compile(r"^/api/v1/(?P<plural>namespaces)(?:/(?P<name>[^/]+))?$"), NAMESPACES),
-    (re.compile(r"^/apis/keda.sh/v1alpha1/namespaces/(?P<ns>[^/]+)/(?P<plural>scaledobjects)"
-                r"(?:/(?P<name>[^/]+))?$"), SCALEDOBJECTS),
-    (re.compile(r"^/apis/keda.sh/v1alpha1/(?P<plural>scaledobjects)$"), SCALEDOBJECTS),
-    (re.compile(r"^/apis/coordination.k8s.io/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>leases)"
-                r"(?:/(?P<name>[^/]+))?$"), LEASES),
-    (re.compile(r"^/apis/coordination.k8s.io/v1/(?P<plural>leases)$"), LEASES),
-]
+
+def _builtin(api_version: str, kind: str, plural: str, namespaced: bool = True,
+             subresources: tuple[str, ...] = ()) -> _Resource:
+    group, _, version = api_version.rpartition("/")
+    return _Resource(group, version, plural, kind.lower(), kind, namespaced, (), _RW,
+                     subresources)
+
+
+# The built-in kinds the plan, the TAI chart and the platform charts create, with their plural
+# and scope as the Kubernetes API reference lists them
+# (https://kubernetes.io/docs/reference/kubernetes-api/). Their bodies are validated with
+# kubernetes-validate's schemas of the same Kubernetes minor.
+_BUILTINS = (
+    DEPLOYMENTS, SERVICES, NAMESPACES, LEASES, SCALEDOBJECTS, CRDS, PODS, SECRETS,
+    _builtin("v1", "ConfigMap", "configmaps"),
+    _builtin("v1", "ServiceAccount", "serviceaccounts"),
+    _builtin("v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("status",)),
+    _builtin("v1", "ResourceQuota", "resourcequotas", True, ("status",)),
+    _builtin("v1", "LimitRange", "limitranges"),
+    _builtin("v1", "Endpoints", "endpoints"),
+    _builtin("v1", "Event", "events"),
+    _builtin("apps/v1", "StatefulSet", "statefulsets", True, ("status", "scale")),
+    _builtin("apps/v1", "DaemonSet", "daemonsets", True, ("status",)),
+    _builtin("apps/v1", "ReplicaSet", "replicasets", True, ("status", "scale")),
+    _builtin("apps/v1", "ControllerRevision", "controllerrevisions"),
+    _builtin("batch/v1", "Job", "jobs", True, ("status",)),
+    _builtin("batch/v1", "CronJob", "cronjobs", True, ("status",)),
+    _builtin("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
+             ("status",)),
+    _builtin("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("status",)),
+    _builtin("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    _builtin("networking.k8s.io/v1", "Ingress", "ingresses", True, ("status",)),
+    _builtin("rbac.authorization.k8s.io/v1", "Role", "roles"),
+    _builtin("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
+    _builtin("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
+    _builtin("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", False),
+    _builtin("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration",
+             "mutatingwebhookconfigurations", False),
+    _builtin("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration",
+             "validatingwebhookconfigurations", False),
+    _builtin("scheduling.k8s.io/v1", "PriorityClass", "priorityclasses", False),
+    _builtin("storage.k8s.io/v1", "StorageClass", "storageclasses", False),
+    _builtin("apiregistration.k8s.io/v1", "APIService", "apiservices", False, ("status",)),
+)
+_BY_PLURAL = {r.plural: r for r in _BUILTINS}
+_BY_KIND = {r.kind.lower(): r for r in _BUILTINS}
+# Kinds whose objects carry metadata.generation (bumped when the spec changes) and a status.
+_NO_GENERATION = {"", "configmaps", "secrets", "serviceaccounts", "endpoints", "events",
+                  "leases", "roles", "rolebindings", "clusterroles", "clusterrolebindings",
+                  "limitranges", "controllerrevisions", "namespaces", "pods", "services",
+                  "mutatingwebhookconfigurations", "validatingwebhookconfigurations",
+                  "priorityclasses", "storageclasses"}
+_NO_STATUS = {"configmaps", "secrets", "serviceaccounts", "endpoints", "events", "leases",
+              "roles", "rolebindings", "clusterroles", "clusterrolebindings", "limitranges",
+              "controllerrevisions", "mutatingwebhookconfigurations",
+              "validatingwebhookconfigurations", "priorityclasses", "storageclasses",
+              "networkpolicies"}
+_COLLECTION = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
 
 
 def _now_iso(ts: float | None = None) -> str:
@@ -371,6 +424,80 @@ def json_patch(target: Any, ops: Any) -> Any:
                              f"the server rejected our request due to an error in our request: "
                              f"{exc!r} in {op!r}") from exc
     return doc
+
+
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def apply_patch(target: Any, patch: Any) -> Any:
+    """Server-side apply of one field manager's configuration, simplified: the applied fields
+    are merged into the live object like a strategic merge patch (lists of objects by name).
+    Fields the manager stopped applying are not removed: the double keeps no managedFields
+    (API reference: Server-Side Apply, "Merge strategy")."""
+    if isinstance(patch, dict):
+        patch = {k: v for k, v in patch.items() if k not in ("status",)}
+    return strategic_merge_patch(target, patch)
+
+
+def _version_priority(version: str) -> tuple[int, int, int]:
+    """Kubernetes version priority: GA before beta before alpha, then by number
+    (API reference: CustomResourceDefinition versions, "Version priority")."""
+    m = re.match(r"^v([0-9]+)(?:(alpha|beta)([0-9]+))?$", version)
+    if m is None:
+        return (3, 0, 0)
+    stage = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (stage, -int(m.group(1)), -int(m.group(3) or 0))
+
+
+def _crd_problems(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[str]:
+    """What the API server refuses in a CustomResourceDefinition beyond its schema (API
+    reference: CustomResourceDefinition v1; name must be <plural>.<group>, one storage
+    version, scope immutable)."""
+    spec = obj.get("spec") or {}
+    out = []
+    names = spec.get("names") or {}
+    if obj["metadata"].get("name") != f"{names.get('plural')}.{spec.get('group')}":
+        out.append(f"metadata.name: Invalid value: {obj['metadata'].get('name')!r}: must be "
+                   "spec.names.plural+\".\"+spec.group")
+    versions = [v for v in spec.get("versions") or [] if isinstance(v, dict)]
+    if sum(1 for v in versions if v.get("storage")) != 1:
+        out.append("spec.versions: Invalid value: must have exactly one version marked as "
+                   "storage version")
+    if old is not None and spec.get("scope") != (old.get("spec") or {}).get("scope"):
+        out.append("spec.scope: Invalid value: field is immutable")
+    return out
+
+
+def _openapi_to_jsonschema(node: Any, *, root: bool = False) -> Any:
+    """A CRD's structural openAPIV3Schema as a JSON Schema that refuses unknown fields (what
+    the API server does under fieldValidation=Strict; otherwise it prunes them): objects with
+    ``properties`` and no ``x-kubernetes-preserve-unknown-fields`` get additionalProperties
+    false; ``nullable`` admits null; ``x-kubernetes-int-or-string`` admits both."""
+    if isinstance(node, list):
+        return [_openapi_to_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _openapi_to_jsonschema(v) for k, v in node.items()
+           if not str(k).startswith("x-kubernetes-") and k != "nullable"}
+    if "properties" in node:
+        out["properties"] = {k: _openapi_to_jsonschema(v)
+                             for k, v in node["properties"].items()}
+    if root:
+        out.setdefault("properties", {}).update({
+            "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+            "metadata": {"type": "object"}})
+        out["properties"].pop("status", None)
+        out["properties"]["status"] = {}
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if (node.get("type") == "object" or "properties" in node) and "properties" in node and \
+            not node.get("x-kubernetes-preserve-unknown-fields") and \
+            "additionalProperties" not in node:
+        out["additionalProperties"] = False
+    if node.get("nullable") and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -526,7 +653,8 @@ class KubeApiDouble:
                  ready_delay: float = 0.3, observe_delay: float = 0.05,
                  behaviour: Callable[[str], Behaviour] = lambda image: behaviour_for_tag(
                      image_tag(image)),
-                 token: str | None = None, tick: float = 0.02) -> None:
+                 token: str | None = None, tick: float = 0.02, tls: bool = False,
+                 pod_ready_delay: float = 0.2) -> None:
         self.name = name
         self.kubernetes_version = kubernetes_version
         self.ready_delay = ready_delay
@@ -534,6 +662,7 @@ class KubeApiDouble:
         self.behaviour = behaviour
         self.token = token
         self.tick = tick
+        self.pod_ready_delay = pod_ready_delay
         self.requests: list[RequestRecord] = []
         self.selector_history: dict[tuple[str, str], list[tuple[float, dict[str, str]]]] = {}
         # When each Deployment's status last changed, with the new status.
@@ -544,6 +673,13 @@ class KubeApiDouble:
         self._ips = itertools.count(10)
         self._lock = threading.RLock()
         self._pods: dict[tuple[str, str], _Pods] = {}
+        self._builtins = {r.api_version + "/" + r.plural: r for r in _BUILTINS}
+        self._custom: dict[str, _Resource] = {}
+        self._written_at: dict[tuple[str, str, str], float] = {}
+        self._crd_schemas: dict[str, dict[str, Any]] = {}
+        self._deleted: list[tuple[str, str, str, str, dict[str, Any]]] = []
+        self.tls = tls
+        self.ca_pem = b""
         self._proxies: dict[tuple[str, str], _ServiceProxy] = {}
         self._stop = threading.Event()
         self._http: ThreadingHTTPServer | None = None
@@ -568,6 +704,17 @@ class KubeApiDouble:
         Handler.double = double
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
+        if self.tls:  # HTTPS with a test CA, as a GKE control plane serves its IP endpoint
+            from .token_lab import _tls_material
+
+            ca_pem, cert_pem, key_pem = _tls_material()
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            with tempfile.TemporaryDirectory() as tmp:
+                Path(tmp, "server.pem").write_bytes(cert_pem + ca_pem)
+                Path(tmp, "server.key").write_bytes(key_pem)
+                context.load_cert_chain(Path(tmp, "server.pem"), Path(tmp, "server.key"))
+            self._http.socket = context.wrap_socket(self._http.socket, server_side=True)
+            self.ca_pem = ca_pem
         for thread in (threading.Thread(target=self._http.serve_forever, daemon=True,
                                         kwargs={"poll_interval": 0.05}),
                        threading.Thread(target=self._controller, daemon=True)):
@@ -601,7 +748,7 @@ class KubeApiDouble:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # -- test API ------------------------------------------------------------------------
 
@@ -622,7 +769,7 @@ class KubeApiDouble:
         """A copy of a stored Deployment, Service or ScaledObject, or None."""
         res = _kind(kind)
         with self._lock:
-            obj = self._objects.get((res.plural, namespace, name))
+            obj = self._objects.get((res.qualified, namespace, name))
             return copy.deepcopy(obj) if obj else None
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
@@ -685,10 +832,14 @@ class KubeApiDouble:
                 raise _HttpError(401, "Unauthorized", "Unauthorized")
             if raw:
                 try:
-                    body = json.loads(raw)
-                except json.JSONDecodeError as exc:
+                    body = (yaml.safe_load(raw) if content_type == APPLY_PATCH
+                            else json.loads(raw))
+                except (json.JSONDecodeError, yaml.YAMLError) as exc:
                     raise _HttpError(400, "BadRequest",
                                      f"the body of the request was not valid JSON: {exc}") from exc
+            if method == "GET" and query.get("watch", ["false"])[0] in ("true", "1"):
+                self._watch(h, path, query)
+                return
             fault = self._fault(method, path, raw.decode("utf-8", "replace"))
             if fault is not None and fault.delay > 0:
                 time.sleep(fault.delay)
@@ -733,6 +884,80 @@ class KubeApiDouble:
         h.end_headers()
         h.wfile.write(data)
 
+    def _watch(self, h: _Handler, path: str, query: Mapping[str, list[str]]) -> None:
+        """A watch: newline-delimited WatchEvents in a chunked answer (API reference: "Efficient
+        detection of changes"), ADDED for what exists (or what changed after the given
+        resourceVersion), then MODIFIED/DELETED as they happen, until timeoutSeconds."""
+        with self._lock:
+            route = self._route(path)
+            if route is None:
+                raise _HttpError(404, "NotFound",
+                                 "the server could not find the requested resource")
+            res, ns, by_namespace, name, _ = route
+        since = int(query.get("resourceVersion", ["0"])[0] or 0)
+        timeout = min(float(query.get("timeoutSeconds", ["300"])[0]), 300.0)
+        label_sel = _parse_selector(query.get("labelSelector", [""])[0])
+        field_sel = _parse_selector(query.get("fieldSelector", [""])[0])
+        if name is not None:
+            field_sel.append(("metadata.name", "=", name))
+        self._record("GET", path, "watch", status=200, content_type="", body=None)
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+        def matching() -> dict[tuple[str, str], dict[str, Any]]:
+            out = {}
+            for (q, ins, iname), obj in self._objects.items():
+                if q != res.qualified or (by_namespace and ins != ns):
+                    continue
+                fields = {"metadata.name": iname, "metadata.namespace": ins}
+                if _matches(label_sel, obj["metadata"].get("labels") or {}) and _matches(
+                        field_sel, fields):
+                    out[(ins, iname)] = obj
+            return out
+
+        def send(kind: str, obj: Mapping[str, Any]) -> None:
+            data = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+            h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            h.wfile.flush()
+
+        seen: dict[tuple[str, str], str] = {}
+        deadline = time.time() + timeout
+        try:
+            with self._lock:
+                current = matching()
+                for key, obj in sorted(current.items()):
+                    rv = obj["metadata"]["resourceVersion"]
+                    if since == 0 or int(rv) > since:
+                        send("ADDED", copy.deepcopy(obj))
+                    seen[key] = rv
+            while time.time() < deadline and not self._stop.is_set():
+                time.sleep(self.tick)
+                with self._lock:
+                    current = matching()
+                    events = []
+                    for key, obj in sorted(current.items()):
+                        rv = obj["metadata"]["resourceVersion"]
+                        if key not in seen:
+                            events.append(("ADDED", copy.deepcopy(obj)))
+                        elif seen[key] != rv:
+                            events.append(("MODIFIED", copy.deepcopy(obj)))
+                        seen[key] = rv
+                    for key in [k for k in seen if k not in current]:
+                        del seen[key]
+                        gone = next((d[4] for d in reversed(self._deleted)
+                                     if (d[1], d[2]) == key and d[0] == res.qualified), None)
+                        if gone is not None:
+                            events.append(("DELETED", copy.deepcopy(gone)))
+                for kind, obj in events:
+                    send(kind, obj)
+            h.wfile.write(b"0\r\n\r\n")
+            h.wfile.flush()
+        except OSError:
+            pass
+        h.close_connection = True
+
     def _record(self, method: str, path: str, query: str, *, status: int, content_type: str,
                 body: Any) -> None:
         self.requests.append(RequestRecord(time.time(), method, path, query, status,
@@ -751,21 +976,49 @@ class KubeApiDouble:
         return None
 
     def _touch(self, path: str) -> None:
-        for pattern, res in _ROUTES:
-            m = pattern.match(path)
-            if m and m.groupdict().get("name"):
-                key = (res.plural, m.group("ns") if res.namespaced else "", m.group("name"))
-                obj = self._objects.get(key)
-                if obj is not None:
-                    ann = obj["metadata"].setdefault("annotations", {})
-                    ann["double.test/touched"] = str(int(ann.get("double.test/touched", "0")) + 1)
-                    obj["metadata"]["resourceVersion"] = str(next(self._rv))
-                    self._after_write(res, key[1], obj)
-                return
+        route = self._route(path)
+        if route is None or not route[3]:
+            return
+        res, ns, _, name, _ = route
+        obj = self._objects.get((res.qualified, ns if res.namespaced else "", str(name)))
+        if obj is not None:
+            ann = obj["metadata"].setdefault("annotations", {})
+            ann["double.test/touched"] = str(int(ann.get("double.test/touched", "0")) + 1)
+            obj["metadata"]["resourceVersion"] = str(next(self._rv))
+            self._after_write(res, ns, obj)
+
+    # -- resources -----------------------------------------------------------------------
+
+    def resources(self) -> list[_Resource]:
+        """Every kind served: the built-ins and the served versions of the applied CRDs."""
+        return [*self._builtins.values(), *self._custom.values()]
+
+    def _resource(self, api_version: str, plural: str) -> _Resource | None:
+        for res in self.resources():
+            if res.api_version == api_version and res.plural == plural:
+                return res
+        return None
+
+    def _route(self, path: str) -> tuple[_Resource, str, bool, str | None, str | None] | None:
+        """(resource, namespace, namespaced URL, name, subresource) of a resource path."""
+        m = _COLLECTION.match(path)
+        if m is None:
+            return None
+        g = m.groupdict()
+        api_version = g["core"] or f"{g['group']}/{g['version']}"
+        plural, ns, name, sub = g["plural"], g["ns"], g["name"], g["sub"]
+        res = self._resource(api_version, plural)
+        if res is None and ns is not None and name is None and api_version == "v1":
+            # /api/v1/namespaces/{name}/{subresource}
+            res, name, sub, ns = NAMESPACES, ns, plural, None
+        if res is None:
+            return None
+        return res, ns or "", ns is not None, name, sub
 
     # -- discovery -----------------------------------------------------------------------
 
     def _discovery(self, path: str) -> dict[str, Any] | None:
+        """Legacy discovery documents (API reference: "The Kubernetes API", discovery API)."""
         if path == "/version":
             minor = self.kubernetes_version.split(".")[1]
             return {"major": "1", "minor": minor, "gitVersion": f"v1.{minor}.0-tai-double",
@@ -776,37 +1029,42 @@ class KubeApiDouble:
             return {"kind": "APIVersions", "versions": ["v1"],
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
                                                     "serverAddress": f"127.0.0.1:{self.port}"}]}
-        groups = {name: {"name": name,
-                         "versions": [{"groupVersion": f"{name}/{v}", "version": v}],
-                         "preferredVersion": {"groupVersion": f"{name}/{v}", "version": v}}
-                  for name, v in (("apps", "v1"), ("coordination.k8s.io", "v1"),
-                                  ("keda.sh", "v1alpha1"))}
+        groups: dict[str, dict[str, Any]] = {}
+        for res in self.resources():
+            if not res.group:
+                continue
+            entry = groups.setdefault(res.group, {"name": res.group, "versions": []})
+            gv = {"groupVersion": res.api_version, "version": res.version}
+            if gv not in entry["versions"]:
+                entry["versions"].append(gv)
+                entry["versions"].sort(key=lambda v: _version_priority(v["version"]))
+            entry["preferredVersion"] = entry["versions"][0]
         if path == "/apis":
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": list(groups.values())}
+            return {"kind": "APIGroupList", "apiVersion": "v1",
+                    "groups": [groups[k] for k in sorted(groups)]}
         if path.removeprefix("/apis/") in groups:
             return {"kind": "APIGroup", "apiVersion": "v1",
                     **groups[path.removeprefix("/apis/")]}
-        if path in ("/api/v1", "/apis/apps/v1", "/apis/coordination.k8s.io/v1",
-                    "/apis/keda.sh/v1alpha1"):
-            group_version = path.removeprefix("/api/").removeprefix("/apis/")
-            resources = []
-            for res in _BY_PLURAL.values():
-                if res.api_version != group_version:
-                    continue
-                resources.append({"name": res.plural, "singularName": res.singular,
-                                  "namespaced": res.namespaced, "kind": res.kind,
-                                  "verbs": list(res.verbs), "shortNames": list(res.short_names),
-                                  **({"categories": ["all"]} if res is not NAMESPACES else {})})
-                for sub in res.subresources:
-                    entry = {"name": f"{res.plural}/{sub}", "singularName": "",
-                             "namespaced": res.namespaced, "kind": res.kind,
-                             "verbs": ["get", "patch", "update"]}
-                    if sub == "scale":
-                        entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
-                    resources.append(entry)
-            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
-                    "resources": resources}
-        return None
+        group_version = path.removeprefix("/api/") if path.startswith("/api/") else (
+            path.removeprefix("/apis/") if path.startswith("/apis/") else "")
+        listed = [res for res in self.resources() if res.api_version == group_version]
+        if not listed or group_version.count("/") > 1:
+            return None
+        resources = []
+        for res in sorted(listed, key=lambda r: r.plural):
+            resources.append({"name": res.plural, "singularName": res.singular,
+                              "namespaced": res.namespaced, "kind": res.kind,
+                              "verbs": list(res.verbs), "shortNames": list(res.short_names),
+                              **({"categories": ["all"]} if res is not NAMESPACES else {})})
+            for sub in res.subresources:
+                entry = {"name": f"{res.plural}/{sub}", "singularName": "",
+                         "namespaced": res.namespaced, "kind": res.kind,
+                         "verbs": ["get", "patch", "update"]}
+                if sub == "scale":
+                    entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+                resources.append(entry)
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                "resources": resources}
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -816,35 +1074,34 @@ class KubeApiDouble:
             doc = self._discovery(path)
             if doc is not None:
                 return 200, doc
-        for pattern, res in _ROUTES:
-            m = pattern.match(path)
-            if m is None:
-                continue
-            groups = m.groupdict()
-            ns = groups.get("ns") or ""
-            name, sub = groups.get("name"), groups.get("sub")
-            if query.get("watch", ["false"])[0] in ("true", "1"):
-                raise _HttpError(405, "MethodNotAllowed",
-                                 "watch is not implemented by the test double")
-            if res.namespaced and ns and ("namespaces", "", ns) not in self._objects and (
-                    method != "GET" or name):
-                raise _HttpError(404, "NotFound", f'namespaces "{ns}" not found',
-                                 {"name": ns, "kind": "namespaces"})
-            if name is None:
-                if method == "GET":
-                    return 200, self._list(res, ns if "ns" in groups else None, query)
-                if method == "POST" and "ns" in groups and res is not NAMESPACES:
-                    obj = self._body_object(body, res)
+        route = self._route(path)
+        if route is None:
+            raise _HttpError(404, "NotFound", "the server could not find the requested resource")
+        res, ns, by_namespace, name, sub = route
+        if res.namespaced and ns and ("namespaces", "", ns) not in self._objects and (
+                method != "GET" or name):
+            raise _HttpError(404, "NotFound", f'namespaces "{ns}" not found',
+                             {"name": ns, "kind": "namespaces"})
+        if name is None:
+            if method == "GET":
+                return 200, self._list(res, ns if by_namespace else None, query)
+            if method == "POST" and (by_namespace or not res.namespaced):
+                obj = self._body_object(body, res)
+                if res.namespaced:
                     obj.setdefault("metadata", {}).setdefault("namespace", ns)
-                    return 201, self._create(res, ns, obj)
-                raise _HttpError(405, "MethodNotAllowed",
-                                 "the server does not allow this method on the requested "
-                                 "resource")
-            if res is NAMESPACES and method != "GET":
-                raise _HttpError(405, "MethodNotAllowed", "namespaces are read-only here")
-            return self._item(method, res, ns, name, sub=sub, body=body,
-                              content_type=content_type)
-        raise _HttpError(404, "NotFound", "the server could not find the requested resource")
+                return 201, self._create(res, ns, obj, dry_run="dryRun" in query)
+            if method == "DELETE" and by_namespace:
+                for item in self._list(res, ns, query)["items"]:
+                    self._item("DELETE", res, ns, item["metadata"]["name"], sub=None, body=None,
+                               content_type="")
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+            raise _HttpError(405, "MethodNotAllowed",
+                             "the server does not allow this method on the requested "
+                             "resource")
+        if sub is not None and sub not in res.subresources:
+            raise _HttpError(404, "NotFound", "the server could not find the requested resource")
+        return self._item(method, res, ns, name, sub=sub, body=body, content_type=content_type,
+                          query=query)
 
     @staticmethod
     def _body_object(body: Any, res: _Resource) -> dict[str, Any]:
@@ -860,7 +1117,7 @@ class KubeApiDouble:
         field_sel = _parse_selector(query.get("fieldSelector", [""])[0])
         items = []
         for (plural, ins, name), obj in sorted(self._objects.items()):
-            if plural != res.plural or (ns is not None and ins != ns):
+            if plural != res.qualified or (ns is not None and ins != ns):
                 continue
             labels = obj["metadata"].get("labels") or {}
             fields = {"metadata.name": name, "metadata.namespace": ins}
@@ -873,20 +1130,33 @@ class KubeApiDouble:
                 "metadata": {"resourceVersion": str(self._current_rv())}, "items": items}
 
     def _current_rv(self) -> int:
-        return max(int(o["metadata"]["resourceVersion"]) for o in self._objects.values())
+        return max([int(o["metadata"]["resourceVersion"]) for o in self._objects.values()]
+                   + [int(d[3]) for d in self._deleted[-1:]])
 
     def _item(self, method: str, res: _Resource, ns: str, name: str, *, sub: str | None,
-              body: Any, content_type: str) -> tuple[int, Any]:
-        key = (res.plural, ns, name)
+              body: Any, content_type: str,
+              query: Mapping[str, list[str]] | None = None) -> tuple[int, Any]:
+        query = query or {}
+        key = (res.qualified, ns if res.namespaced else "", name)
         current = self._objects.get(key)
+        if current is None and method == "PATCH" and content_type == APPLY_PATCH and sub is None:
+            # Server-side apply creates what does not exist (API reference: Server-Side Apply).
+            obj = self._body_object(body, res)
+            obj.setdefault("metadata", {}).setdefault("name", name)
+            if res.namespaced:
+                obj["metadata"].setdefault("namespace", ns)
+            return 201, self._create(res, ns, obj, dry_run="dryRun" in query)
         if current is None:
             raise _HttpError(404, "NotFound", f'{res.qualified} "{name}" not found',
                              {"name": name, "group": res.group, "kind": res.plural})
         if method == "GET":
             return 200, (self._scale_of(current) if sub == "scale" else copy.deepcopy(current))
         if method == "DELETE":
+            if "dryRun" in query:
+                return 200, copy.deepcopy(current)
             del self._objects[key]
             self._after_delete(res, ns, name)
+            self._deleted.append((res.qualified, ns, name, str(next(self._rv)), current))
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
                          "details": {"name": name, "group": res.group, "kind": res.plural}}
         if sub == "scale":
@@ -902,7 +1172,7 @@ class KubeApiDouble:
             return 200, self._scale_of(stored)
         new = (self._body_object(body, res) if method == "PUT"
                else self._patched(current, body, content_type))
-        return 200, self._update(res, ns, name, new, sub)
+        return 200, self._update(res, ns, name, new, sub, dry_run="dryRun" in query)
 
     def _patched(self, current: dict[str, Any], body: Any, content_type: str) -> dict[str, Any]:
         if content_type == "application/merge-patch+json":
@@ -911,11 +1181,14 @@ class KubeApiDouble:
             result = strategic_merge_patch(current, body)
         elif content_type == "application/json-patch+json":
             result = json_patch(current, body)
+        elif content_type == APPLY_PATCH:
+            result = apply_patch(current, body)
         else:
             raise _HttpError(415, "UnsupportedMediaType",
                              f"the body of the request was in an unknown format - accepted "
                              f"media types include: application/json-patch+json, "
                              f"application/merge-patch+json, "
+                             f"application/apply-patch+yaml, "
                              f"application/strategic-merge-patch+json (got {content_type!r})")
         if not isinstance(result, dict):
             raise _HttpError(422, "Invalid", "the patch does not produce an object")
@@ -934,51 +1207,70 @@ class KubeApiDouble:
 
     # -- storage -------------------------------------------------------------------------
 
-    def _create(self, res: _Resource, ns: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, res: _Resource, ns: str, obj: dict[str, Any], *,
+                dry_run: bool = False) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
+        if not res.namespaced:
+            ns = ""
+            meta.pop("namespace", None)
         name = meta.get("name")
         if not name:
             raise _HttpError(422, "Invalid",
                              f'{res.kind_qualified} "" is invalid: metadata.name: Required value: '
                              "name or generateName is required")
-        if meta.get("namespace", ns) != ns:
+        if res.namespaced and meta.get("namespace", ns) != ns:
             raise _HttpError(400, "BadRequest", "the namespace of the provided object does not "
                                                 "match the namespace sent on the request")
-        if ("namespaces", "", ns) not in self._objects:
+        if res.namespaced and ("namespaces", "", ns) not in self._objects:
             raise _HttpError(404, "NotFound", f'namespaces "{ns}" not found')
-        key = (res.plural, ns, name)
+        if res.namespaced and self._objects[("namespaces", "", ns)]["status"].get(
+                "phase") == "Terminating":
+            raise _HttpError(403, "Forbidden", f'unable to create new content in namespace {ns} '
+                                               "because it is being terminated")
+        key = (res.qualified, ns, name)
         if key in self._objects:
             raise _HttpError(409, "AlreadyExists", f'{res.qualified} "{name}" already exists',
                              {"name": name, "group": res.group, "kind": res.plural})
         self._check_type(res, obj)
-        meta.update({"namespace": ns, "uid": str(uuid.uuid4()),
-                     "creationTimestamp": _now_iso()})
+        meta.update({"uid": str(uuid.uuid4()), "creationTimestamp": _now_iso()})
+        if res.namespaced:
+            meta["namespace"] = ns
         for server_field in ("resourceVersion", "generation", "managedFields", "selfLink"):
             meta.pop(server_field, None)
         if res is SERVICES:
             obj["status"] = {"loadBalancer": {}}
-        elif res is LEASES:
-            obj.pop("status", None)  # a Lease has neither status nor generation
+        elif res is NAMESPACES:
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+            obj["spec"] = {"finalizers": ["kubernetes"]}
+            obj["status"] = {"phase": "Active"}
+        elif res.plural in _NO_STATUS:
+            obj.pop("status", None)
         else:
-            meta["generation"] = 1
             obj["status"] = {}
+        if res.plural not in _NO_GENERATION or res in self._custom.values():
+            meta["generation"] = 1
         self._default(res, obj, None)
         self._validate(res, obj, None)
+        if dry_run:
+            return copy.deepcopy(obj)
         meta["resourceVersion"] = str(next(self._rv))
         self._objects[key] = obj
+        self._written_at[key] = time.time()
         self._after_write(res, ns, obj)
         return copy.deepcopy(obj)
 
     def _update(self, res: _Resource, ns: str, name: str, new: dict[str, Any],
-                sub: str | None) -> dict[str, Any]:
-        key = (res.plural, ns, name)
+                sub: str | None, *, dry_run: bool = False) -> dict[str, Any]:
+        if not res.namespaced:
+            ns = ""
+        key = (res.qualified, ns, name)
         old = self._objects[key]
         meta = new.setdefault("metadata", {})
         if meta.get("name", name) != name:
             raise _HttpError(400, "BadRequest",
                              f"the name of the object ({meta.get('name')}) does not match the "
                              f"name on the URL ({name})")
-        if meta.get("namespace", ns) != ns:
+        if res.namespaced and meta.get("namespace", ns) != ns:
             raise _HttpError(400, "BadRequest", "the namespace of the provided object does not "
                                                 "match the namespace sent on the request")
         rv = meta.get("resourceVersion")
@@ -989,30 +1281,41 @@ class KubeApiDouble:
                              "version and try again",
                              {"name": name, "group": res.group, "kind": res.plural})
         self._check_type(res, new)
+        meta.pop("managedFields", None)
         if sub == "status":
             merged = copy.deepcopy(old)
             merged["status"] = new.get("status") or {}
         else:
             merged = new
-            if res is LEASES:
+            if res.plural in _NO_STATUS:
                 merged.pop("status", None)
             else:
                 merged["status"] = copy.deepcopy(old.get("status") or {})
-            for kept in ("uid", "creationTimestamp", "generation"):
+            if res is NAMESPACES:
+                merged["spec"] = copy.deepcopy(old.get("spec") or {})
+                merged["metadata"].setdefault("labels", {})[
+                    "kubernetes.io/metadata.name"] = name
+            for kept in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
                 if kept in old["metadata"]:
                     merged["metadata"][kept] = old["metadata"][kept]
                 else:
                     merged["metadata"].pop(kept, None)
-            merged["metadata"].update({"name": name, "namespace": ns})
+            merged["metadata"]["name"] = name
+            if res.namespaced:
+                merged["metadata"]["namespace"] = ns
+            else:
+                merged["metadata"].pop("namespace", None)
             self._default(res, merged, old)
         merged["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         self._validate(res, merged, old)
-        if merged == old:
-            return copy.deepcopy(old)
-        if res not in (SERVICES, LEASES) and merged.get("spec") != old.get("spec"):
+        if merged == old or dry_run:
+            return copy.deepcopy(merged)
+        if "generation" in old["metadata"] and merged.get("spec") != old.get("spec"):
             merged["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         merged["metadata"]["resourceVersion"] = str(next(self._rv))
         self._objects[key] = merged
+        if merged.get("spec") != old.get("spec"):
+            self._written_at[key] = time.time()
         self._after_write(res, ns, merged)
         return copy.deepcopy(merged)
 
@@ -1026,6 +1329,13 @@ class KubeApiDouble:
         obj["kind"], obj["apiVersion"] = res.kind, res.api_version
 
     def _default(self, res: _Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if res not in (DEPLOYMENTS, SERVICES):
+            if res is CRDS:
+                for version in (obj.get("spec") or {}).get("versions") or []:
+                    if isinstance(version, dict):
+                        version.setdefault("storage", True)
+                        version.setdefault("served", True)
+            return
         spec: dict[str, Any] = obj.setdefault("spec", {})
         if res is DEPLOYMENTS:
             spec.setdefault("replicas", 1)
@@ -1082,13 +1392,18 @@ class KubeApiDouble:
             problems += self._deployment_problems(obj, old)
         elif res is SERVICES:
             problems += self._service_problems(obj, old)
-        elif res is SCALEDOBJECTS:
+        elif res is SCALEDOBJECTS and res not in self._custom.values():
             problems += self._scaledobject_problems(obj)
+        elif res is CRDS:
+            problems += _crd_problems(obj, old)
         if problems:
             raise _HttpError(422, "Invalid", f"{prefix}: {'; '.join(problems)}",
                              {"name": name, "group": res.group, "kind": res.kind,
                               "causes": [{"message": p} for p in problems]})
-        if res is not SCALEDOBJECTS:  # a CRD: structural checks only (no offline schema)
+        schema = self._crd_schemas.get(res.api_version + "/" + res.plural)
+        if schema is not None:
+            self._custom_schema(res, obj, schema, prefix)
+        elif res is not SCALEDOBJECTS:  # without its CRD: structural checks only
             self._schema(res, obj, prefix)
 
     def _deployment_problems(self, obj: Mapping[str, Any],
@@ -1178,9 +1493,70 @@ class KubeApiDouble:
             raise _HttpError(422, "Invalid", f"{prefix}: {where or '<root>'}: {message}",
                              {"name": obj["metadata"].get("name"), "kind": res.kind}) from exc
 
+    def _custom_schema(self, res: _Resource, obj: dict[str, Any], schema: Mapping[str, Any],
+                       prefix: str) -> None:
+        """A custom resource against its CRD's own openAPIV3Schema (the served version)."""
+        validator = jsonschema.Draft7Validator(schema)
+        errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
+        if not errors:
+            return
+        exc = errors[0]
+        where = ".".join(str(p) for p in exc.absolute_path)
+        message = str(exc.message).splitlines()[0]
+        if exc.validator == "additionalProperties":
+            m = re.search(r"'([^']+)' was unexpected", message)
+            unknown = f"{where}.{m.group(1)}" if m and where else (m.group(1) if m else where)
+            raise _HttpError(400, "BadRequest",
+                             f'{res.kind} in version "{res.version}" cannot be handled as a '
+                             f'{res.kind}: strict decoding error: unknown field "{unknown}"')
+        raise _HttpError(422, "Invalid", f"{prefix}: {where or '<root>'}: {message}",
+                         {"name": obj["metadata"].get("name"), "group": res.group,
+                          "kind": res.kind})
+
+    def _register_crd(self, crd: dict[str, Any]) -> None:
+        """Serve the CRD's versions and accept its names, as the apiextensions server does
+        (conditions NamesAccepted and Established; API reference: CustomResourceDefinition)."""
+        self._unregister_crd(crd["metadata"]["name"])
+        spec = crd["spec"]
+        names = spec["names"]
+        for version in spec.get("versions") or []:
+            if not version.get("served", True):
+                continue
+            subresources = tuple(sorted((version.get("subresources") or {}).keys()))
+            res = _Resource(spec["group"], version["name"], names["plural"],
+                            names.get("singular") or names["kind"].lower(), names["kind"],
+                            spec.get("scope", "Namespaced") == "Namespaced",
+                            tuple(names.get("shortNames") or ()), _RW, subresources)
+            key = res.api_version + "/" + res.plural
+            self._builtins.pop(key, None)
+            self._custom[key] = res
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if isinstance(schema, dict):
+                self._crd_schemas[key] = _openapi_to_jsonschema(schema, root=True)
+        now = _now_iso()
+        crd["status"] = {
+            "acceptedNames": {k: v for k, v in names.items() if k != "categories"},
+            "storedVersions": [v["name"] for v in spec.get("versions") or []
+                               if v.get("storage")],
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                 "message": "no conflicts found", "lastTransitionTime": now},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                 "message": "the initial names have been accepted", "lastTransitionTime": now}]}
+
+    def _unregister_crd(self, name: str) -> None:
+        for key, res in list(self._custom.items()):
+            if res.qualified == name:
+                del self._custom[key]
+                self._crd_schemas.pop(key, None)
+
     # -- side effects --------------------------------------------------------------------
 
     def _after_write(self, res: _Resource, ns: str, obj: Mapping[str, Any]) -> None:
+        if res is CRDS:
+            assert isinstance(obj, dict)
+            self._register_crd(obj)
+            return
         if res is not SERVICES:
             return
         name = obj["metadata"]["name"]
@@ -1193,13 +1569,18 @@ class KubeApiDouble:
             self._proxy(ns, name)
 
     def _after_delete(self, res: _Resource, ns: str, name: str) -> None:
-        """Nothing to do: the proxy refuses connections once the Service is gone."""
+        """A CRD's kinds stop being served and its objects go (the proxy of a Service
+        refuses connections by itself once the Service is gone)."""
+        if res is CRDS:
+            self._unregister_crd(name)
+            for key in [k for k in self._objects if k[0] == name]:
+                del self._objects[key]
 
     def _selected(self, ns: str, selector: Mapping[str, str]) -> Iterator[tuple[str, _Pods]]:
         if not selector:
             return
         for (plural, ins, name), obj in sorted(self._objects.items()):
-            if plural != "deployments" or ins != ns:
+            if plural != "deployments.apps" or ins != ns:
                 continue
             labels = obj["spec"].get("template", {}).get("metadata", {}).get("labels") or {}
             if all(labels.get(k) == v for k, v in selector.items()):
@@ -1225,6 +1606,7 @@ class KubeApiDouble:
             try:
                 with self._lock:
                     self._reconcile(time.time())
+                    self._reconcile_workloads(time.time())
             except Exception as exc:  # a broken double must be loud, not silently stuck
                 print(f"k8s_double {self.name}: controller error: {exc!r}", flush=True)
 
@@ -1235,7 +1617,7 @@ class KubeApiDouble:
                 for selected, _ in self._selected(ns, svc["spec"].get("selector") or {}):
                     live.setdefault(ns, set()).add(selected)
         for (kind, ns, name), obj in list(self._objects.items()):
-            if kind != "deployments":
+            if kind != "deployments.apps":
                 continue
             dep: dict[str, Any] = obj
             pods = self._pods.setdefault((ns, name), _Pods())
@@ -1264,6 +1646,112 @@ class KubeApiDouble:
                 dep["status"] = status
                 dep["metadata"]["resourceVersion"] = str(next(self._rv))
                 self.status_history.setdefault((ns, name), []).append((now, status))
+
+    # -- the other controllers the apply waits for ----------------------------------------
+
+    def _set_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        if obj.get("status") != status:
+            obj["status"] = status
+            obj["metadata"]["resourceVersion"] = str(next(self._rv))
+
+    def _reconcile_workloads(self, now: float) -> None:
+        """StatefulSets (with their Pods), DaemonSets, Jobs, PersistentVolumeClaims and
+        LoadBalancer Services reach the status their controllers report once done (API
+        reference: StatefulSetStatus, DaemonSetStatus, JobStatus, PersistentVolumeClaimStatus,
+        ServiceStatus). Every pod becomes Running and Ready ``pod_ready_delay`` seconds after
+        its workload was written; nothing runs in them."""
+        for (q, ns, name), obj in list(self._objects.items()):
+            meta = obj["metadata"]
+            age = now - self._written_at.get((q, ns, name), 0.0)
+            generation = meta.get("generation", 1)
+            if q == "statefulsets.apps":
+                spec = obj.get("spec") or {}
+                replicas = int(spec.get("replicas", 1))
+                revision = f"{name}-{abs(hash(json.dumps(spec.get('template'), sort_keys=True))) % 10**10:010d}"
+                ready = replicas if age >= self.pod_ready_delay else 0
+                self._sync_pods(ns, name, obj, replicas, revision, ready=ready > 0)
+                self._set_status(obj, {
+                    "observedGeneration": generation, "replicas": replicas,
+                    "readyReplicas": ready, "currentReplicas": replicas,
+                    "updatedReplicas": replicas, "availableReplicas": ready,
+                    "currentRevision": revision, "updateRevision": revision,
+                    "collisionCount": 0})
+            elif q == "daemonsets.apps":
+                nodes = 3 if age >= self.pod_ready_delay else 0
+                self._set_status(obj, {
+                    "observedGeneration": generation, "desiredNumberScheduled": 3,
+                    "currentNumberScheduled": 3, "numberReady": nodes,
+                    "numberAvailable": nodes, "updatedNumberScheduled": 3,
+                    "numberMisscheduled": 0, **({"numberUnavailable": 3} if not nodes else {})})
+            elif q == "jobs.batch" and age >= self.pod_ready_delay and not (
+                    obj.get("status") or {}).get("completionTime"):
+                start = _now_iso(now - age)
+                self._set_status(obj, {
+                    "startTime": start, "completionTime": _now_iso(now), "succeeded": 1,
+                    "ready": 0, "terminating": 0, "uncountedTerminatedPods": {},
+                    "conditions": [
+                        {"type": "SuccessCriteriaMet", "status": "True",
+                         "reason": "CompletionsReached", "message": "Reached expected number "
+                         "of succeeded pods", "lastProbeTime": _now_iso(now),
+                         "lastTransitionTime": _now_iso(now)},
+                        {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                         "message": "Reached expected number of succeeded pods",
+                         "lastProbeTime": _now_iso(now), "lastTransitionTime": _now_iso(now)}]})
+            elif q == "persistentvolumeclaims":
+                spec = obj.get("spec") or {}
+                self._set_status(obj, {
+                    "phase": "Bound", "accessModes": spec.get("accessModes") or [],
+                    "capacity": (spec.get("resources") or {}).get("requests") or {}})
+            elif q == "services" and (obj.get("spec") or {}).get("type") == "LoadBalancer":
+                index = sum(map(ord, f"{ns}/{name}")) % 250
+                self._set_status(obj, {"loadBalancer": {"ingress": [
+                    {"ip": f"10.128.0.{index + 2}", "ipMode": "VIP"}]}})
+            elif q == "horizontalpodautoscalers.autoscaling" or q == "poddisruptionbudgets.policy":
+                status = dict(obj.get("status") or {})
+                if status.get("observedGeneration") != generation:
+                    status["observedGeneration"] = generation
+                    if q == "poddisruptionbudgets.policy":
+                        status.update({"currentHealthy": 0, "desiredHealthy": 0,
+                                       "disruptionsAllowed": 0, "expectedPods": 0})
+                    self._set_status(obj, status)
+
+    def _sync_pods(self, ns: str, owner: str, sts: Mapping[str, Any], replicas: int,
+                   revision: str, *, ready: bool) -> None:
+        template = (sts.get("spec") or {}).get("template") or {}
+        for i in range(replicas):
+            key = ("pods", ns, f"{owner}-{i}")
+            pod = self._objects.get(key)
+            if pod is None:
+                pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                    **copy.deepcopy(template.get("metadata") or {}), "name": f"{owner}-{i}",
+                    "namespace": ns, "uid": str(uuid.uuid4()), "creationTimestamp": _now_iso(),
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                         "name": owner, "uid": sts["metadata"]["uid"],
+                                         "controller": True, "blockOwnerDeletion": True}],
+                    "resourceVersion": str(next(self._rv))},
+                    "spec": copy.deepcopy(template.get("spec") or {}), "status": {}}
+                pod["metadata"].setdefault("labels", {}).update({
+                    "apps.kubernetes.io/pod-index": str(i),
+                    "statefulset.kubernetes.io/pod-name": f"{owner}-{i}",
+                    "controller-revision-hash": revision})
+                self._objects[key] = pod
+            state = "True" if ready else "False"
+            containers = [c.get("name", "") for c in (pod["spec"].get("containers") or [])]
+            self._set_status(pod, {
+                "phase": "Running", "podIP": f"10.4.0.{10 + i}", "hostIP": "10.16.0.2",
+                "startTime": pod["metadata"]["creationTimestamp"],
+                "conditions": [{"type": t, "status": state if t in ("Ready", "ContainersReady")
+                                else "True", "lastTransitionTime": _now_iso()}
+                               for t in ("PodScheduled", "Initialized", "ContainersReady",
+                                         "Ready")],
+                "containerStatuses": [{"name": c, "ready": ready, "restartCount": 0,
+                                       "started": True, "image": "", "imageID": "",
+                                       "state": {"running": {"startedAt": _now_iso()}}}
+                                      for c in containers]})
+        for key in [k for k in self._objects if k[0] == "pods" and k[1] == ns
+                    and k[2].startswith(owner + "-") and k[2][len(owner) + 1:].isdigit()
+                    and int(k[2][len(owner) + 1:]) >= replicas]:
+            del self._objects[key]
 
     def _observe(self, pods: _Pods, dep: Mapping[str, Any], now: float) -> None:
         generation = int(dep["metadata"].get("generation", 1))
