@@ -57,11 +57,14 @@ answer only after a delay (before or after the request is applied), or (``touch`
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
+import ipaddress
 import itertools
 import json
 import math
+import os
 import re
 import socket
 import ssl
@@ -72,7 +75,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -426,6 +429,119 @@ def json_patch(target: Any, ops: Any) -> Any:
     return doc
 
 
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, Any]]:
+    """(field number, value) of a protobuf message: varints as int, length-delimited as
+    bytes (https://protobuf.dev/programming-guides/encoding/)."""
+    i = 0
+
+    def varint() -> int:
+        nonlocal i
+        shift = result = 0
+        while True:
+            byte = data[i]
+            i += 1
+            result |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return result
+
+    while i < len(data):
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            yield number, varint()
+        elif wire == 2:
+            size = varint()
+            yield number, data[i:i + size]
+            i += size
+        elif wire == 1:
+            yield number, data[i:i + 8]
+            i += 8
+        elif wire == 5:
+            yield number, data[i:i + 4]
+            i += 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def _proto_map(entries: list[bytes], decode: Callable[[bytes], Any]) -> dict[str, Any]:
+    out = {}
+    for entry in entries:
+        kv = dict(_fields(entry))
+        out[kv.get(1, b"").decode()] = decode(kv.get(2, b""))
+    return out
+
+
+def _proto_object_meta(data: bytes) -> dict[str, Any]:
+    """ObjectMeta from k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto (the fields a
+    client sets: name 1, generateName 2, namespace 3, resourceVersion 6, labels 11,
+    annotations 12, finalizers 14)."""
+    meta: dict[str, Any] = {}
+    labels: list[bytes] = []
+    annotations: list[bytes] = []
+    for number, value in _fields(data):
+        names = {1: "name", 2: "generateName", 3: "namespace", 6: "resourceVersion",
+                 5: "uid"}
+        if number in names and value:
+            meta[names[number]] = value.decode()
+        elif number == 11:
+            labels.append(value)
+        elif number == 12:
+            annotations.append(value)
+        elif number == 14:
+            meta.setdefault("finalizers", []).append(value.decode())
+    if labels:
+        meta["labels"] = _proto_map(labels, bytes.decode)
+    if annotations:
+        meta["annotations"] = _proto_map(annotations, bytes.decode)
+    return meta
+
+
+def decode_protobuf(raw: bytes) -> dict[str, Any]:
+    """A request body in Kubernetes' protobuf encoding: the ``k8s\\x00`` magic, then a
+    runtime.Unknown (typeMeta 1, raw 2) wrapping the object (API reference: "Alternate
+    representations of resources"; k8s.io/apimachinery/pkg/runtime/serializer/protobuf).
+    Only the kinds clients send this way here are understood: Secrets (Helm's release
+    storage, through client-go's typed clientset) and ConfigMaps."""
+    if not raw.startswith(b"k8s\x00"):
+        raise ValueError("the protobuf body lacks the k8s magic prefix")
+    unknown = dict(_fields(raw[4:]))
+    type_meta = {n: v.decode() for n, v in _fields(unknown.get(1, b""))}
+    api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
+    if (api_version, kind) not in (("v1", "Secret"), ("v1", "ConfigMap")):
+        raise ValueError(f"the test double cannot decode {api_version} {kind} from protobuf")
+    obj: dict[str, Any] = {"apiVersion": api_version, "kind": kind}
+    data: list[bytes] = []
+    string_data: list[bytes] = []
+    binary: list[bytes] = []
+    for number, value in _fields(unknown.get(2, b"")):
+        if number == 1:
+            obj["metadata"] = _proto_object_meta(value)
+        elif number == 2:
+            data.append(value)
+        elif kind == "Secret" and number == 3:
+            obj["type"] = value.decode()
+        elif kind == "Secret" and number == 4:
+            string_data.append(value)
+        elif kind == "Secret" and number == 5:
+            obj["immutable"] = bool(value)
+        elif kind == "ConfigMap" and number == 3:
+            binary.append(value)
+        elif kind == "ConfigMap" and number == 4:
+            obj["immutable"] = bool(value)
+    if data:
+        obj["data"] = _proto_map(data, (lambda b: base64.b64encode(b).decode())
+                                 if kind == "Secret" else bytes.decode)
+    if string_data:
+        obj["stringData"] = _proto_map(string_data, bytes.decode)
+    if binary:
+        obj["binaryData"] = _proto_map(binary, lambda b: base64.b64encode(b).decode())
+    return obj
+
+
 APPLY_PATCH = "application/apply-patch+yaml"
 
 
@@ -645,6 +761,50 @@ class _Pods:
 # the double
 
 
+def _tls_material() -> tuple[bytes, bytes, bytes]:
+    """A test CA and a certificate for 127.0.0.1 it signed (PEM), with the key identifiers
+    Python 3.13's strict verification (VERIFY_X509_STRICT) requires."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8s double test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=4))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(ca_ski, critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=4))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                           critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return (ca.public_bytes(serialization.Encoding.PEM),
+            cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()))
+
+
 class KubeApiDouble:
     """A loopback Kubernetes API TEST DOUBLE (see the module docstring)."""
 
@@ -663,6 +823,7 @@ class KubeApiDouble:
         self.token = token
         self.tick = tick
         self.pod_ready_delay = pod_ready_delay
+        self.log_file = os.environ.get("K8S_DOUBLE_LOG", "")
         self.requests: list[RequestRecord] = []
         self.selector_history: dict[tuple[str, str], list[tuple[float, dict[str, str]]]] = {}
         # When each Deployment's status last changed, with the new status.
@@ -705,8 +866,6 @@ class KubeApiDouble:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
         if self.tls:  # HTTPS with a test CA, as a GKE control plane serves its IP endpoint
-            from .token_lab import _tls_material
-
             ca_pem, cert_pem, key_pem = _tls_material()
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             with tempfile.TemporaryDirectory() as tmp:
@@ -833,10 +992,15 @@ class KubeApiDouble:
             if raw:
                 try:
                     body = (yaml.safe_load(raw) if content_type == APPLY_PATCH
+                            else decode_protobuf(raw) if content_type == PROTOBUF
                             else json.loads(raw))
-                except (json.JSONDecodeError, yaml.YAMLError) as exc:
-                    raise _HttpError(400, "BadRequest",
-                                     f"the body of the request was not valid JSON: {exc}") from exc
+                except (ValueError, yaml.YAMLError) as exc:
+                    if method == "DELETE":  # DeleteOptions: nothing the double needs
+                        body = None
+                    else:
+                        raise _HttpError(400, "BadRequest",
+                                         f"the body of the request was not valid JSON: {exc}"
+                                         ) from exc
             if method == "GET" and query.get("watch", ["false"])[0] in ("true", "1"):
                 self._watch(h, path, query)
                 return
@@ -932,6 +1096,13 @@ class KubeApiDouble:
                     if since == 0 or int(rv) > since:
                         send("ADDED", copy.deepcopy(obj))
                     seen[key] = rv
+                if query.get("sendInitialEvents", ["false"])[0] == "true":
+                    # the end of the initial events of a streaming list (KEP-3157)
+                    send("BOOKMARK", {"kind": res.kind, "apiVersion": res.api_version,
+                                      "metadata": {
+                                          "resourceVersion": str(self._current_rv()),
+                                          "annotations": {
+                                              "k8s.io/initial-events-end": "true"}}})
             while time.time() < deadline and not self._stop.is_set():
                 time.sleep(self.tick)
                 with self._lock:
@@ -960,6 +1131,9 @@ class KubeApiDouble:
 
     def _record(self, method: str, path: str, query: str, *, status: int, content_type: str,
                 body: Any) -> None:
+        if self.log_file:
+            with open(self.log_file, "a", encoding="utf-8") as log:
+                log.write(f"{method} {path}?{query} {status} {content_type}\n")
         self.requests.append(RequestRecord(time.time(), method, path, query, status,
                                            content_type, body))
 
@@ -1025,6 +1199,8 @@ class KubeApiDouble:
                     "gitCommit": "0" * 40, "gitTreeState": "clean",
                     "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
                     "compiler": "gc", "platform": "linux/amd64"}
+        if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+            return self._openapi_v3(path.removeprefix("/openapi/v3").lstrip("/"))
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"],
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
@@ -1065,6 +1241,42 @@ class KubeApiDouble:
                 resources.append(entry)
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
                 "resources": resources}
+
+    def _openapi_v3(self, group_version: str) -> dict[str, Any] | None:
+        """The OpenAPI v3 discovery index (``/openapi/v3``) and, per group-version, the PATCH
+        operations with their ``x-kubernetes-group-version-kind`` and the ``fieldValidation``
+        query parameter: what clients read to learn that the server validates fields itself
+        (API reference: "OpenAPI V3"; KEP-2885 server-side field validation). Schemas are not
+        published: validation happens here, strictly, on every write."""
+        served = sorted({r.api_version for r in self._builtins.values()})
+        if not group_version:
+            return {"paths": {("api/" if "/" not in gv else "apis/") + gv: {
+                "serverRelativeURL": f"/openapi/v3/{'api' if '/' not in gv else 'apis'}/{gv}"
+                                     f"?hash={self._openapi_hash()}"} for gv in served}}
+        gv = group_version.removeprefix("api/").removeprefix("apis/")
+        if gv not in served:
+            return None
+        paths: dict[str, Any] = {}
+        for res in self._builtins.values():
+            if res.api_version != gv:
+                continue
+            prefix = f"/api/{gv}" if not res.group else f"/apis/{gv}"
+            scope = "/namespaces/{namespace}" if res.namespaced else ""
+            paths[f"{prefix}{scope}/{res.plural}/{{name}}"] = {"patch": {
+                "operationId": f"patch{res.kind}",
+                "x-kubernetes-group-version-kind": {"group": res.group, "version": res.version,
+                                                    "kind": res.kind},
+                "x-kubernetes-action": "patch",
+                "parameters": [{"name": "fieldValidation", "in": "query",
+                                "schema": {"type": "string", "uniqueItems": True}},
+                               {"name": "fieldManager", "in": "query",
+                                "schema": {"type": "string", "uniqueItems": True}}],
+                "responses": {"200": {"description": "OK"}}}}
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.34.0"},
+                "paths": paths, "components": {"schemas": {}}}
+
+    def _openapi_hash(self) -> str:
+        return "0" * 16
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -1475,7 +1687,9 @@ class KubeApiDouble:
 
     def _schema(self, res: _Resource, obj: dict[str, Any], prefix: str) -> None:
         try:
-            kubernetes_validate.validate(obj, self.kubernetes_version, strict=True)
+            # status belongs to the server (its controllers write it): the client's is ignored
+            kubernetes_validate.validate({k: v for k, v in obj.items() if k != "status"},
+                                         self.kubernetes_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             where = ".".join(str(p) for p in exc.absolute_path)
             message = str(exc.message).splitlines()[0]

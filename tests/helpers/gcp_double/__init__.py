@@ -101,6 +101,10 @@ class GcpDouble:
     faults: list[Fault] = field(default_factory=list)
     before_change: Callable[[GcpDouble], None] | None = None
     next_op_error: str | None = None  # the next GKE operation ends DONE with this error
+    # What a created cluster reports as its control plane: the rehearsal points it at the
+    # loopback Kubernetes API double (address:port and that double's CA, base64 PEM).
+    cluster_endpoint: str = "203.0.113.10"
+    cluster_ca: str = FAKE_CA
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
     _pending_ops: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
@@ -324,8 +328,8 @@ class GcpDouble:
                                     f"clusters/{spec['name']}.")
         cluster = copy.deepcopy(spec)
         cluster.update({
-            "status": "PROVISIONING", "endpoint": "203.0.113.10",
-            "masterAuth": {"clusterCaCertificate": FAKE_CA},
+            "status": "PROVISIONING", "endpoint": self.cluster_endpoint,
+            "masterAuth": {"clusterCaCertificate": self.cluster_ca},
             "currentMasterVersion": f"{spec.get('initialClusterVersion', '1.34')}.1-gke.1000",
             "location": location, "labelFingerprint": "a1b2c3",
             "selfLink": f"https://container.googleapis.com{base}/clusters/{spec['name']}",
