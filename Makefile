@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 REGION ?= europe-west1
 
-.PHONY: help setup plan plan-all test lint unit molecule bench bench-backup clean
+.PHONY: help setup plan plan-all rehearsal test lint unit molecule bench bench-backup clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ plan: setup ## Plan one region (REGION=europe-west1): render + validate build/$(
 
 plan-all: setup ## Plan all three regions
 	ansible-playbook site.yml
+
+rehearsal: setup ## Apply REGION twice from empty (GCP and Kubernetes test doubles); prints changed tasks and time
+	python tests/helpers/rehearsal.py --region $(REGION)
 
 test: setup ## Everything CI runs: lint, pytest, molecule
 	scripts/test

@@ -60,6 +60,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import hashlib
 import ipaddress
 import itertools
 import json
@@ -82,7 +83,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -931,6 +932,13 @@ class KubeApiDouble:
             obj = self._objects.get((res.qualified, namespace, name))
             return copy.deepcopy(obj) if obj else None
 
+    def objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Copies of every stored object of one resource (``secrets``, ``deployments.apps``,
+        ``gateways.networking.istio.io``: plural.group), optionally of one namespace."""
+        with self._lock:
+            return [copy.deepcopy(o) for (q, ns, _), o in sorted(self._objects.items())
+                    if q == plural and (namespace is None or ns == namespace)]
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         """A copy of a stored object (see ``find``); LookupError when it does not exist."""
         obj = self.find(kind, namespace, name)
@@ -1132,7 +1140,7 @@ class KubeApiDouble:
     def _record(self, method: str, path: str, query: str, *, status: int, content_type: str,
                 body: Any) -> None:
         if self.log_file:
-            with open(self.log_file, "a", encoding="utf-8") as log:
+            with Path(self.log_file).open("a", encoding="utf-8") as log:
                 log.write(f"{method} {path}?{query} {status} {content_type}\n")
         self.requests.append(RequestRecord(time.time(), method, path, query, status,
                                            content_type, body))
@@ -1881,7 +1889,8 @@ class KubeApiDouble:
             if q == "statefulsets.apps":
                 spec = obj.get("spec") or {}
                 replicas = int(spec.get("replicas", 1))
-                revision = f"{name}-{abs(hash(json.dumps(spec.get('template'), sort_keys=True))) % 10**10:010d}"
+                template = json.dumps(spec.get("template"), sort_keys=True).encode()
+                revision = f"{name}-{hashlib.sha256(template).hexdigest()[:10]}"
                 ready = replicas if age >= self.pod_ready_delay else 0
                 self._sync_pods(ns, name, obj, replicas, revision, ready=ready > 0)
                 self._set_status(obj, {
@@ -1920,7 +1929,7 @@ class KubeApiDouble:
                 index = sum(map(ord, f"{ns}/{name}")) % 250
                 self._set_status(obj, {"loadBalancer": {"ingress": [
                     {"ip": f"10.128.0.{index + 2}", "ipMode": "VIP"}]}})
-            elif q == "horizontalpodautoscalers.autoscaling" or q == "poddisruptionbudgets.policy":
+            elif q in {"horizontalpodautoscalers.autoscaling", "poddisruptionbudgets.policy"}:
                 status = dict(obj.get("status") or {})
                 if status.get("observedGeneration") != generation:
                     status["observedGeneration"] = generation
@@ -2069,7 +2078,7 @@ def _kind(kind: str) -> _Resource:
     """The stored kind of a kind name ("Deployment", "deployments", "ScaledObject", ...)."""
     key = kind.lower()
     res = _BY_KIND.get(key) or _BY_PLURAL.get(key)
-    if res is None or res is NAMESPACES:
+    if res is None:
         raise LookupError(f"the test double stores no {kind}")
     return res
 

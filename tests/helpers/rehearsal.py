@@ -37,14 +37,14 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from helpers.ansible_run import BIN, REPO, PlaybookRun, run_playbook
+    from helpers.ansible_run import BIN, PlaybookRun, run_playbook
     from helpers.chart_repo import chart_repo
     from helpers.gcp_double import GcpDouble, serve
     from helpers.k8s_double import KubeApiDouble
     from helpers.static_credential import TOKEN
     from helpers.vault_server import BaoServer
 else:
-    from .ansible_run import BIN, REPO, PlaybookRun, run_playbook
+    from .ansible_run import BIN, PlaybookRun, run_playbook
     from .chart_repo import chart_repo
     from .gcp_double import GcpDouble, serve
     from .k8s_double import KubeApiDouble
@@ -70,7 +70,8 @@ class RunReport:
     @property
     def changed_tasks(self) -> list[str]:
         """Names of the tasks that reported changed (the default callback's output)."""
-        out, task = [], ""
+        out: list[str] = []
+        task = ""
         for line in self.run.stdout.splitlines():
             m = re.match(r"^TASK \[(.*)\] \*+$", line)
             if m:
@@ -96,6 +97,7 @@ class Rehearsal:
     kube: KubeApiDouble
     chart_url: str
     vault: BaoServer
+    chart_requests: list[str]
 
     def variables(self) -> dict[str, Any]:
         endpoints = dict.fromkeys(SERVICES, self.gcp_url)
@@ -123,6 +125,10 @@ class Rehearsal:
             # Vault: the real OpenBao server, reached directly
             "vault_access": "direct", "vault_api_addr": self.vault.addr,
             "vault_secrets_dir": str(secrets),
+            # Outside a pod, OpenBao cannot read the service-account CA file: it is given the
+            # cluster's (the Kubernetes double's) address and CA, as vault_lab does.
+            "vault_kubernetes_auth_config": {"kubernetes_host": self.kube.url,
+                                             "kubernetes_ca_cert": self.kube.ca_pem.decode()},
             "vault_secrets_password_file": str(self.root / "vault-password"),
         }
 
@@ -158,7 +164,7 @@ def rehearsal(region: str, root: Path | None = None) -> Iterator[Rehearsal]:
         vault = BaoServer(root / "openbao", seal="static", lifetime=1800)
         vault.start()
         stack.callback(vault.stop)
-        yield Rehearsal(region, root, gcp, gcp_url, kube, repo.url, vault)
+        yield Rehearsal(region, root, gcp, gcp_url, kube, repo.url, vault, repo.requests)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,39 @@
+"""The rehearsal (`make rehearsal`): the whole first apply of a region, then the same command.
+
+``site.yml -l europe-west1 -e tai_apply=true`` from an empty project and an empty cluster
+against the GCP and Kubernetes TEST DOUBLES, stand-in charts from a loopback chart repository
+(``tai_chart_mirror``) and a real OpenBao server (tests/helpers/rehearsal.py). The first run
+creates everything the plan promised; the second changes nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers.rehearsal import rehearsal
+
+REGION = "europe-west1"
+
+
+@pytest.mark.playbook
+def test_the_first_apply_of_a_region_converges_and_a_second_changes_nothing() -> None:
+    with rehearsal(REGION) as lab:
+        first = lab.apply()
+        print("\n" + first.summary("first apply "))
+        assert first.run.returncode == 0, first.run.output[-6000:]
+        assert first.recap["changed"] > 0
+        kube, gcp = lab.kube, lab.gcp
+        # what the plan promised exists: the cluster, the namespaces, every release's record
+        assert any(c["status"] == "RUNNING" for c in gcp.clusters.values())
+        for ns in ("istio-system", "monitoring", "logging", "vault", "keda", "tai-system"):
+            assert kube.find("Namespace", "", ns) is not None, ns
+        releases = {s["metadata"]["labels"]["name"] for s in kube.objects("secrets")
+                    if (s["metadata"].get("labels") or {}).get("owner") == "helm"}
+        assert {"istio-base", "istiod", "istio-ingressgateway", "kube-prometheus-stack",
+                "fluent-bit", "vault", "keda", "tai"} <= releases, releases
+        # every chart came from the mirror, none from upstream
+        assert lab.chart_requests and all(p.startswith("/") for p in lab.chart_requests)
+
+        second = lab.apply()
+        print(second.summary("second apply"))
+        assert second.run.returncode == 0, second.run.output[-6000:]
+        assert second.recap["changed"] == 0, second.changed_tasks
