@@ -29,6 +29,7 @@ replicate, and the cluster must report ``cluster_state:ok`` with the recorded ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -71,7 +72,8 @@ class Access:
     cert_file: str = ""
     key_file: str = ""
 
-    def context(self) -> ssl.SSLContext | None:
+    @functools.cached_property
+    def _context(self) -> ssl.SSLContext | None:
         if not self.ca_file:
             return None
         try:
@@ -84,6 +86,10 @@ class Access:
         ctx.check_hostname = False      # pod IPs: the chain is verified, see the module doc
         ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
+
+    def context(self) -> ssl.SSLContext | None:
+        """The TLS context (built once per Access), or None for plain TCP."""
+        return self._context
 
 
 PLAIN = Access()
@@ -156,10 +162,16 @@ class Resp:
         for arg in args:
             raw = str(arg).encode()
             parts.append(f"${len(raw)}\r\n".encode() + raw + b"\r\n")
-        self.sock.sendall(b"".join(parts))
+        try:
+            self.sock.sendall(b"".join(parts))
+        except OSError as exc:
+            raise RedisError(f"the connection to Redis at {self.addr} failed: {exc}") from None
 
     def line(self) -> bytes:
-        raw = self.file.readline()
+        try:
+            raw = self.file.readline()
+        except OSError as exc:
+            raise RedisError(f"the connection to Redis at {self.addr} failed: {exc}") from None
         if not raw:
             raise RedisError(f"Redis at {self.addr} closed the connection")
         return raw.rstrip(b"\r\n")

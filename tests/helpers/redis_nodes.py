@@ -99,6 +99,34 @@ def cli(port: int, *args: str, timeout: float = 10, client: Client = PLAIN) -> s
     return proc.stdout.replace("\r", "")
 
 
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def key_slot(key: str) -> int:
+    """The key's hash slot: CRC16-XMODEM mod 16384 of the key, or of its {hash tag}, as the
+    Redis Cluster specification defines it."""
+    raw = key.encode()
+    start = raw.find(b"{")
+    if start >= 0:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1:end]
+    crc = 0
+    for byte in raw:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc % 16384
+
+
 def cluster_info(port: int, client: Client = PLAIN) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in cli(port, "CLUSTER", "INFO", client=client).splitlines():

@@ -63,6 +63,8 @@ def make_tls(folder: Path, *, common_name: str = "test-redis-ca") -> RedisTls:
                                        key_encipherment=False, data_encipherment=False,
                                        key_agreement=False, key_cert_sign=True, crl_sign=True,
                                        encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                         critical=False)
           .sign(ca_key, hashes.SHA256()))
     node_key = ec.generate_private_key(ec.SECP256R1())
     node = (x509.CertificateBuilder().subject_name(_name("redis"))
@@ -74,6 +76,12 @@ def make_tls(folder: Path, *, common_name: str = "test-redis-ca") -> RedisTls:
                 critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            # Python's default TLS context (X509 strict) needs the key identifiers, which
+            # cert-manager's certificates carry too.
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(node_key.public_key()),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
     tls = RedisTls(folder)
