@@ -59,7 +59,7 @@ vault.hashicorp.com/agent-inject-template-redis-user-{{ $user }}: {{ include "ta
     sources:
       - serviceAccountToken:
           path: token
-          audience: {{ .Values.redis.auth.tokenAudience | quote }}
+          audience: {{ .Values.redis.auth.vaultAudience | quote }}
           expirationSeconds: 3600
 {{- end -}}
 
