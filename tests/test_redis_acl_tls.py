@@ -189,6 +189,13 @@ def test_acl_tls_cluster_forms_and_replicates(lab: Lab, six: tuple[list[RedisNod
                     repl := cli(node.port, "INFO", "replication", client=admin)):
                 assert time.monotonic() < deadline, repl
                 time.sleep(0.1)
+    # The runbooks' redis-admin.sh: redis-cli as cluster-admin over TLS inside the pod.
+    runbook = subprocess.run(
+        [*SCRIPT_SHELL, str(SCRIPTS / "redis-admin.sh"), "cluster", "info"],
+        env={**os.environ, "REDIS_TLS_CA_FILE": str(lab.tls.ca), "REDIS_CLI": REDIS_CLI,
+             "REDIS_PASSWORD_DIR": str(lab.passwords.folder), "REDIS_PORT": str(nodes[0].port)},
+        capture_output=True, text=True, check=False, timeout=30)
+    assert "cluster_state:ok" in runbook.stdout, runbook.stdout + runbook.stderr
     rerun = run_cluster_init([n.address for n in nodes], replicas=1, env=admin.script_env())
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "nothing to do" in rerun.stdout
