@@ -1,0 +1,141 @@
+"""The Kubernetes API test double serving the apply path: CRDs, custom resources against their
+CRD's schema, server-side apply, watch, Secrets in protobuf and the workload controllers.
+Requests go through plain HTTP as the clients send them (urllib), so the answers are checked
+as a client sees them."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers.k8s_double import KubeApiDouble
+
+CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                 "openAPIV3Schema": {"type": "object", "properties": {
+                     "spec": {"type": "object", "required": ["size"], "properties": {
+                         "size": {"type": "integer", "minimum": 1},
+                         "port": {"x-kubernetes-int-or-string": True}}}}}}}]}}
+
+
+@pytest.fixture
+def double() -> Iterator[KubeApiDouble]:
+    with KubeApiDouble(pod_ready_delay=0.05) as d:
+        yield d
+
+
+def call(double: KubeApiDouble, method: str, path: str, body: Any = None,
+         content_type: str = "application/json") -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) else (
+        json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(double.url + path, data=data, method=method,
+                                 headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_a_crd_is_served_once_applied_and_its_objects_follow_its_schema(
+        double: KubeApiDouble) -> None:
+    assert call(double, "GET", "/apis/example.com/v1")[0] == 404
+    status, crd = call(double, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                       CRD)
+    assert status == 201
+    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]} == {
+        "NamesAccepted": "True", "Established": "True"}
+    groups = call(double, "GET", "/apis")[1]["groups"]
+    assert {"name": "example.com", "versions": [{"groupVersion": "example.com/v1",
+                                                 "version": "v1"}],
+            "preferredVersion": {"groupVersion": "example.com/v1", "version": "v1"}} in groups
+    base = "/apis/example.com/v1/namespaces/default/widgets"
+    good = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
+            "spec": {"size": 2, "port": "http"}}
+    assert call(double, "POST", base, good)[0] == 201
+    status, answer = call(double, "POST", base, {**good, "metadata": {"name": "b"},
+                                                 "spec": {"size": 0}})
+    assert (status, answer["reason"]) == (422, "Invalid")
+    assert "spec.size" in answer["message"]
+    status, answer = call(double, "POST", base, {**good, "metadata": {"name": "c"},
+                                                 "spec": {"size": 1, "colour": "red"}})
+    assert status == 400
+    assert 'strict decoding error: unknown field "spec.colour"' in answer["message"]
+    # the CRD gone, its kind and its objects are gone
+    call(double, "DELETE",
+         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+    assert call(double, "GET", base)[0] == 404
+
+
+def test_server_side_apply_creates_then_merges_and_a_rerun_changes_nothing(
+        double: KubeApiDouble) -> None:
+    path = "/api/v1/namespaces/default/configmaps/settings?fieldManager=helm"
+    doc = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: '1'\n"
+    status, first = call(double, "PATCH", path, doc, "application/apply-patch+yaml")
+    assert (status, first["data"]) == (201, {"a": "1"})
+    status, again = call(double, "PATCH", path, doc, "application/apply-patch+yaml")
+    assert status == 200
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    status, bad = call(double, "PATCH", path, b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                       b"  name: settings\nspec: {}\n", "application/apply-patch+yaml")
+    assert status == 400 and 'unknown field "spec"' in bad["message"]
+
+
+def test_a_secret_sent_in_protobuf_is_stored_like_helm_release_storage_sends_it(
+        double: KubeApiDouble) -> None:
+    def field(number: int, value: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(value)]) + value
+
+    meta = field(1, b"sh.helm.release.v1.x.v1") + field(11, field(1, b"owner") + field(2, b"helm"))
+    secret = field(1, meta) + field(2, field(1, b"release") + field(2, b"\x1f\x8b")) + field(
+        3, b"helm.sh/release.v1")
+    body = b"k8s\x00" + field(1, field(1, b"v1") + field(2, b"Secret")) + field(2, secret)
+    status, stored = call(double, "POST", "/api/v1/namespaces/default/secrets", body,
+                          "application/vnd.kubernetes.protobuf")
+    assert status == 201, stored
+    assert stored["type"] == "helm.sh/release.v1"
+    assert stored["metadata"]["labels"] == {"owner": "helm"}
+    assert stored["data"] == {"release": "H4s="}
+
+
+def test_a_statefulset_gets_ready_pods_and_a_job_completes(double: KubeApiDouble) -> None:
+    template = {"metadata": {"labels": {"app": "v"}},
+                "spec": {"containers": [{"name": "v", "image": "vault:1"}]}}
+    call(double, "POST", "/apis/apps/v1/namespaces/default/statefulsets", {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "v"},
+        "spec": {"replicas": 2, "serviceName": "v", "selector": {"matchLabels": {"app": "v"}},
+                 "template": template}})
+    call(double, "POST", "/apis/batch/v1/namespaces/default/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "j", "image": "busybox:1"}]}}}})
+    double.wait_for(lambda: (double.find("StatefulSet", "default", "v") or {}).get(
+        "status", {}).get("readyReplicas") == 2)
+    pods = call(double, "GET", "/api/v1/namespaces/default/pods?labelSelector=app%3Dv")[1]
+    assert sorted(p["metadata"]["name"] for p in pods["items"]) == ["v-0", "v-1"]
+    assert all(p["status"]["phase"] == "Running" for p in pods["items"])
+    double.wait_for(lambda: any(c["type"] == "Complete" for c in (
+        call(double, "GET", "/apis/batch/v1/namespaces/default/jobs/j")[1]
+        .get("status", {}).get("conditions") or [])))
+
+
+def test_a_watch_streams_the_initial_objects_then_the_changes(double: KubeApiDouble) -> None:
+    call(double, "POST", "/api/v1/namespaces/default/configmaps", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one"}})
+    with urllib.request.urlopen(double.url + "/api/v1/namespaces/default/configmaps?watch=true"
+                                "&timeoutSeconds=1&sendInitialEvents=true", timeout=10) as resp:
+        call(double, "POST", "/api/v1/namespaces/default/configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "two"}})
+        events = [json.loads(line) for line in resp.read().splitlines() if line]
+    assert [(e["type"], e["object"]["metadata"].get("name")) for e in events] == [
+        ("ADDED", "one"), ("BOOKMARK", None), ("ADDED", "two")]
+    assert events[1]["object"]["metadata"]["annotations"] == {
+        "k8s.io/initial-events-end": "true"}
