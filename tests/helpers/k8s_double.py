@@ -864,7 +864,7 @@ class KubeApiDouble:
             pass
 
         Handler.double = double
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http = _Server(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
         if self.tls:  # HTTPS with a test CA, as a GKE control plane serves its IP endpoint
             ca_pem, cert_pem, key_pem = _tls_material()
@@ -2122,6 +2122,17 @@ def _matches(selector: list[tuple[str, str, str | None]], values: Mapping[str, s
                 or (op == "exists" and key not in values) or (op == "!" and key in values):
             return False
     return True
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (helm and kubectl close idle keep-alive connections) is
+        not an error of the double; anything else is printed as usual."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
