@@ -144,6 +144,31 @@ class Rehearsal:
         return RunReport(run, self.region, time.monotonic() - start)
 
 
+def _cert_manager_crds() -> list[dict[str, Any]]:
+    """Stand-in CRDs of cert-manager.io/v1 (permissive schemas; see the TODO above)."""
+    out = []
+    for kind, plural, scope in (("Certificate", "certificates", "Namespaced"),
+                                ("Issuer", "issuers", "Namespaced"),
+                                ("ClusterIssuer", "clusterissuers", "Cluster")):
+        out.append({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.cert-manager.io",
+                         "labels": {"tai.test/double": "stand-in"}},
+            "spec": {"group": "cert-manager.io", "scope": scope,
+                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
+                               "listKind": f"{kind}List"},
+                     "versions": [{"name": "v1", "served": True, "storage": True,
+                                   "subresources": {"status": {}},
+                                   "schema": {"openAPIV3Schema": {
+                                       "type": "object", "properties": {
+                                           "spec": {"type": "object",
+                                                    "x-kubernetes-preserve-unknown-fields": True},
+                                           "status": {"type": "object",
+                                                      "x-kubernetes-preserve-unknown-fields":
+                                                          True}}}}}]}})
+    return out
+
+
 @contextmanager
 def rehearsal(region: str, root: Path | None = None) -> Iterator[Rehearsal]:
     with ExitStack() as stack:
@@ -153,6 +178,11 @@ def rehearsal(region: str, root: Path | None = None) -> Iterator[Rehearsal]:
         kube = stack.enter_context(KubeApiDouble(name=region, tls=True, token=TOKEN,
                                                  namespaces=("default", "kube-system",
                                                              "kube-public")))
+        # TODO(issue #15, cert-manager owner, branch issue-15b): the TAI chart's Redis TLS
+        # creates cert-manager Issuers and Certificates, but no role installs cert-manager yet;
+        # until one does, the rehearsal's cluster starts with cert-manager's CRDs (stand-ins)
+        # so that the TAI release can be installed. Remove once cert-manager is a release.
+        kube.seed(*_cert_manager_crds())
         gcp = GcpDouble.empty_project(op_polls=1)
         gcp.cluster_endpoint = f"127.0.0.1:{kube.port}"
         gcp.cluster_ca = base64.b64encode(kube.ca_pem).decode()
