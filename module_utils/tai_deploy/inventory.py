@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_text import ConfigTextError, fluent_bit_value
+from .services import IMAGE_TAG, SERVICES, SLOTS
 
 TIERS = ("primary", "secondary", "tertiary")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -774,8 +775,8 @@ def _vault(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
     return out
 
 
-_SERVICES = ("governor", "coordinator", "scheduler")
-_SLOTS = ("blue", "green")
+_SERVICES = SERVICES
+_SLOTS = SLOTS
 _HPA_KEYS = ("enabled", "min_replicas", "max_replicas", "cpu_utilization", "slots", "regions")
 _KEDA_KEYS = (*_HPA_KEYS, "grpc_rps_per_replica", "redis_list_name", "redis_list_length")
 _REGION_KEYS = ("min_replicas", "max_replicas", "cpu_utilization", "grpc_rps_per_replica",
@@ -1145,3 +1146,64 @@ def check_plan(p: PlanInputs) -> list[str]:
             if problem not in errors:
                 errors.append(problem)
     return errors
+
+
+# ---- blue-green operations: the run's own inputs ---------------------------------------------
+
+def _json(value: Any) -> str:
+    """``value`` as Ansible's to_json writes it (the sentences quote what was given)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def check_upgrade_inputs(versions: Any, *, known_services: Sequence[str], inventory: Sequence[str],
+                         selected: Sequence[str], canary: Any = MISSING,
+                         region_order: Any = MISSING) -> list[str]:
+    """The rolling upgrade's -e inputs (roles/bluegreen, playbooks/rolling-upgrade.yml).
+
+    ``versions`` is tai_upgrade_versions (None when not given); ``canary`` and
+    ``region_order`` are MISSING (or None) when not given. The version rule is the swap's
+    (services.IMAGE_TAG), so a tag the swap would refuse stops the run before any write.
+    """
+    out: list[str] = []
+    if versions is None:
+        out.append("tai_upgrade_versions is required: give the new version per service, e.g. "
+                   "-e '{\"tai_upgrade_versions\": {\"governor\": \"v1.1.0\"}}'")
+    elif not isinstance(versions, Mapping) or not versions:
+        out.append("tai_upgrade_versions must map service names to versions, e.g. "
+                   f"{{\"governor\": \"v1.1.0\"}}, got {_json(versions)}")
+    else:
+        for name, version in versions.items():
+            if name not in known_services:
+                out.append(f"tai_upgrade_versions names an unknown service {name} "
+                           f"(known: {', '.join(known_services)})")
+            elif not isinstance(version, str) or not IMAGE_TAG.match(version):
+                out.append(f"tai_upgrade_versions.{name} must be an image tag such as v1.1.0 "
+                           f"(quoted), got {_json(version)}")
+    if canary is not MISSING and canary is not None and canary not in inventory:
+        out.append(f"tai_upgrade_canary_region {_json(canary)} is not a region of the inventory "
+                   f"({', '.join(inventory)})")
+    if region_order is not MISSING and region_order is not None and (
+            isinstance(region_order, (str, Mapping)) or not isinstance(region_order, Sequence)
+            or set(map(str, region_order)) - set(inventory)
+            or set(selected) - set(map(str, region_order))):
+        out.append(f"tai_upgrade_region_order must list every selected region "
+                   f"({', '.join(selected)}) and only regions of the inventory, got "
+                   f"{_json(region_order)}")
+    return out
+
+
+def check_rollback_inputs(services: Any, *, known_services: Sequence[str], limited: bool,
+                          all_regions: bool) -> list[str]:
+    """The rollback's inputs (roles/bluegreen, playbooks/rollback.yml)."""
+    out: list[str] = []
+    if not limited and not all_regions:
+        out.append("choose the regions to roll back: -l <region> for one, or "
+                   "-e tai_rollback_all_regions=true for all of them")
+    if (isinstance(services, (str, Mapping)) or not isinstance(services, Sequence) or not services
+            or any(not isinstance(s, str) or s not in known_services for s in services)):
+        out.append(f"tai_rollback_services must be a list of services among "
+                   f"{', '.join(known_services)}, got {_json(services)}")
+    return out
