@@ -31,7 +31,7 @@ def _given(value: Any) -> Any:
 
 
 def tai_upgrade_problems(versions: Any, known_services: Sequence[str], inventory: Sequence[str],
-                         selected: Sequence[str], canary: Any = None,
+                         selected: Sequence[str], *, canary: Any = None,
                          region_order: Any = None) -> list[str]:
     """One sentence per problem of the rolling upgrade's inputs (None: not given)."""
     return check_upgrade_inputs(versions, known_services=list(known_services),
@@ -59,6 +59,12 @@ def tai_upgrade_order(selected: Sequence[str], tiers: Mapping[str, Any], canary:
     ranked = sorted(hosts, key=lambda h: (TIER_RANK.get(str(tiers.get(h)), 9), h))
     first = str(canary) if canary is not None else (ranked[0] if ranked else None)
     return ([first] if first in hosts else []) + [h for h in ranked if h != first]
+
+
+def tai_regions_after(order: Sequence[str], region: str) -> list[str]:
+    """The regions after ``region`` in ``order`` (the regions not upgraded yet)."""
+    hosts = [str(h) for h in order]
+    return hosts[hosts.index(str(region)) + 1:] if str(region) in hosts else []
 
 
 def tai_region_tiers(regions: Sequence[str], hostvars: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,6 +158,7 @@ def tai_analysis_sources(regions: Sequence[str], hostvars: Mapping[str, Any]
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {f.__name__: f for f in (
-            tai_upgrade_problems, tai_rollback_problems, tai_upgrade_order, tai_region_tiers,
+            tai_upgrade_problems, tai_rollback_problems, tai_upgrade_order, tai_regions_after,
+            tai_region_tiers,
             tai_grpc_target_options, tai_grpc_endpoints, tai_grpc_targets,
             tai_bluegreen_soaking, tai_bluegreen_new_slots, tai_analysis_sources)}
