@@ -71,7 +71,7 @@ def _target(service: str, slot: str) -> dict[str, str]:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{service}-{slot}"}
 
 
-def _hpa(service: str, slot: str, cfg: Mapping[str, Any], namespace: str,
+def _hpa(service: str, slot: str, cfg: Mapping[str, Any], *, namespace: str,
          owner_labels: Mapping[str, str], stabilization: int) -> dict[str, Any]:
     return {
         "apiVersion": "autoscaling/v2",
@@ -97,7 +97,7 @@ def _hpa(service: str, slot: str, cfg: Mapping[str, Any], namespace: str,
     }
 
 
-def _triggers(service: str, slot: str, cfg: Mapping[str, Any], namespace: str,
+def _triggers(service: str, slot: str, cfg: Mapping[str, Any], *, namespace: str,
               prometheus_url: str, rate_window: str,
               redis_addresses: Sequence[str]) -> list[dict[str, Any]] | None:
     out: list[dict[str, Any]] = []
@@ -129,7 +129,8 @@ def tai_autoscaling_manifests(effective: Mapping[str, Mapping[str, Any]], *, nam
     out: list[dict[str, Any]] = []
     for service, cfg in sorted(effective.get("hpa", {}).items()):
         for slot in sorted(set(cfg["slots"])):
-            out.append(_hpa(service, slot, cfg, namespace, owner_labels, stabilization))
+            out.append(_hpa(service, slot, cfg, namespace=namespace, owner_labels=owner_labels,
+                            stabilization=stabilization))
     for service, cfg in sorted(effective.get("keda", {}).items()):
         for slot in sorted(set(cfg["slots"])):
             out.append({
@@ -145,8 +146,10 @@ def tai_autoscaling_manifests(effective: Mapping[str, Mapping[str, Any]], *, nam
                         "name": f"keda-hpa-{service}-{slot}",
                         "behavior": {"scaleDown": {
                             "stabilizationWindowSeconds": stabilization}}}},
-                    "triggers": _triggers(service, slot, cfg, namespace, prometheus_url,
-                                          rate_window, redis_addresses),
+                    "triggers": _triggers(service, slot, cfg, namespace=namespace,
+                                          prometheus_url=prometheus_url,
+                                          rate_window=rate_window,
+                                          redis_addresses=redis_addresses),
                 },
             })
     return out
