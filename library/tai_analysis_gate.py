@@ -226,14 +226,20 @@ class _Stop(Exception):
 
 def _lease_watch(stack: contextlib.ExitStack, params: dict[str, Any], namespace: str,
                  services: list[str], check_mode: bool) -> Any:
-    """The callable that renews the region's lease (and watches for a rollback) per tick."""
-    # Imported here: only the rolling upgrade's gates need the Kubernetes client.
-    from ansible.module_utils.tai_deploy.bluegreen import BlueGreen, Settings, SwapError
-    from ansible.module_utils.tai_deploy.bluegreen_lease import LeaseLock, default_holder
-    from ansible.module_utils.tai_deploy.bluegreen_soak import SoakWatch
-    from ansible.module_utils.tai_deploy.k8s_api import KubeClient, access_from_options
+    """The callable that renews the region's lease (and watches for a rollback) while waiting.
 
-    try:
+    Built on its first call, after the first measurement: its imports and the Kubernetes
+    client never delay the first verdict (the analysis runs it only before a wait).
+    """
+    watch: list[Any] = []
+
+    def build() -> Any:
+        # Imported here: only the rolling upgrade's gates need the Kubernetes client.
+        from ansible.module_utils.tai_deploy.bluegreen import BlueGreen, Settings
+        from ansible.module_utils.tai_deploy.bluegreen_lease import LeaseLock, default_holder
+        from ansible.module_utils.tai_deploy.bluegreen_soak import SoakWatch
+        from ansible.module_utils.tai_deploy.k8s_api import KubeClient, access_from_options
+
         client = KubeClient(access_from_options(kubeconfig=params["kubeconfig"],
                                                 context=params["context"]))
         stack.callback(client.close)
@@ -241,17 +247,19 @@ def _lease_watch(stack: contextlib.ExitStack, params: dict[str, Any], namespace:
         lock = LeaseLock(client, namespace, holder, duration=params["duration"],
                          check_mode=check_mode)
         bg = BlueGreen(client, Settings(namespace=namespace), check_mode=check_mode, lease=lock)
-        watch = SoakWatch(bg, services, watch_promotion=params["watch_promotion"])
-    except SwapError as exc:
-        raise _Stop(str(exc), exc.kind) from None
-    except Exception as exc:  # a kubeconfig that cannot be read, an unreachable API server
-        raise _Stop(f"cannot watch the region's blue-green lease: {exc}", "") from None
+        return SoakWatch(bg, services, watch_promotion=params["watch_promotion"])
 
     def check() -> None:
+        from ansible.module_utils.tai_deploy.bluegreen import SwapError
+
         try:
-            watch.check()
+            if not watch:
+                watch.append(build())
+            watch[0].check()
         except SwapError as exc:
             raise _Stop(str(exc), exc.kind) from None
+        except Exception as exc:  # a kubeconfig that cannot be read, an unreachable API server
+            raise _Stop(f"cannot watch the region's blue-green lease: {exc}", "") from None
 
     return check
 
