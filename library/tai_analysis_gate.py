@@ -226,10 +226,10 @@ class _Stop(Exception):
 
 def _lease_watch(stack: contextlib.ExitStack, params: dict[str, Any], namespace: str,
                  services: list[str], check_mode: bool) -> Any:
-    """The callable that renews the region's lease (and watches for a rollback) while waiting.
+    """The callable that renews the region's lease (and watches for a rollback) per measurement.
 
-    Built on its first call, after the first measurement: its imports and the Kubernetes
-    client never delay the first verdict (the analysis runs it only before a wait).
+    Built on its first call (the Kubernetes client and its imports only when the analysis
+    starts measuring).
     """
     watch: list[Any] = []
 

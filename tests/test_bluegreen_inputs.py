@@ -135,7 +135,7 @@ class _Flat(analysis.Prometheus):
         return {(): 0.0}
 
 
-def test_the_analysis_calls_its_watch_whenever_it_waits_and_stops_on_it() -> None:
+def test_the_analysis_calls_its_watch_before_every_measurement_and_stops_on_it() -> None:
     gate = analysis.Gate(name="ratio", query="x", threshold=0.05)
     settings = analysis.Settings("tai-system", "5s", ("Internal",), interval=1.0, duration=0.0)
     source = _Flat(analysis.Source(region="asia-southeast1", url="http://127.0.0.1:9"))
@@ -146,8 +146,7 @@ def test_the_analysis_calls_its_watch_whenever_it_waits_and_stops_on_it() -> Non
                                                 interval=1.0, duration=3.0), source)
     verdict = analysis.run(check, clock=lambda: float(next(now)), sleep=lambda s: None,
                            on_tick=lambda: calls.append(1.0))
-    # After every measurement but the last: never between a measurement and its verdict.
-    assert verdict.passed and verdict.ticks >= 2 and len(calls) == verdict.ticks - 1
+    assert verdict.passed and verdict.ticks >= 2 and len(calls) == verdict.ticks
 
     def lost() -> None:
         raise SwapError("this run lost its lock on the region", kind="lease")
@@ -156,9 +155,9 @@ def test_the_analysis_calls_its_watch_whenever_it_waits_and_stops_on_it() -> Non
     with pytest.raises(SwapError, match="lost its lock"):
         analysis.run(analysis.Analysis([gate], [analysis.Target("governor", "green")],
                                        waiting, source), sleep=lambda s: None, on_tick=lost)
-    # A single measurement (no wait) needs no watch.
-    assert analysis.run(analysis.Analysis([gate], [analysis.Target("governor", "green")],
-                                          settings, source), on_tick=lost).passed
+    with pytest.raises(SwapError, match="lost its lock"):  # even a single measurement
+        analysis.run(analysis.Analysis([gate], [analysis.Target("governor", "green")],
+                                       settings, source), on_tick=lost)
 
 
 @pytest.fixture

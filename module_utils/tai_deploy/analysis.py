@@ -378,10 +378,10 @@ def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
         on_tick: Callable[[], None] | None = None) -> Verdict:
     """Measure every interval until the duration is over or a gate fails (at once).
 
-    ``on_tick`` runs whenever the analysis waits: before the initial delay and after every
-    measurement that is not the last, so it never delays a verdict; what it raises ends the
-    analysis (the rolling upgrade renews the region's lease there and stops when an
-    operator rolled the release back: bluegreen_soak.SoakWatch).
+    ``on_tick`` runs before the initial delay and before every measurement, so nothing is
+    judged for a region whose lock was lost; what it raises ends the analysis (the rolling
+    upgrade renews the region's lease there and stops when an operator rolled the release
+    back: bluegreen_soak.SoakWatch).
     """
     settings = analysis.settings
     start = clock()
@@ -395,6 +395,8 @@ def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
     ticks = 0
     last: list[Measurement] = []
     while True:
+        if on_tick is not None:
+            on_tick()
         tick_started = clock()
         ticks += 1
         last = []
@@ -421,8 +423,6 @@ def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
         elapsed = clock() - start
         if elapsed >= settings.duration:
             break
-        if on_tick is not None:
-            on_tick()
         sleep(max(0.0, min(settings.interval - (clock() - tick_started),
                            settings.duration - elapsed)))
     # A gate whose every query failed proved nothing: that is not a pass.
