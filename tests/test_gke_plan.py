@@ -1,4 +1,4 @@
-"""The gke role: rendered request bodies against docs/architecture.md, and apply mode against the double.
+"""The gke role: request bodies against docs/architecture.md, apply mode against the double.
 
 Plan: playbooks/clusters.yml for the three regions, once (module fixture). Apply: the same
 playbook with -e tai_apply=true against the loopback TEST DOUBLE of the GKE API.
@@ -17,7 +17,7 @@ from helpers.ansible_run import REPO
 from helpers.gcp_double import GcpDouble, serve
 from helpers.gcp_plan import REGIONS, load, render
 
-ARCHITECTURE_POOLS = {  # docs/architecture.md, node pools: machine, disk, min, max (regional totals)
+ARCHITECTURE_POOLS = {  # docs/architecture.md: machine, disk, min, max (regional totals)
     "general-pool": ("n1-standard-4", 100, 3, 10),
     "memory-pool": ("n1-highmem-8", 100, 2, 5),
     "spot-pool": ("n1-standard-4", 100, 2, 20),
