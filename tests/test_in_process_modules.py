@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from helpers.ansible_run import BIN, REPO, ansible_env
 
 
-def adhoc(args: dict[str, object], *flags: str) -> subprocess.CompletedProcess[str]:
+def adhoc(args: Mapping[str, object], *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "ansible"), "localhost", "-m", "tai_bundle", "-a", json.dumps(args), *flags],
         cwd=REPO, env=ansible_env({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
