@@ -145,7 +145,6 @@ def main() -> None:
                 return ansible_plan(limit, target)
             return run
 
-        rows = []
         one_cold = best(cold("europe-west1"), args.repeat)
         one_warm = best(lambda: ansible_plan("europe-west1", reference), args.repeat)
         all_cold = best(cold("all"), args.repeat)
@@ -160,26 +159,28 @@ def main() -> None:
 
         floor_one = best(floor_run(["europe-west1"]), args.repeat)
         floor_all = best(floor_run(REGIONS), args.repeat)
-        rows = [
-            ("plan 1 region (empty build/)", one_cold, floor_one),
-            ("plan 1 region (rerun, changed=0)", one_warm, floor_one),
-            ("plan 3 regions (empty build/)", all_cold, floor_all),
-            ("plan 3 regions (rerun, changed=0)", all_warm, floor_all),
-        ]
+        print(f"cores: {os.cpu_count()}, repeats: {args.repeat} (best / median, seconds)")
+        print(f"{'case':42} {'ansible':>15} {'floor':>15} {'ratio':>7}")
+        for name, ansible, floor_time in (
+                ("plan 1 region (empty build/)", one_cold, floor_one),
+                ("plan 1 region (rerun, changed=0)", one_warm, floor_one),
+                ("plan 3 regions (empty build/)", all_cold, floor_all),
+                ("plan 3 regions (rerun, changed=0)", all_warm, floor_all)):
+            row(name, ansible, floor_time)
         if args.many:
             # Planned once: the run also gives the floor the manifests of the 30 regions.
             inventory = many_regions_inventory(root / "inventory-30")
             many_ref = root / "reference-30"
             many_plan = ansible_plan("all", many_ref, inventory)
             many_floor = floor([name for name, _ in MANY], many_ref, root / "floor-30")
-            rows.append((f"plan {len(MANY)} regions (empty build/, once)", (many_plan, many_plan),
-                         (many_floor, many_floor)))
-        print(f"cores: {os.cpu_count()}, repeats: {args.repeat} (best / median, seconds)")
-        print(f"{'case':38} {'ansible':>15} {'floor':>15} {'ratio':>7}")
-        for name, (a_best, a_med), (f_best, f_med) in rows:
-            print(f"{name:38} {a_best:6.2f} / {a_med:6.2f} {f_best:6.2f} / {f_med:6.2f} "
-                  f"{a_best / f_best:6.1f}x")
+            row(f"plan {len(MANY)} regions (empty build/, once)", (many_plan, many_plan),
+                (many_floor, many_floor))
 
+
+def row(name: str, ansible: tuple[float, float], floor_time: tuple[float, float]) -> None:
+    (a_best, a_med), (f_best, f_med) = ansible, floor_time
+    print(f"{name:42} {a_best:6.2f} / {a_med:6.2f} {f_best:6.2f} / {f_med:6.2f} "
+          f"{a_best / f_best:6.1f}x", flush=True)
 
 if __name__ == "__main__":
     main()
