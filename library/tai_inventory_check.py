@@ -70,7 +70,17 @@ options:
     description: Root of the plans (tai_build_root, from TAI_BUILD_ROOT).
     type: raw
   stage:
-    description: Prepare the staging folder of the region's plan when every check passed.
+    description:
+      - Prepare the staging folder of the region's plan when every check passed, and return the
+        staging folders of the region's plan and of the project-wide plan (C(_project)).
+    type: bool
+    default: false
+  stage_project:
+    description:
+      - With O(stage), also prepare the staging folder of the project-wide plan
+        (C(<build root>/_project), a copy of it). Set on one region of the run only: the
+        project-wide plan is written once per run (run_once) and moved into place by the last
+        play when every region succeeded.
     type: bool
     default: false
 attributes:
@@ -99,6 +109,10 @@ build_dir:
   description: Folder the roles write the region's plan into (the staging folder when staged).
   returned: success
   type: str
+project_build_dir:
+  description: Folder the project-wide plan is written into (the staging folder when staged).
+  returned: success
+  type: str
 errors:
   description: One sentence per problem.
   returned: failure
@@ -125,6 +139,7 @@ def main() -> None:
             "skip_tags": {"type": "list", "elements": "str", "default": []},
             "build_root": {"type": "raw"},
             "stage": {"type": "bool", "default": False},
+            "stage_project": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -137,7 +152,12 @@ def main() -> None:
         defined_tags,
         load_argument_specs,
     )
-    from ansible.module_utils.tai_deploy.staging import StagingError, begin_staging
+    from ansible.module_utils.tai_deploy.staging import (
+        PROJECT_PLAN,
+        StagingError,
+        begin_staging,
+        staging_dir,
+    )
     p = module.params
     region = p["region"]
     root = p["project_root"]
@@ -156,12 +176,17 @@ def main() -> None:
     if errors:
         module.fail_json(msg=" ".join(errors), errors=errors)
     build_dir = f"{p['build_root']}/{region}"
+    project_build_dir = f"{p['build_root']}/{PROJECT_PLAN}"
     if p["stage"] and not module.check_mode:
         try:
             build_dir = str(begin_staging(p["build_root"], region))
+            project_build_dir = str(staging_dir(p["build_root"], PROJECT_PLAN))
+            if p["stage_project"]:
+                begin_staging(p["build_root"], PROJECT_PLAN)
         except StagingError as exc:
             module.fail_json(msg=str(exc), errors=[str(exc)])
-    module.exit_json(changed=False, checked=sorted(p["variables"]), build_dir=build_dir)
+    module.exit_json(changed=False, checked=sorted(p["variables"]), build_dir=build_dir,
+                     project_build_dir=project_build_dir)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ sentence and, through ansible-playbook, that the plan tree is byte for byte unch
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.ansible_run import REPO, PlaybookRun, run_playbook
+from helpers.ansible_run import REPO, PlaybookRun, run_playbook, tree_digest
 from tai_deploy.bundle import to_yaml
 from tai_deploy.config_text import (
     PSS_EXCEPTION_ANNOTATION,
@@ -47,18 +46,6 @@ from tai_deploy.staging import begin_staging, promote_staging, staging_dir
 
 REGION = "europe-west1"
 ROLES = REPO / "roles"
-
-
-def tree_digest(root: Path) -> str:
-    """One hash over every path and byte under root (empty string for a missing root)."""
-    if not root.exists():
-        return ""
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def fatal(run: PlaybookRun) -> str:
@@ -314,10 +301,14 @@ def test_a_role_that_fails_late_leaves_the_plan_as_it_was(planned: Path) -> None
     vault.write_text("not a folder\n")
     before = tree_digest(planned)
     try:
-        run = run_playbook("site.yml", "-l", REGION, "-e", '{"gke_max_pods_per_node": 64}',
+        # a project-wide input changed too: build/_project/ is staged like the region's plan
+        run = run_playbook("site.yml", "-l", REGION, "-e",
+                           '{"gke_max_pods_per_node": 64, "project_routing_mode": "REGIONAL"}',
                            env={"TAI_BUILD_ROOT": str(planned)})
         text = fatal(run)
         assert "TASK [gke" in run.stdout  # refused late, after gke wrote its staged plan
+        staged = planned.parent / ".build.staging" / "_project" / "project" / "resources.json"
+        assert '"routingMode": "REGIONAL"' in staged.read_text()  # written, but not published
         assert ("; the folder comes from tai_build_root (the TAI_BUILD_ROOT environment "
                 "variable, else the repository's build/).") in text
         assert tree_digest(planned) == before
