@@ -463,3 +463,56 @@ def test_grpc_health_refuses_non_finite_durations_and_bad_ports() -> None:
                          capture_output=True, text=True, timeout=30, check=False)
     assert run.returncode == 1  # bad flags, at once (it used to wait forever)
     assert "invalid duration 'nan': give a finite number of seconds" in run.stderr
+
+
+# ---- a role run alone: its argument-spec failure is one sentence per bad option ------------
+
+def _callback() -> object:
+    sys.path.insert(0, str(REPO / "plugins" / "callback"))
+    try:
+        import tai_default  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    return tai_default
+
+
+def test_ansible_argument_spec_messages_become_one_sentence_per_option() -> None:
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    spec = {"namespaces_definitions": {"type": "dict"},
+            "namespaces_common_labels": {"type": "dict"},
+            "project_routing_mode": {"type": "str", "choices": ["GLOBAL", "REGIONAL"]},
+            "gke_max_pods_per_node": {"type": "int"},
+            "a": {"type": "str", "required": True}, "b": {"type": "str", "required": True}}
+    given = {"namespaces_definitions": "tai-system", "namespaces_common_labels": 5,
+             "project_routing_mode": "LOCAL", "gke_max_pods_per_node": "many"}
+    # the messages of Ansible's own validator (what validate_argument_spec reports)
+    errors = ArgumentSpecValidator(spec).validate(given).error_messages
+    found = _callback().sentences(errors, "r", REGION)  # type: ignore[attr-defined]
+    assert sorted(found) == sorted([
+        "a of region europe-west1 is not set; the r role needs it.",
+        "b of region europe-west1 is not set; the r role needs it.",
+        "namespaces_definitions of region europe-west1 must be a mapping "
+        "(meta/argument_specs.yml of role r), got a string.",
+        "namespaces_common_labels of region europe-west1 must be a mapping "
+        "(meta/argument_specs.yml of role r), got a whole number.",
+        "project_routing_mode of region europe-west1 is LOCAL; it must be one of GLOBAL, "
+        "REGIONAL (meta/argument_specs.yml of role r).",
+        "gke_max_pods_per_node of region europe-west1 must be a whole number "
+        "(meta/argument_specs.yml of role r), got a string.",
+    ]), errors
+
+
+def test_a_role_run_alone_refuses_a_bad_option_in_one_sentence(tmp_path: Path) -> None:
+    # molecule's converge of the namespaces role, without the validation play before it
+    run = run_playbook("-i", "inventories/production", "molecule/namespaces/converge.yml",
+                       "-e", json.dumps({"namespaces_definitions": "tai-system",
+                                         "namespaces_common_labels": 5}),
+                       env={"MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path)})
+    text = fatal(run)
+    assert ("msg: namespaces_definitions of region europe-west1 must be a mapping "
+            "(meta/argument_specs.yml of role namespaces), got a string. namespaces_common_labels "
+            "of region europe-west1 must be a mapping (meta/argument_specs.yml of role "
+            "namespaces), got a whole number.") in text
+    assert "argument_spec_data" not in text
+    assert len(run.stdout.splitlines()) < 20
+    assert not (tmp_path / "build").exists()

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from .staging import PROJECT_PLAN
 from .files import atomic_write
 from .manifests import ValidationReport, load_documents, manifest_path, validate_objects
+from .staging import PROJECT_PLAN
 
 CREATED, UPDATED, UNCHANGED, REMOVED = "created", "updated", "unchanged", "removed"
 
