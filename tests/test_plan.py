@@ -77,6 +77,6 @@ def test_check_mode_reports_drift_with_a_diff_and_writes_nothing(tmp_path: Path)
     assert check.returncode == 0, check.output[-3000:]
     assert '-          "machineType": "n1-highmem-4",' in check.stdout
     assert '+          "machineType": "n1-highmem-8",' in check.stdout
-    assert '+                "routingMode": "REGIONAL"' in check.stdout
+    assert '+        "routingMode": "REGIONAL"' in check.stdout
     assert '"n1-highmem-4"' in body.read_text(), "check mode must not write"
     assert tree_digest(tmp_path) == before  # nothing written, no staging folder made
