@@ -69,7 +69,10 @@ def test_limits_name_their_range() -> None:
 
 def _gke_inputs(**over: object) -> dict[str, object]:
     defaults = yaml.safe_load((ROLES / "gke" / "defaults" / "main.yml").read_text())
-    return {**defaults, **over}
+    # the defaults that are templates, as the tai_role_inputs lookup renders them
+    rendered = {"gke_kms_key_ring": "tai-gke", "gke_kms_key": "gke-secrets",
+                "gke_node_service_account": "tai-gke-nodes@tai-production.iam.gserviceaccount.com"}
+    return {**defaults, **rendered, **over}
 
 
 def test_gke_names_disks_pods_and_machine_types() -> None:
@@ -122,7 +125,8 @@ def test_vault_token_ttls_and_autoscaler_ceilings() -> None:
     vault = yaml.safe_load((ROLES / "vault" / "defaults" / "main.yml").read_text())
     vault.update(vault_seal_type="shamir",
                  vault_default_policies={"tai-app": "path", "vault-snapshot": "path"},
-                 vault_rotate_key_shares=5, vault_rotate_key_threshold=3)
+                 vault_rotate_key_shares=5, vault_rotate_key_threshold=3,
+                 vault_backup_service_account="vault-snapshot")  # a template among the defaults
     ctx = Context(region=REGION, charts={"vault": {"repository": "r", "chart": "c",
                                                    "version": "1.0.0"}})
     assert role_problems("vault", {**vault, "vault_token_ttl": "-5m"}, ctx) == [

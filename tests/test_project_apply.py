@@ -95,7 +95,8 @@ def test_first_apply_then_a_rerun_changes_nothing(project: tuple[GcpDouble, str,
     writers = [b for b in double.apis.storage.policies[bucket["name"]]["bindings"]
                if b["role"] == "roles/storage.objectCreator"]
     assert writers == [{"role": "roles/storage.objectCreator", "members": [
-        f"serviceAccount:{a}-backup@{PROJECT}.iam.gserviceaccount.com" for a in ("redis", "vault")]}]
+        f"serviceAccount:{a}-backup@{PROJECT}.iam.gserviceaccount.com"
+        for a in ("redis", "vault")]}]
     redis_wi = double.apis.policies[
         f"projects/{PROJECT}/serviceAccounts/redis-backup@{PROJECT}.iam.gserviceaccount.com"]
     assert redis_wi["bindings"][0]["members"] == [
