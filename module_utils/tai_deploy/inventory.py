@@ -126,6 +126,7 @@ GKE_CLUSTER_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 # e2-custom-4-8192, c3-highmem-22-lssd (https://cloud.google.com/compute/docs/machine-resource).
 MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)+$")
 # Kubernetes DNS-1123 label (namespaces, ConfigMaps, label-like names).
+GCP_REGION = re.compile(r"^([a-z]+-[a-z]+[0-9]+)?$")  # charts/tai-chart values.schema.json
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # Tags every playbook understands besides the ones written in it (Ansible's special tags).
@@ -935,6 +936,10 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
         return [f"tai_services_chart_path of region {c.region} is {chart!r}, which holds no "
                 f"readable values.yaml and values.schema.json ({exc.__class__.__name__})."]
     region_file = v.get("tai_services_region_values_file")
+    named = v.get("tai_services_region")
+    if isinstance(named, str) and not GCP_REGION.match(named):
+        return [f"tai_services_region of region {c.region} is {named!r}; it must be a Google "
+                "Cloud region name such as europe-west1 (the chart's values.schema.json)."]
     if isinstance(region_file, str) and Path(region_file).is_file():
         try:
             values = combine(values, _yaml(Path(region_file).read_text()) or {})
