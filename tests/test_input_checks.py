@@ -486,9 +486,12 @@ def test_ansible_argument_spec_messages_become_one_sentence_per_option() -> None
             "namespaces_common_labels": {"type": "dict"},
             "project_routing_mode": {"type": "str", "choices": ["GLOBAL", "REGIONAL"]},
             "gke_max_pods_per_node": {"type": "int"},
-            "a": {"type": "str", "required": True}, "b": {"type": "str", "required": True}}
+            "a": {"type": "str", "required": True}, "b": {"type": "str", "required": True},
+            "autoscaling_hpa": {"type": "dict", "options": {
+                "governor": {"type": "dict"}, "scheduler": {"type": "dict"}}}}
     given = {"namespaces_definitions": "tai-system", "namespaces_common_labels": 5,
-             "project_routing_mode": "LOCAL", "gke_max_pods_per_node": "many"}
+             "project_routing_mode": "LOCAL", "gke_max_pods_per_node": "many",
+             "autoscaling_hpa": {"schedular": {}}}
     # the messages of Ansible's own validator (what validate_argument_spec reports)
     errors = ArgumentSpecValidator(spec).validate(given).error_messages
     found = _callback().sentences(errors, "r", REGION)  # type: ignore[attr-defined]
@@ -503,6 +506,8 @@ def test_ansible_argument_spec_messages_become_one_sentence_per_option() -> None
         "REGIONAL (meta/argument_specs.yml of role r).",
         "gke_max_pods_per_node of region europe-west1 must be a whole number "
         "(meta/argument_specs.yml of role r), got a string.",
+        "autoscaling_hpa of region europe-west1 has unknown keys schedular (known: governor, "
+        "scheduler; meta/argument_specs.yml of role r).",
     ]), errors
 
 

@@ -923,6 +923,12 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     """The merged values the tai_services role renders the chart with, against
     charts/tai-chart/values.schema.json and the replica ceiling, before Helm sees them (Helm
     reads JSON numbers as floats and answers 1000000 with "'1e+06' is not of type 'integer'")."""
+    named = v.get("tai_services_region")
+    if isinstance(named, str) and not GCP_REGION.match(named):
+        # said first: the checks below stop at an unreadable chart
+        return [f"tai_services_region of region {c.region} is {named!r}; it must be a Google "
+                "Cloud region name such as europe-west1 (the chart's values.schema.json).",
+                *_chart_values_problems({**v, "tai_services_region": c.region}, c)]
     chart = v.get("tai_services_chart_path")
     over = v.get("tai_services_values")
     if not isinstance(chart, str) or not isinstance(over, Mapping):
@@ -936,10 +942,6 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
         return [f"tai_services_chart_path of region {c.region} is {chart!r}, which holds no "
                 f"readable values.yaml and values.schema.json ({exc.__class__.__name__})."]
     region_file = v.get("tai_services_region_values_file")
-    named = v.get("tai_services_region")
-    if isinstance(named, str) and not GCP_REGION.match(named):
-        return [f"tai_services_region of region {c.region} is {named!r}; it must be a Google "
-                "Cloud region name such as europe-west1 (the chart's values.schema.json)."]
     if isinstance(region_file, str) and Path(region_file).is_file():
         try:
             values = combine(values, _yaml(Path(region_file).read_text()) or {})

@@ -45,6 +45,8 @@ _TYPE = re.compile(r"argument '(?P<name>[^']+)' is of type (?:<class ')?(?P<got>
                    r"(?P<want>\w+)")
 _CHOICE = re.compile(r"value of (?P<name>\S+) must be one of: (?P<choices>.*), got: "
                      r"(?P<got>.*?)(?: found in '(?P<parent>[^']+)')?$")
+_UNKNOWN = re.compile(r"^(?:Unsupported parameters for .*?: )?(?P<names>[\w.]+(?:, [\w.]+)*)\. "
+                      r"Supported parameters include: (?P<known>.*?)\.?$")
 _MISSING = re.compile(r"missing required arguments: (?P<names>.*?)(?: found in "
                       r"'?(?P<parent>[^']+)'?)?$")
 
@@ -67,6 +69,14 @@ def sentences(errors: list[str], role: str, region: str) -> list[str]:
         elif m := _CHOICE.search(text):
             out.append(f"{_full(m['name'], m['parent'])} of region {region} is {m['got']}; it "
                        f"must be one of {m['choices']} ({spec}).")
+        elif m := _UNKNOWN.search(text):
+            found: dict[str, list[str]] = {}
+            for full in m["names"].split(", "):
+                parent, _, key = full.rpartition(".")
+                found.setdefault(parent, []).append(key)
+            out += [f"{parent or 'The role'} of region {region} has unknown keys "
+                    f"{', '.join(keys)} (known: {m['known']}; {spec})."
+                    for parent, keys in found.items()]
         elif m := _MISSING.search(text):
             out += [f"{_full(n.strip(), m['parent'])} of region {region} is not set; the {role} "
                     "role needs it." for n in m["names"].split(",") if n.strip()]
