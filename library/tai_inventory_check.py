@@ -78,7 +78,7 @@ options:
   stage_project:
     description:
       - With O(stage), also prepare the staging folder of the project-wide plan
-        (C(<build root>/_project), a copy of it). Set on one region of the run only: the
+        (C(<build root>/_project), a copy of it). Set on one region of the run only, since the
         project-wide plan is written once per run (run_once) and moved into place by the last
         play when every region succeeded.
     type: bool
