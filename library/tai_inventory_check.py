@@ -70,7 +70,17 @@ options:
     description: Root of the plans (tai_build_root, from TAI_BUILD_ROOT).
     type: raw
   stage:
-    description: Prepare the staging folder of the region's plan when every check passed.
+    description:
+      - Prepare the staging folder of the region's plan when every check passed, and return the
+        staging folders of the region's plan and of the project-wide plan (C(_project)).
+    type: bool
+    default: false
+  stage_project:
+    description:
+      - With O(stage), also prepare the staging folder of the project-wide plan
+        (C(<build root>/_project), a copy of it). Set on one region of the run only, since the
+        project-wide plan is written once per run (run_once) and moved into place by the last
+        play when every region succeeded.
     type: bool
     default: false
 attributes:
@@ -97,6 +107,10 @@ checked:
   elements: str
 build_dir:
   description: Folder the roles write the region's plan into (the staging folder when staged).
+  returned: success
+  type: str
+project_build_dir:
+  description: Folder the project-wide plan is written into (the staging folder when staged).
   returned: success
   type: str
 errors:
@@ -126,6 +140,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "skip_tags": {"type": "list", "elements": "str", "default": []},
     "build_root": {"type": "raw"},
     "stage": {"type": "bool", "default": False},
+    "stage_project": {"type": "bool", "default": False},
 }
 
 

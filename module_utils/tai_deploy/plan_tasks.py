@@ -97,7 +97,7 @@ def run_inventory_check(p: dict[str, Any], *, check_mode: bool,
                         diff: bool = False) -> dict[str, Any]:
     """tai_inventory_check: every input of a region's plan, then its staging folder."""
     from .inventory import PlanInputs, check_plan, check_run, defined_tags, load_argument_specs
-    from .staging import StagingError, begin_staging
+    from .staging import PROJECT_PLAN, StagingError, begin_staging, staging_dir
 
     region = p["region"]
     root = p["project_root"]
@@ -116,12 +116,17 @@ def run_inventory_check(p: dict[str, Any], *, check_mode: bool,
     if errors:
         return _failed(" ".join(errors), errors=errors)
     build_dir = f"{p['build_root']}/{region}"
+    project_build_dir = f"{p['build_root']}/{PROJECT_PLAN}"
     if p["stage"] and not check_mode:
         try:
             build_dir = str(begin_staging(p["build_root"], region))
+            project_build_dir = str(staging_dir(p["build_root"], PROJECT_PLAN))
+            if p["stage_project"]:
+                begin_staging(p["build_root"], PROJECT_PLAN)
         except StagingError as exc:
             return _failed(str(exc), errors=[str(exc)])
-    return {"changed": False, "checked": sorted(p["variables"]), "build_dir": build_dir}
+    return {"changed": False, "checked": sorted(p["variables"]), "build_dir": build_dir,
+            "project_build_dir": project_build_dir}
 
 
 def run_project_check(p: dict[str, Any], *, check_mode: bool,
