@@ -10,6 +10,12 @@ This module never prints, logs or raises with a secret in the message.
 During a shard rotation (vault_rekey) the file also holds the new shards as ``pending`` until
 Vault has verified them and they are promoted; every writer here keeps them.
 
+Custody (``holders``): when Vault was initialised (or rekeyed) with the holders' OpenPGP keys,
+``keys_base64`` holds the shards ENCRYPTED to those keys, one per holder in the holders' order;
+the file then holds no quorum, and nothing here can unseal Vault or mint a root token with
+them. The controller's own identity (``controller``: an AppRole role id and secret id, created
+with the initial root token) is what the day-to-day configuration logs in with.
+
 Writes go to a temporary file in the same folder (mode 0600), are flushed and fsynced, then
 renamed over the target and the folder is fsynced: a crash leaves the old file or the new one,
 never half of either.
@@ -189,6 +195,34 @@ def _now() -> str:
 
 
 @dataclass(frozen=True)
+class ControllerIdentity:
+    """The controller's AppRole login (auth/<auth_path>/login). The secret id is not in repr."""
+
+    auth_path: str
+    role_name: str
+    role_id: str = field(repr=False)
+    secret_id: str = field(repr=False)
+    secret_id_accessor: str = ""
+    created_at: str = ""
+
+    def to_document(self) -> dict[str, Any]:
+        return {"auth_path": self.auth_path, "role_name": self.role_name,
+                "role_id": self.role_id, "secret_id": self.secret_id,
+                "secret_id_accessor": self.secret_id_accessor, "created_at": self.created_at}
+
+    @classmethod
+    def from_document(cls, body: Any, source: str) -> ControllerIdentity:
+        fields = ("auth_path", "role_name", "role_id", "secret_id")
+        if not isinstance(body, Mapping) or not all(
+                isinstance(body.get(k), str) and body.get(k) for k in fields):
+            raise MaterialError(f"{source} has an incomplete vault_init.controller (it needs "
+                                f"{', '.join(fields)})")
+        return cls(str(body["auth_path"]), str(body["role_name"]), str(body["role_id"]),
+                   str(body["secret_id"]), str(body.get("secret_id_accessor") or ""),
+                   str(body.get("created_at") or ""))
+
+
+@dataclass(frozen=True)
 class InitMaterial:
     """What ``sys/init`` returned (and later rotations). Secrets are excluded from repr."""
 
@@ -200,8 +234,15 @@ class InitMaterial:
     initialized_at: str = ""
     rotated_at: str = ""
     pending: PendingShards | None = field(default=None, repr=False)
+    # Names of the holders the shards are encrypted to, in the order of keys; empty: the shards
+    # are stored in the clear (inside this encrypted file), the custody before holders existed.
+    holders: tuple[str, ...] = ()
+    controller: ControllerIdentity | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.holders and len(self.holders) != len(self.keys):
+            raise MaterialError(f"the material names {len(self.holders)} holders for "
+                                f"{len(self.keys)} shards")
         if self.key_type not in KEY_TYPES:
             raise MaterialError(f"key type {self.key_type!r} is not one of {', '.join(KEY_TYPES)}")
         if not 1 <= self.threshold <= self.shares:
@@ -212,8 +253,14 @@ class InitMaterial:
 
     @classmethod
     def new(cls, key_type: str, shares: int, threshold: int, keys: Sequence[str],
-            root_token: str) -> InitMaterial:
-        return cls(key_type, shares, threshold, tuple(keys), root_token, _now())
+            root_token: str, *, holders: Sequence[str] = ()) -> InitMaterial:
+        return cls(key_type, shares, threshold, tuple(keys), root_token, _now(),
+                   holders=tuple(holders))
+
+    @property
+    def custody(self) -> str:
+        """``holders``: the shards are encrypted to the holders' keys; ``file``: in the clear."""
+        return "holders" if self.holders else "file"
 
     def secrets(self) -> list[str]:
         """Every secret string in the material, for output masking (Ansible no_log_values)."""
@@ -221,7 +268,12 @@ class InitMaterial:
         out = keys + [_b64_to_hex(k) for k in keys]
         if self.root_token:
             out.append(self.root_token)
+        if self.controller is not None:
+            out += [self.controller.secret_id, self.controller.role_id]
         return [s for s in out if s]
+
+    def with_controller(self, controller: ControllerIdentity | None) -> InitMaterial:
+        return replace(self, controller=controller)
 
     def without_root_token(self) -> InitMaterial:
         return replace(self, root_token=None)
@@ -252,6 +304,10 @@ class InitMaterial:
             doc["rotated_at"] = self.rotated_at
         if self.pending is not None:
             doc["pending"] = self.pending.to_document()
+        if self.holders:
+            doc["holders"] = list(self.holders)
+        if self.controller is not None:
+            doc["controller"] = self.controller.to_document()
         return {"vault_init": doc}
 
     @classmethod
@@ -264,6 +320,11 @@ class InitMaterial:
             raise MaterialError(f"{source} has no list of shards under vault_init.keys_base64")
         pending = (PendingShards.from_document(body["pending"], source) if body.get("pending")
                    else None)
+        holders = body.get("holders") or []
+        if not isinstance(holders, list) or not all(isinstance(h, str) and h for h in holders):
+            raise MaterialError(f"{source} has a malformed vault_init.holders list")
+        controller = (ControllerIdentity.from_document(body["controller"], source)
+                      if body.get("controller") else None)
         try:
             return cls(
                 key_type=str(body.get("key_type", "unseal")),
@@ -274,6 +335,8 @@ class InitMaterial:
                 initialized_at=str(body.get("initialized_at", "")),
                 rotated_at=str(body.get("rotated_at") or ""),
                 pending=pending,
+                holders=tuple(holders),
+                controller=controller,
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, MaterialError):
