@@ -616,8 +616,13 @@ class ControllerSpec:
         if unknown:
             raise VaultError(f"configuration section controller has unknown keys "
                              f"{', '.join(unknown)}")
-        spec = cls(**{k: (tuple(v) if k == "secret_id_bound_cidrs" else str(v))
-                      for k, v in data.items()})
+        defaults = cls()
+        spec = cls(auth_path=str(data.get("auth_path") or defaults.auth_path),
+                   role=str(data.get("role") or defaults.role),
+                   policy=str(data.get("policy") or defaults.policy),
+                   token_ttl=str(data.get("token_ttl") or defaults.token_ttl),
+                   secret_id_bound_cidrs=tuple(str(c) for c in
+                                               data.get("secret_id_bound_cidrs") or ()))
         for name in (spec.auth_path, spec.role, spec.policy):
             if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
                 raise VaultError(f"controller name {name!r} is not a valid Vault path segment")
@@ -646,7 +651,7 @@ class Configuration:
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     # {path, type, options}: enabled with the initial (or a break-glass) root token only.
     audit_devices: list[dict[str, Any]] = field(default_factory=list)
-    # {mount, path, keys}: KV v2 secrets the agents read; the values come separately (secret).
+    # {mount, path, fields}: KV v2 secrets the agents read; the values come separately (secret).
     kv_secrets: list[dict[str, Any]] = field(default_factory=list)
     controller: ControllerSpec = field(default_factory=ControllerSpec)
 
@@ -719,12 +724,15 @@ class Configuration:
                           ["create", "read", "update"]))
         seen: dict[str, list[str]] = {}
         for path, caps in rules:
+            if not re.match(r"^[A-Za-z0-9_.+*/-]+$", path):
+                raise VaultError(f"path {path!r} cannot be granted to the controller (only "
+                                 "letters, digits and _.+*/- are allowed in a policy path)")
             merged = seen.setdefault(path, [])
             merged += [c for c in caps if c not in merged]
         lines = ["# The tai-deploy controller: only what the converge reads and writes."]
         for path in sorted(seen):
-            caps = ", ".join(f'"{c}"' for c in seen[path])
-            lines.append(f'path "{path}" {{\n  capabilities = [{caps}]\n}}')
+            grants = ", ".join(f'"{c}"' for c in seen[path])
+            lines.append(f'path "{path}" {{\n  capabilities = [{grants}]\n}}')
         return "\n".join(lines) + "\n"
 
 
@@ -766,7 +774,7 @@ def apply_configuration(client: VaultClient, config: Configuration, *, check: bo
         if not isinstance(data, Mapping) or not data:
             raise VaultError(f"no values were given for the secret {item['mount']}/{path} "
                              "(vault_service_secrets)")
-        wanted_keys = sorted(str(k) for k in item.get("keys") or [])
+        wanted_keys = sorted(str(k) for k in item.get("fields") or [])
         if wanted_keys and sorted(str(k) for k in data) != wanted_keys:
             raise VaultError(f"the values given for {item['mount']}/{path} have the keys "
                              f"{', '.join(sorted(map(str, data)))}, not the planned "

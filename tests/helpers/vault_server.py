@@ -67,6 +67,9 @@ class BaoServer:
     tls_key: str | None = None
     node_id: str = "node1"
     retry_join: list[str] = field(default_factory=list)
+    # A file audit device declared in the configuration (path file/), as the role renders it:
+    # OpenBao refuses audit devices through the API and reads them from here.
+    audit_file: Path | None = None
     lifetime: int = 900
     api_port: int = 0
     cluster_port: int = 0
@@ -111,11 +114,17 @@ class BaoServer:
             f'  cluster_address = "127.0.0.1:{self.cluster_port}"\n{tls}'
             "  disable_unauthed_generate_root_endpoints = false\n"
             "  telemetry {\n    unauthenticated_metrics_access = true\n  }\n}\n"
-            f"{seal}"
+            f"{seal}{self._audit_text()}"
             f'api_addr = "{self.addr}"\n'
             f'cluster_addr = "https://127.0.0.1:{self.cluster_port}"\n'
             'log_level = "warn"\n'
         )
+
+    def _audit_text(self) -> str:
+        if self.audit_file is None:
+            return ""
+        return ('audit "file" "file" {\n  options {\n'
+                f'    file_path = "{self.audit_file}"\n  }}\n}}\n')
 
     def start(self, timeout: float = 20.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
