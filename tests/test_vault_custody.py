@@ -34,7 +34,7 @@ from tai_deploy.vault_api import (
     generate_root,
     token_is_valid,
 )
-from tai_deploy.vault_bootstrap import Connector, configure, init_and_unseal
+from tai_deploy.vault_bootstrap import ConfigureResult, Connector, configure, init_and_unseal
 from tai_deploy.vault_custody import holder_problems, parse_public_key
 from tai_deploy.vault_plan import (
     kv_secrets,
@@ -81,7 +81,7 @@ class Custody:
         return [_gpg(self.gnupg, "--decrypt", data=base64.b64decode(k)).decode().strip()
                 for k in self.material().keys[:count]]
 
-    def config(self, **extra: object) -> Configuration:
+    def config(self) -> Configuration:
         roles = service_roles(SERVICES, "tai-system", "1h", "4h")
         return Configuration.from_mapping({
             "audit_devices": [{"path": "file", "type": "file",
@@ -92,16 +92,17 @@ class Custody:
                          for n, p in sorted(service_policies(SERVICES, "tai").items())],
             "endpoints": [{"path": "auth/kubernetes/config",
                            "data": {"kubernetes_host": "https://kubernetes.default.svc",
-                                    "kubernetes_ca_cert": self.kube_ca}}]
-            + role_endpoints(roles, "kubernetes"),
+                                    "kubernetes_ca_cert": self.kube_ca}},
+                          *role_endpoints(roles, "kubernetes")],
             "kv_secrets": kv_secrets(self.values, "tai", SERVICES),
-            **extra,
         })
 
-    def configure(self, **kwargs: object) -> object:
+    def configure(self, *, check: bool = False, break_glass_token: str | None = None
+                  ) -> ConfigureResult:
         return configure(self.server.addr, self.config(), init_file=self.init_file,
-                         cipher=self.cipher, connector=Connector(),
-                         secret_values=secret_values(self.values), **kwargs)  # type: ignore[arg-type]
+                         cipher=self.cipher, connector=Connector(), check=check,
+                         secret_values=secret_values(self.values),
+                         break_glass_token=break_glass_token)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Custody]:
 
 
 def test_holder_keys_are_checked_one_sentence_each(lab: Custody) -> None:
-    name, armoured = lab.holders[0]
+    _, armoured = lab.holders[0]
     key = parse_public_key(armoured)
     assert parse_public_key(key.base64) == key          # armoured and base64 are the same key
     assert any("alice@tai.example" in u for u in key.user_ids)
@@ -180,11 +181,11 @@ def test_2_first_configure_creates_the_controller_identity_and_revokes_root(
         lab: Custody) -> None:
     root = lab.material().root_token
     result = lab.configure()
-    assert result.root_token_revoked and result.controller_issued  # type: ignore[attr-defined]
+    assert result.root_token_revoked and result.controller_issued
     material = lab.material()
     assert material.root_token is None and material.controller is not None
     assert not token_is_valid(lab.client(root))
-    actions = {(c.kind, c.name): c.action for c in result.changes}  # type: ignore[attr-defined]
+    actions = {(c.kind, c.name): c.action for c in result.changes}
     assert actions[("audit", "file/")] == "unchanged"   # declared in the server configuration
     assert actions[("auth", "tai-deploy/")] == "created"
     assert actions[("policy", "tai-governor")] == "created"
@@ -194,8 +195,8 @@ def test_2_first_configure_creates_the_controller_identity_and_revokes_root(
 def test_3_rerun_logs_in_as_the_controller_and_changes_nothing(lab: Custody) -> None:
     attempts = lab.audit_log.read_text().count('"path":"sys/generate-root/attempt"')
     result = lab.configure()
-    assert result.token_source == "controller identity"  # type: ignore[attr-defined]
-    assert not result.changed  # type: ignore[attr-defined]
+    assert result.token_source == "controller identity"
+    assert not result.changed
     # No root token was generated: the run made no generate-root request at all.
     assert lab.audit_log.read_text().count('"path":"sys/generate-root/attempt"') == attempts
     assert attempts > 0  # test 1's refused attempt is in the log: the count can see one
@@ -219,8 +220,7 @@ def test_4_controller_identity_is_refused_everything_else(lab: Custody) -> None:
         "read the raft snapshot": me.call("GET", "sys/storage/raft/configuration"),
     }
     assert allowed == 200
-    assert {what: code for what, (code, _) in refused.items()} == {
-        what: 403 for what in refused}
+    assert {what: code for what, (code, _) in refused.items()} == dict.fromkeys(refused, 403)
     me.request("PUT", "auth/token/revoke-self")
 
 
@@ -253,13 +253,13 @@ def test_6_service_secret_drift_is_reported_without_values_then_repaired(
     old = lab.values["scheduler"]["api_key"]
     lab.values["scheduler"]["api_key"] = "rotated-" + secrets.token_hex(8)
     check = lab.configure(check=True)
-    drift = [c for c in check.changes if c.changed]  # type: ignore[attr-defined]
+    drift = [c for c in check.changes if c.changed]
     assert [(c.kind, c.name, c.action) for c in drift] == [
         ("secret", "tai/scheduler/config", "updated")]
     assert drift[0].after == {"keys": ["api_key", "db_url"], "changed": ["api_key"]}
     assert old not in repr(drift) and lab.values["scheduler"]["api_key"] not in repr(drift)
-    assert lab.configure().changed  # type: ignore[attr-defined]
-    assert not lab.configure().changed  # type: ignore[attr-defined]
+    assert lab.configure().changed
+    assert not lab.configure().changed
 
 
 def test_7_audit_log_is_written_and_holds_hmacs_not_secrets(lab: Custody) -> None:
@@ -277,15 +277,15 @@ def test_8_break_glass_reissues_the_controller_identity(lab: Custody) -> None:
     before = lab.material().controller
     assert before is not None
     root = _root(lab)
-    result = lab.configure(break_glass_token=root._token)  # noqa: SLF001
-    assert result.controller_issued and result.root_token_revoked  # type: ignore[attr-defined]
+    result = lab.configure(break_glass_token=root._token)
+    assert result.controller_issued and result.root_token_revoked
     assert not token_is_valid(root)
     after = lab.material().controller
     assert after is not None and after.secret_id != before.secret_id
     with pytest.raises(VaultError, match="controller identity of the init material file was "
                                          "refused"):
         approle_login(lab.client(), before.auth_path, before.role_id, before.secret_id)
-    assert not lab.configure().changed  # type: ignore[attr-defined]
+    assert not lab.configure().changed
 
 
 def test_shamir_unseal_needs_the_holders_shards(tmp_path: Path, lab: Custody) -> None:
