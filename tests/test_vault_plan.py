@@ -86,6 +86,10 @@ def test_release_is_pinned_ha_raft_with_injector_tls_pdb_and_spread(planned: Pat
     assert "unauthenticated_metrics_access = true" in config
     assert config.count("retry_join {") == 3
     assert 'seal "gcpckms"' in config and 'key_ring   = "vault-production"' in config
+    # The file audit device on the audit volume, declared for OpenBao (Vault enables it at init).
+    assert ('audit "file" "file" {\n  options {\n    file_path = "/vault/audit/audit.log"\n'
+            "  }\n}") in config
+    assert server["auditStorage"]["enabled"]
     assert server["serviceAccount"]["annotations"] == {
         "iam.gke.io/gcp-service-account": "vault-server@tai-production.iam.gserviceaccount.com"}
     monitor = values["serverTelemetry"]["serviceMonitor"]
@@ -106,12 +110,26 @@ def test_bootstrap_and_configuration_are_planned_without_secrets(planned: Path) 
     config = json.loads((planned / "kms/vault/configuration.json").read_text())
     assert config["secrets_engines"][0]["path"] == "tai"
     assert config["secrets_engines"][0]["options"] == {"version": "2"}
-    assert config["policies"][0]["name"] == "tai-app"
-    assert 'path "tai/data/*"' in config["policies"][0]["policy"]
-    role = next(e for e in config["endpoints"] if e["path"] == "auth/kubernetes/role/tai-app")
-    assert role["data"]["bound_service_account_names"] == ["governor", "coordinator",
-                                                            "scheduler"]
-    assert role["data"]["bound_service_account_namespaces"] == ["tai-system"]
+    policies = {p["name"]: p["policy"] for p in config["policies"]}
+    assert sorted(policies) == ["tai-coordinator", "tai-governor", "tai-scheduler",
+                                "vault-snapshot"]
+    for svc in ("governor", "coordinator", "scheduler"):
+        # Each service reads its own secrets and nothing else.
+        assert policies[f"tai-{svc}"].count("path ") == 1
+        assert f'path "tai/data/{svc}/*" {{\n  capabilities = ["read"]\n}}' in policies[
+            f"tai-{svc}"]
+        role = next(e for e in config["endpoints"]
+                    if e["path"] == f"auth/kubernetes/role/tai-{svc}")
+        assert role["data"]["bound_service_account_names"] == [svc]
+        assert role["data"]["bound_service_account_namespaces"] == ["tai-system"]
+        assert role["data"]["token_policies"] == [f"tai-{svc}"]
+    # The agents' secrets appear by path only (no inventory secrets in this plan: no fields).
+    assert config["kv_secrets"] == [{"mount": "tai", "path": f"{s}/config", "fields": []}
+                                    for s in ("governor", "coordinator", "scheduler")]
+    assert config["audit_devices"] == [{"path": "file", "type": "file",
+                                        "options": {"file_path": "/vault/audit/audit.log"}}]
+    assert config["controller"]["auth_path"] == "tai-deploy"
+    assert boot["custody"] == "file" and boot["holders"] == []
     files = sorted(str(p.relative_to(planned / "kms/vault"))
                    for p in (planned / "kms/vault").rglob("*") if p.is_file())
     assert files == ["bootstrap.json", "configuration.json",
