@@ -308,3 +308,28 @@ def test_shamir_unseal_needs_the_holders_shards(tmp_path: Path, lab: Custody) ->
         assert [n.action for n in result.nodes] == ["unsealed"]
     finally:
         server.stop()
+
+
+def test_inventory_rules_check_holders_services_and_the_controller_policy(lab: Custody) -> None:
+    """The validation play's rules (inventory.py) refuse holders that do not match the shares,
+    secrets of an unknown service, and a policy that would overwrite the controller's."""
+    from tai_deploy.inventory import Context, role_problems
+
+    holders = [{"name": n, "public_key": k} for n, k in lab.holders[:2]]
+    problems = role_problems("vault", {
+        "vault_key_holders": holders, "vault_key_shares": 3, "vault_key_threshold": 2,
+        "vault_services": list(SERVICES), "vault_default_policies": {},
+        "vault_policies": {"tai-deploy-controller": "path"},
+        "vault_service_secrets": {"billing": {"k": "v"}, "governor": {}},
+    }, Context(region="europe-west1", charts={"vault": {"repository": "r", "chart": "vault",
+                                                        "version": "0.31.0"}}))
+    assert problems == [
+        "vault_key_holders of europe-west1 lists 2 holders but vault_key_shares is 3; Vault "
+        "encrypts exactly one shard to each holder's key.",
+        "vault_service_secrets of europe-west1 has secrets for billing, which is not one of "
+        "vault_services (governor, coordinator, scheduler).",
+        "vault_service_secrets.governor of europe-west1 must be a non-empty mapping of secret "
+        "names to values.",
+        "vault_policies defines tai-deploy-controller, the controller's own policy; the "
+        "configuration may not write it (the controller would grant itself anything).",
+    ]

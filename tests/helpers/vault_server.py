@@ -198,14 +198,14 @@ def _cli_start(workdir: Path, tls: bool) -> dict[str, Any]:
     cert = key = None
     if tls:
         cert, key = _test_tls(workdir)
-    server = BaoServer(workdir, tls_cert=cert, tls_key=key,
+    server = BaoServer(workdir, tls_cert=cert, tls_key=key, audit_file=workdir / "audit.log",
                        api_port=int(state.get("api_port", 0)),
                        cluster_port=int(state.get("cluster_port", 0)), lifetime=600)
     server.start()
     assert server.proc is not None
     state = {"pid": server.proc.pid, "addr": server.addr, "api_port": server.api_port,
              "cluster_port": server.cluster_port, "ca_cert": str(workdir / "ca.pem") if tls
-             else ""}
+             else "", "audit_file": str(workdir / "audit.log")}
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     server.proc = None  # detach: the process keeps running after this command exits
     return state
