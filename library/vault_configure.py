@@ -126,7 +126,7 @@ summary:
   type: dict
   sample: {"created": 0, "updated": 0, "unchanged": 5}
 token_source:
-  description: What the run logged in with (C(controller identity), or the root token that created it).
+  description: What the run logged in with (C(controller identity), or the root token used).
   returned: always
   type: str
 root_token_revoked:

@@ -11,7 +11,10 @@ real ``gpg``. The tests run in order, each from the state the previous one left:
    is refused everything outside the converge; 5. a per-service token reads its own secret and
    is denied another service's; 6. the service secrets: drift reported without values, repaired;
    7. the audit log is written and holds HMACs, never a secret; 8. break-glass: the holders'
-   decrypted shards generate a root token that re-issues the identity (the old one stops).
+   decrypted shards generate a root token that re-issues the identity (the old one stops);
+9. rotation to the holders (sys/rekey-recovery-key with pgp_keys): the first run stores the new
+   ciphertexts as pending and waits; the second, with their decrypted new shards, verifies and
+   promotes them; only the new shards work then.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from helpers.vault_lab import make_tls
+from helpers.vault_rekey_lab import RekeyBaoServer
 from helpers.vault_server import BaoServer
 from tai_deploy.vault_api import (
     Configuration,
@@ -43,6 +47,7 @@ from tai_deploy.vault_plan import (
     service_policies,
     service_roles,
 )
+from tai_deploy.vault_rekey import rotate_shards
 from tai_deploy.vault_secrets import AnsibleVaultCipher, InitMaterial, load_material
 
 # GnuPG's gpg is a Debian package of the setup (pyproject [tool.tai-deploy.apt]).
@@ -117,7 +122,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Custody]:
         _gpg(gnupg, "--passphrase", "", "--quick-gen-key", uid, "future-default", "default",
              "never")
         holders.append((name, _gpg(gnupg, "--armor", "--export", uid).decode()))
-    server = BaoServer(root / "server", seal="static", audit_file=root / "audit.log")
+    server = RekeyBaoServer(root / "server", seal="static", audit_file=root / "audit.log")
     server.start()
     password = root / "vault-password"
     password.write_text(secrets.token_urlsafe(24) + "\n")
@@ -286,6 +291,35 @@ def test_8_break_glass_reissues_the_controller_identity(lab: Custody) -> None:
                                          "refused"):
         approle_login(lab.client(), before.auth_path, before.role_id, before.secret_id)
     assert not lab.configure().changed
+
+
+def test_9_rotation_to_the_holders_takes_their_shards_twice(lab: Custody) -> None:
+    keys = [(n, parse_public_key(k).base64) for n, k in lab.holders]
+    old = lab.decrypted(2)
+    with pytest.raises(VaultError, match="held by alice, bob, carol: 2 of them decrypt"):
+        rotate_shards(lab.server.addr, init_file=lab.init_file, cipher=lab.cipher,
+                      connector=Connector(), holders=keys)
+    first = rotate_shards(lab.server.addr, init_file=lab.init_file, cipher=lab.cipher,
+                          connector=Connector(), holders=keys, current_keys=old)
+    assert first.awaiting_holders and not first.rotated
+    material = lab.material()
+    assert material.pending is not None and material.pending.holders == HOLDERS
+    new = [_gpg(lab.gnupg, "--decrypt", data=base64.b64decode(k)).decode().strip()
+           for k in material.pending.keys[1:]]
+    again = rotate_shards(lab.server.addr, init_file=lab.init_file, cipher=lab.cipher,
+                          connector=Connector(), holders=keys)
+    assert again.awaiting_holders and lab.material().pending is not None  # still waiting
+    done = rotate_shards(lab.server.addr, init_file=lab.init_file, cipher=lab.cipher,
+                         connector=Connector(), holders=keys, new_keys=new)
+    assert done.rotated and not done.awaiting_holders
+    material = lab.material()
+    assert material.pending is None and material.holders == HOLDERS
+    assert set(lab.decrypted(3)) >= set(new) and not set(new) & set(old)
+    with pytest.raises(VaultError, match="do not authorise a token"):
+        generate_root(lab.client(), old, 2)
+    root = lab.client(generate_root(lab.client(), new, 2))
+    root.request("PUT", "auth/token/revoke-self")
+    assert material.controller is not None  # the identity survives a rotation
 
 
 def test_shamir_unseal_needs_the_holders_shards(tmp_path: Path, lab: Custody) -> None:

@@ -161,6 +161,7 @@ class PendingShards:
     keys: tuple[str, ...] = field(repr=False)
     nonce: str = ""          # of the rekey operation that created them (not a secret)
     created_at: str = ""
+    holders: tuple[str, ...] = ()   # the new shards are encrypted to these holders' keys
 
     def __post_init__(self) -> None:
         if not 1 <= self.threshold <= self.shares or len(self.keys) < self.threshold:
@@ -168,9 +169,12 @@ class PendingShards:
                                 f"{self.threshold} of {self.shares}) are inconsistent")
 
     def to_document(self) -> dict[str, Any]:
-        return {"shares": self.shares, "threshold": self.threshold,
-                "keys_base64": list(self.keys), "rekey_nonce": self.nonce,
-                "created_at": self.created_at}
+        doc: dict[str, Any] = {"shares": self.shares, "threshold": self.threshold,
+                               "keys_base64": list(self.keys), "rekey_nonce": self.nonce,
+                               "created_at": self.created_at}
+        if self.holders:
+            doc["holders"] = list(self.holders)
+        return doc
 
     @classmethod
     def from_document(cls, body: Any, source: str) -> PendingShards:
@@ -182,7 +186,8 @@ class PendingShards:
         try:
             return cls(int(body.get("shares", len(keys))), int(body.get("threshold", 0)),
                        tuple(keys), str(body.get("rekey_nonce") or ""),
-                       str(body.get("created_at") or ""))
+                       str(body.get("created_at") or ""),
+                       tuple(str(h) for h in body.get("holders") or []))
         except (TypeError, ValueError) as exc:
             if isinstance(exc, MaterialError):
                 raise MaterialError(f"{source}: {exc}") from None
@@ -287,7 +292,8 @@ class InitMaterial:
         if self.pending is None:
             raise MaterialError("there are no pending shards to promote")
         return replace(self, shares=self.pending.shares, threshold=self.pending.threshold,
-                       keys=self.pending.keys, pending=None, rotated_at=_now())
+                       keys=self.pending.keys, pending=None, rotated_at=_now(),
+                       holders=self.pending.holders)
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
