@@ -34,12 +34,18 @@ PLAYBOOK = """\
         tai_build_dir: {build}/shamir
         vault_seal_type: shamir
         vault_replicas: 5
+        # A payload of newline, colon, braces and quotes in string inputs (issue 13): it must
+        # come out as one string value, never as structure.
+        vault_storage_class: "{payload}"
+        vault_audit_file_path: "/vault/audit/{payload}"
 """
+PAYLOAD = 'x\\n- y: {z: [1]}\\"} #'  # as written in a YAML double-quoted string
+PAYLOAD_VALUE = 'x\n- y: {z: [1]}"} #'
 
 
 def _plan(tmp_path: Path, *extra: str) -> tuple[int, str]:
     playbook = tmp_path / "plan.yml"
-    playbook.write_text(PLAYBOOK.format(repo=REPO, build=tmp_path / "build"))
+    playbook.write_text(PLAYBOOK.format(repo=REPO, build=tmp_path / "build", payload=PAYLOAD))
     run = run_playbook("-l", "europe-west1", *extra, str(playbook))
     return run.returncode, run.output
 
@@ -180,6 +186,18 @@ def test_shamir_plan_has_no_kms_seal_and_scales_the_raft_peers(planned: Path) ->
     assert values["server"]["serviceAccount"]["annotations"] == {}
     boot = json.loads((planned / "shamir/vault/bootstrap.json").read_text())
     assert boot["key_kind"] == "unseal" and len(boot["nodes"]) == 5
+
+
+def test_string_inputs_stay_string_values(planned: Path) -> None:
+    values = _values(planned / "shamir")
+    assert values["server"]["dataStorage"]["storageClass"] == PAYLOAD_VALUE
+    assert values["server"]["auditStorage"]["storageClass"] == PAYLOAD_VALUE
+    config = json.loads((planned / "shamir/vault/configuration.json").read_text())
+    assert config["audit_devices"][0]["options"]["file_path"] == f"/vault/audit/{PAYLOAD_VALUE}"
+    # In the server's HCL the payload is one escaped string: no new block, no new line.
+    hcl = values["server"]["ha"]["raft"]["config"]
+    audit = hcl[hcl.index('audit "file"'):]
+    assert audit.count("\n") == 5 and '\\n- y: {z: [1]}\\"} #' in audit
 
 
 def test_bad_input_stops_the_plan_with_one_sentence_per_problem(tmp_path: Path) -> None:
