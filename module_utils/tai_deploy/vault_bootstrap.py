@@ -445,7 +445,17 @@ def configure(node: str, config: Configuration, *, init_file: str | Path, cipher
         result.token_source = result.token_source or "controller identity"
         session = client.with_token(token)
         try:
-            _check_controller_policy(session, config)
+            try:
+                _check_controller_policy(session, config)
+            except VaultError as exc:
+                if not check:
+                    raise
+                # Check mode reports it; the items the identity cannot read are not compared.
+                result.warnings.append(str(exc))
+                result.changes.append(Change("policy", config.controller.policy, UPDATED,
+                                             "grants less than the configuration needs",
+                                             "re-issued with a break-glass root token"))
+                return result
             result.changes += apply_configuration(session, config, check=check,
                                                   secret_values=secret_values)
         finally:
