@@ -32,13 +32,18 @@ def policy_hcl(rules: Sequence[tuple[str, Sequence[str]]], comment: str = "") ->
     return "\n".join(lines) + "\n"
 
 
-def service_policies(services: Sequence[Any], mount: str, prefix: str = "tai-"
-                     ) -> dict[str, str]:
-    """tai-<svc>: read <mount>/data/<svc>/* and nothing else (no other service's secrets)."""
-    return {f"{prefix}{_service(s)}": policy_hcl(
-        [(f"{mount}/data/{_service(s)}/*", ["read"])],
-        f"{_service(s)} reads its own secrets ({mount}/{_service(s)}/...) and nothing else.")
-        for s in services}
+def service_policies(services: Sequence[Any], mount: str, prefix: str = "tai-",
+                     redis_path: str = "") -> dict[str, str]:
+    """tai-<svc>: read <mount>/data/<svc>/* (and, with redis_path, its own Redis ACL password
+    <mount>/data/<redis_path>/<svc>) and nothing else: no other service's secrets."""
+    out = {}
+    for s in services:
+        rules: list[tuple[str, Sequence[str]]] = [(f"{mount}/data/{_service(s)}/*", ["read"])]
+        if redis_path:
+            rules.append((f"{mount}/data/{redis_path.strip('/')}/{_service(s)}", ["read"]))
+        out[f"{prefix}{_service(s)}"] = policy_hcl(
+            rules, f"{_service(s)} reads its own secrets and nothing else.")
+    return out
 
 
 def service_roles(services: Sequence[Any], namespace: str, token_ttl: str, token_max_ttl: str,
