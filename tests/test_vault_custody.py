@@ -135,6 +135,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Custody]:
                       root / "audit.log", Path(kube_ca_file).read_text(), values)
     finally:
         server.stop()
+        # gpg started an agent for this home; stop it with the home.
+        subprocess.run(["gpgconf", "--homedir", str(gnupg), "--kill", "gpg-agent"],
+                       capture_output=True, check=False)
 
 
 def test_holder_keys_are_checked_one_sentence_each(lab: Custody) -> None:

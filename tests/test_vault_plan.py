@@ -117,12 +117,15 @@ def test_bootstrap_and_configuration_are_planned_without_secrets(planned: Path) 
     assert config["secrets_engines"][0]["path"] == "tai"
     assert config["secrets_engines"][0]["options"] == {"version": "2"}
     policies = {p["name"]: p["policy"] for p in config["policies"]}
-    assert sorted(policies) == ["tai-coordinator", "tai-governor", "tai-scheduler",
-                                "vault-snapshot"]
+    assert sorted(policies) == ["tai-coordinator", "tai-governor", "tai-redis",
+                                "tai-redis-cluster-admin", "tai-redis-snapshot",
+                                "tai-scheduler", "vault-snapshot"]
     for svc in ("governor", "coordinator", "scheduler"):
-        # Each service reads its own secrets and nothing else.
-        assert policies[f"tai-{svc}"].count("path ") == 1
+        # Each service reads its own secrets and its own Redis password, nothing else.
+        assert policies[f"tai-{svc}"].count("path ") == 2
         assert f'path "tai/data/{svc}/*" {{\n  capabilities = ["read"]\n}}' in policies[
+            f"tai-{svc}"]
+        assert f'path "tai/data/redis/{svc}" {{\n  capabilities = ["read"]\n}}' in policies[
             f"tai-{svc}"]
         role = next(e for e in config["endpoints"]
                     if e["path"] == f"auth/kubernetes/role/tai-{svc}")
@@ -136,6 +139,9 @@ def test_bootstrap_and_configuration_are_planned_without_secrets(planned: Path) 
                                         "options": {"file_path": "/vault/audit/audit.log"}}]
     assert config["controller"]["auth_path"] == "tai-deploy"
     assert boot["custody"] == "file" and boot["holders"] == []
+    redis = next(e for e in config["endpoints"] if e["path"] == "auth/kubernetes/role/tai-redis")
+    assert redis["data"]["audience"] == "vault"
+    assert redis["data"]["bound_service_account_names"] == ["redis"]
     files = sorted(str(p.relative_to(planned / "kms/vault"))
                    for p in (planned / "kms/vault").rglob("*") if p.is_file())
     assert files == ["bootstrap.json", "configuration.json",
