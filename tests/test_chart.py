@@ -259,7 +259,7 @@ def test_service_pods_match_the_architecture_and_production(rendered: dict[str, 
     objs = rendered["europe-west1"]
     config = by_kind(objs, "ConfigMap")["tai-config"]["data"]
     assert config["VAULT_ADDR"] == "https://vault.vault.svc:8200"
-    assert config["VAULT_ROLE"] == "tai-app"
+    assert "VAULT_ROLE" not in config  # per service, below
     assert config["TAI_REGION"] == "europe-west1"
     assert config["GRPC_MAX_CONNECTION_AGE_SECONDS"] == "30"
     for svc, port in SERVICES.items():
@@ -270,6 +270,7 @@ def test_service_pods_match_the_architecture_and_production(rendered: dict[str, 
         assert pod["serviceAccountName"] == svc
         assert [p["containerPort"] for p in c["ports"]] == [port, 8080]
         env = {e["name"] for e in c["env"]}
+        assert {"name": "VAULT_ROLE", "value": f"tai-{svc}"} in c["env"]
         assert env >= {"RUST_LOG", "FIRESTORE_DATABASE", "REDIS_URL", "VAULT_ADDR", "VAULT_ROLE",
                        "GRPC_MAX_CONNECTION_AGE_SECONDS"}
         assert c["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"},
@@ -288,7 +289,7 @@ def test_service_pods_match_the_architecture_and_production(rendered: dict[str, 
         assert spread["topologyKey"] == "topology.kubernetes.io/zone"
         annotations = dep["spec"]["template"]["metadata"]["annotations"]
         assert annotations["vault.hashicorp.com/agent-inject"] == "true"
-        assert annotations["vault.hashicorp.com/role"] == "tai-app"
+        assert annotations["vault.hashicorp.com/role"] == f"tai-{svc}"
         assert annotations["vault.hashicorp.com/agent-inject-secret-config"] == (
             f"tai/data/{svc}/config")
         # The pod outlives MAX_CONNECTION_AGE + grace, so draining finishes before SIGKILL.

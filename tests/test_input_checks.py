@@ -368,8 +368,10 @@ def _string_options() -> dict[str, list[str]]:
     for spec in sorted(ROLES.glob("*/meta/argument_specs.yml")):
         role = spec.parent.parent.name
         options = load_argument_specs(ROLES, role)
+        # no_log inputs (a break-glass token) reach the rules redacted, by design: the module
+        # that uses one checks it against Vault instead.
         out[role] = [n for n, o in options.items() if o.get("type", "str") in ("str", "path")
-                     and not o.get("choices")]
+                     and not o.get("choices") and not o.get("no_log")]
     return out
 
 

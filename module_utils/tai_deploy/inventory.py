@@ -28,6 +28,7 @@ from typing import Any
 
 from .config_text import ConfigTextError, fluent_bit_value
 from .services import IMAGE_TAG, SERVICES, SLOTS
+from .vault_custody import holder_problems
 
 TIERS = ("primary", "secondary", "tertiary")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -776,14 +777,27 @@ def _vault(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
                            LIMITS["vault_pods_timeout"])
     if "vault_token_ttl" in v:
         out += _ttl("vault_token_ttl", r, v["vault_token_ttl"])
-    policies = {**(v.get("vault_default_policies") or {}), **(v.get("vault_policies") or {})} \
+    out += _vault_custody(v, c)
+    services = v.get("vault_services") or []
+    services = [str(s) for s in services] if isinstance(services, list) else []
+    service_policies = {f"tai-{s}": "" for s in services}
+    policies = {**service_policies, **(v.get("vault_default_policies") or {}),
+                **(v.get("vault_policies") or {})} \
         if isinstance(v.get("vault_default_policies") or {}, Mapping) and isinstance(
             v.get("vault_policies") or {}, Mapping) else {}
+    controller_policy = str(v.get("vault_controller_policy") or "tai-deploy-controller")
+    if controller_policy in policies:
+        out.append(f"vault_policies defines {controller_policy}, the controller's own policy; "
+                   "the configuration may not write it (the controller would grant itself "
+                   "anything).")
     for name in policies:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", str(name)) or name == "root":
             out.append(f"policy name {json.dumps(name)} is not allowed (letters, digits, _ . -; "
                        "not root).")
-    roles = combine(v.get("vault_default_kubernetes_roles") or {},
+    service_roles = {f"tai-{s}": {"bound_service_account_names": [s],
+                                  "bound_service_account_namespaces": ["-"],
+                                  "token_policies": [f"tai-{s}"]} for s in services}
+    roles = combine(combine(service_roles, v.get("vault_default_kubernetes_roles") or {}),
                     v.get("vault_kubernetes_roles") or {})
     for name, role in sorted(roles.items() if isinstance(roles, Mapping) else []):
         if not isinstance(role, Mapping):
@@ -800,6 +814,33 @@ def _vault(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
         for key in ("token_ttl", "token_max_ttl"):
             if key in role:
                 out += _ttl(f"vault_kubernetes_roles.{name}.{key}", r, role[key])
+    return out
+
+
+def _vault_custody(v: Mapping[str, Any], c: Context) -> list[str]:
+    """The shard holders against the share count and threshold, and the service secrets."""
+    r, out = c.region, list[str]()
+    holders = v.get("vault_key_holders")
+    if holders:
+        out += holder_problems(holders, v.get("vault_key_shares"), v.get("vault_key_threshold"),
+                               where=r)
+        rotate = v.get("vault_rotate_key_shares")
+        if rotate is not None and as_int(rotate) != len(holders):
+            out.append(f"vault_rotate_key_shares of {r} is {rotate} but vault_key_holders "
+                       f"lists {len(holders)} holders; a rotation encrypts one shard to each "
+                       "holder (change the holders and the shares together).")
+    secrets = v.get("vault_service_secrets")
+    services = v.get("vault_services") or []
+    if secrets is not None and not isinstance(secrets, Mapping):
+        out.append(f"vault_service_secrets of {r} must map each service to its secrets.")
+    elif secrets:
+        for name, data in sorted(secrets.items()):
+            if name not in services:
+                out.append(f"vault_service_secrets of {r} has secrets for {name}, which is not "
+                           f"one of vault_services ({', '.join(map(str, services))}).")
+            elif not isinstance(data, Mapping) or not data:
+                out.append(f"vault_service_secrets.{name} of {r} must be a non-empty mapping "
+                           "of secret names to values.")
     return out
 
 

@@ -108,7 +108,6 @@ RUST_LOG: {{ .Values.app.logLevel | quote }}
 FIRESTORE_DATABASE: {{ .Values.app.firestoreDatabase | quote }}
 REDIS_URL: {{ .Values.app.redisUrl | quote }}
 VAULT_ADDR: {{ .Values.vault.address | quote }}
-VAULT_ROLE: {{ .Values.vault.role | quote }}
 TAI_REGION: {{ .Values.region | quote }}
 TAI_ENVIRONMENT: {{ .Values.environment | quote }}
 GRPC_MAX_CONNECTION_AGE_SECONDS: {{ .Values.app.grpc.maxConnectionAgeSeconds | toString | quote }}
