@@ -882,6 +882,10 @@ def _dns(v: Mapping[str, Any], c: Context) -> list[str]:
     for key in ("dns_health_check_port", "dns_forwarding_port", "dns_backend_port"):
         if key in v:
             out += check_range(key, r, v[key], LIMITS["port"])
+    service = v.get("dns_health_check_grpc_service")
+    if isinstance(service, str) and not (service.isascii() and service.isprintable()):
+        out.append(f"dns_health_check_grpc_service of region {r} is {service!r}; Compute "
+                   "Engine accepts only printable ASCII in grpcServiceName.")
     interval = as_int(v.get("dns_health_check_interval_sec"))
     timeout = as_int(v.get("dns_health_check_timeout_sec"))
     if interval is not None and timeout is not None and 1 <= interval <= 300 and \
