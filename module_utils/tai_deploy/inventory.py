@@ -899,10 +899,11 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     """The merged values the tai_services role renders the chart with, against
     charts/tai-chart/values.schema.json and the replica ceiling, before Helm sees them (Helm
     reads JSON numbers as floats and answers 1000000 with "'1e+06' is not of type 'integer'")."""
+    ca_problems = _vault_ca_problems(v, c)
     chart = v.get("tai_services_chart_path")
     over = v.get("tai_services_values")
     if not isinstance(chart, str) or not isinstance(over, Mapping):
-        return []
+        return ca_problems
     import yaml  # the controller's Python (Ansible's own dependency)
     chart_dir = Path(chart)
     try:
@@ -923,7 +924,7 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     values = combine(values, {"region": c.region, "serviceAccounts": {
         "gcpProject": c.variables.get("tai_gcp_project") or ""}})
     values = combine(values, dict(over))
-    out: list[str] = []
+    out: list[str] = list(ca_problems)
     for path, number in _replica_fields(values, ""):
         if as_int(number) is None or not 0 <= as_int(number) <= REPLICAS_MAX:  # type: ignore[operator]
             out.append(f"tai_services_values{path} of region {c.region} is "
@@ -942,6 +943,23 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         out.append(f"tai_services_values{where} of region {c.region} is refused by "
                    f"{chart_dir.name}/values.schema.json: {error.message}.")
+    return out
+
+
+_VAULT_CA_WHY = ("is empty; the Vault agents of the TAI pods verify Vault's private CA from "
+                 "that Secret (the vault role's vault_tls_ca_secret_name, "
+                 "tai_vault_ca_secret_name), and without it they never start.")
+
+
+def _vault_ca_problems(v: Mapping[str, Any], c: Context) -> list[str]:
+    """The chart's vault.caSecret: the agents' tls-secret and ca-cert annotations need it."""
+    out: list[str] = []
+    if "tai_services_vault_ca_secret" in v and not str(v["tai_services_vault_ca_secret"] or ""):
+        out.append(f"tai_services_vault_ca_secret of region {c.region} {_VAULT_CA_WHY}")
+    over = v.get("tai_services_values")
+    vault = over.get("vault") if isinstance(over, Mapping) else None
+    if isinstance(vault, Mapping) and "caSecret" in vault and not str(vault["caSecret"] or ""):
+        out.append(f"tai_services_values.vault.caSecret of region {c.region} {_VAULT_CA_WHY}")
     return out
 
 
