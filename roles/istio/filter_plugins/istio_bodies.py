@@ -147,7 +147,8 @@ def istio_manifests(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
                   "duration": str(cm["duration"]), "renewBefore": str(cm["renew_before"]),
                   "privateKey": {"algorithm": "ECDSA", "size": 256,
                                  "rotationPolicy": "Always"},
-                  "secretTemplate": {"labels": dict(labels)},
+                  # the Secret is cert-manager's, not a pruned object of this role
+                  "secretTemplate": {"labels": {"app.kubernetes.io/part-of": "tai"}},
                   "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer",
                                 "name": str(cm["issuer_name"])}}},
     ]
