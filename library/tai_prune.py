@@ -9,8 +9,9 @@ DOCUMENTATION = r"""
 module: tai_prune
 short_description: Delete from the cluster the objects that a role's plan dropped
 description:
-  - Lists, for each kind of O(kinds), the objects labelled C(app.kubernetes.io/managed-by=tai-deploy)
-    and C(tai-deploy.io/role=<role>) (O(role)), and deletes those whose C(Kind/namespace/name)
+  - Lists, for each kind of O(kinds), the objects labelled
+    C(app.kubernetes.io/managed-by=tai-deploy) and C(tai-deploy.io/role=<role>) (O(role)),
+    and deletes those whose C(Kind/namespace/name)
     is not among the manifests of O(manifest_dirs) (the plan in C(build/<region>/)).
   - Objects of Helm releases (C(managed-by=Helm)), of other roles, or created by hand never
     carry both labels and are never touched. A kind the API does not serve (its CRD not
@@ -95,8 +96,13 @@ def main() -> None:
         KubeError,
         access_from_options,
     )
-    from ansible.module_utils.tai_deploy.prune import PruneError, delete, find, owner_selector
-    from ansible.module_utils.tai_deploy.prune import planned_refs
+    from ansible.module_utils.tai_deploy.prune import (
+        PruneError,
+        delete,
+        find,
+        owner_selector,
+        planned_refs,
+    )
 
     p = module.params
     for i, item in enumerate(p["kinds"]):

@@ -83,8 +83,8 @@ def find(client: KubeClient, kinds: Sequence[Mapping[str, str]], selector: Mappi
             continue
         plural, _ = found
         listing = client.get(f"{_base(api_version)}/{plural}", {"labelSelector": label})
-        for obj in listing.get("items") or []:
-            obj = {"apiVersion": api_version, "kind": kind, **obj}
+        for listed in listing.get("items") or []:
+            obj = {"apiVersion": api_version, "kind": kind, **listed}
             meta = obj.get("metadata") or {}
             labels = meta.get("labels") or {}
             if any(labels.get(k) != v for k, v in selector.items()):
