@@ -122,7 +122,7 @@ def monitoring_releases(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
              "values": values}]
 
 
-def _alert(name: str, expr: str, duration: str, severity: str, summary: str,
+def _alert(name: str, expr: str, duration: str, severity: str, summary: str,  # noqa: PLR0917 - the six parts of an alert rule
            description: str, **labels: str) -> dict[str, Any]:
     return {"alert": name, "expr": expr, "for": duration,
             "labels": {"severity": severity, **labels},
