@@ -77,3 +77,36 @@ def test_a_selector_without_the_ownership_labels_is_refused(
         find(client, SERVICE_KIND, {"app.kubernetes.io/managed-by": "tai-deploy"}, set())
     assert str(exc.value).startswith("a prune selects on both app.kubernetes.io/managed-by and "
                                      "tai-deploy.io/role")
+
+
+def test_the_module_lists_in_check_mode_and_deletes_otherwise(
+        cluster: tuple[KubeApiDouble, KubeClient], tmp_path: Path) -> None:
+    """tai_prune through ansible-playbook (check mode, then for real), one playbook run."""
+    import json
+
+    from helpers.ansible_run import run_playbook
+
+    double, _ = cluster
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "double",
+        "clusters": [{"name": "double", "cluster": {"server": double.url}}],
+        "users": [{"name": "tester", "user": {}}],
+        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "tester"}}]}))
+    args = {"role": "istio", "kinds": SERVICE_KIND, "manifest_dirs": [str(_plan(tmp_path))],
+            "kubeconfig": str(kubeconfig), "context": "double"}
+    book = tmp_path / "prune.yml"
+    book.write_text(yaml.safe_dump([{
+        "name": "Prune", "hosts": "localhost", "gather_facts": False, "tasks": [
+            {"name": "List", "tai_prune": args, "check_mode": True, "register": "listed"},
+            {"name": "Delete", "tai_prune": args, "register": "deleted"},
+            {"name": "Keep the results", "ansible.builtin.copy": {
+                "dest": str(tmp_path / "result.json"),
+                "content": "{{ {'listed': listed.pruned, 'deleted': deleted.pruned, "
+                           "'changed': deleted.changed} | to_json }}"}}]}]))
+    run = run_playbook(str(book), "-i", "localhost,", "-c", "local")
+    assert run.returncode == 0, run.output[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    expected = ["Service/monitoring/dropped-too", "Service/tai-system/dropped"]
+    assert result == {"listed": expected, "deleted": expected, "changed": True}
+    assert double.find("Service", "tai-system", "kept") is not None
