@@ -14,6 +14,12 @@ the schema of each kind is derived once per package version and kept as JSON und
 virtualenv's ``cache/crd-schemas/`` (or ``TAI_CRD_SCHEMA_CACHE``); a cache that cannot be
 written only costs time.
 
+Version skew, said plainly: the packages pinned in locks/main.txt are the newest the package
+index serves for Python 3.13 (Istio 1.24, Prometheus Operator 0.80, KEDA 2.16, cert-manager
+1.17), older than some pinned charts (Istio 1.28, kube-prometheus-stack 79 with operator 0.86).
+A field added upstream since then is refused by the plan until the models are bumped; nothing
+the plan renders today uses one.
+
 ``metadata`` is not part of these checks: every object's metadata is checked by
 manifests.py's structural rules.
 """
