@@ -26,6 +26,7 @@ manifests.py's structural rules.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -72,6 +73,7 @@ def known_group(api_version: str) -> bool:
     return api_version.partition("/")[0] in GROUPS and "/" in api_version
 
 
+@functools.cache
 def source(api_version: str) -> Source:
     group, _, version = api_version.partition("/")
     distribution, package = GROUPS[group]
@@ -126,6 +128,7 @@ def _cache_dir() -> Path:
 
 
 _MEMO: dict[tuple[str, str], dict[str, Any]] = {}
+_VALIDATORS: dict[tuple[str, str], Any] = {}
 
 
 def schema_for(api_version: str, kind: str) -> tuple[dict[str, Any], Source]:
@@ -156,8 +159,11 @@ def problems(obj: Mapping[str, Any]) -> tuple[list[str], Source]:
     """Why the API server would refuse ``obj`` under its CRD's schema (one line each)."""
     import jsonschema  # type: ignore[import-untyped]
 
-    schema, src = schema_for(str(obj["apiVersion"]), str(obj["kind"]))
-    validator = jsonschema.Draft202012Validator(schema)
+    key = (str(obj["apiVersion"]), str(obj["kind"]))
+    schema, src = schema_for(*key)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        validator = _VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
     out: list[str] = []
     found = [jsonschema.exceptions.best_match([e]) or e for e in validator.iter_errors(dict(obj))]
     for err in sorted(found, key=lambda e: [str(p) for p in e.absolute_path]):
