@@ -12,9 +12,11 @@ description:
   - Writes a role's whole desired state (request bodies, Helm values, Kubernetes manifests) under
     one folder, typically C(build/<region>/<role>/), in a single module call.
   - Kubernetes manifests are validated before anything is written. Built-in kinds are checked
-    with kubernetes-validate in strict mode for O(kubernetes_version); custom resources (Istio,
-    KEDA, Prometheus Operator) get structural checks and are listed in RV(structural_only).
-    If any object is invalid the module fails and writes nothing.
+    with kubernetes-validate in strict mode for O(kubernetes_version); custom resources of
+    Istio, Prometheus Operator, KEDA and cert-manager against those projects' CRD schemas
+    (the cloudcoil-models-* packages, unknown fields refused) and listed in
+    RV(crd_validated); other custom resources get structural checks only and are listed in
+    RV(structural_only). If any object is invalid the module fails and writes nothing.
   - Each manifest is written to C(<manifests_dir>/<namespace>/<kind>-<name>.yaml); cluster-scoped
     objects go under C(_cluster).
   - Files are compared with what is on disk and written atomically only when they differ; files
@@ -117,6 +119,12 @@ schema_validated:
   description: Number of manifests validated against the Kubernetes schema.
   returned: always
   type: int
+crd_validated:
+  description: Custom resources validated against their CRD's schema, with the package of it.
+  returned: always
+  type: list
+  elements: str
+  sample: ["Gateway/istio-system/tai-gateway (cloudcoil-models-istio 1.24.2.1)"]
 structural_only:
   description: Custom resources that only got structural checks (no schema available offline).
   returned: always

@@ -40,8 +40,12 @@ def body(plan: Path, region: str, name: str) -> dict[str, Any]:
 def test_load_balancer_matches_the_architecture(plan: Path, region: str) -> None:
     prefix = f"tai-{region}"
     hc = body(plan, region, "health-check.json")
-    assert hc["type"] == "TCP"
-    assert hc["tcpHealthCheck"]["port"] == 50051
+    # gRPC health (grpc.health.v1 Check of tai.Governor), not TCP: a TCP check passes whenever
+    # Envoy accepts a connection, even when nothing behind it can serve (compute v1
+    # HealthCheck.type GRPC with grpcHealthCheck, per Google's discovery document).
+    assert hc["type"] == "GRPC" and "tcpHealthCheck" not in hc
+    assert hc["grpcHealthCheck"] == {"port": 50051, "portSpecification": "USE_FIXED_PORT",
+                                     "grpcServiceName": "tai.Governor"}
     assert (hc["checkIntervalSec"], hc["timeoutSec"], hc["healthyThreshold"],
             hc["unhealthyThreshold"]) == (10, 5, 2, 3)
     address = body(plan, region, "address.json")

@@ -471,6 +471,24 @@ def test_grpc_health_refuses_non_finite_durations_and_bad_ports() -> None:
     assert "invalid duration 'nan': give a finite number of seconds" in run.stderr
 
 
+def test_the_tai_chart_needs_the_vault_ca_secret() -> None:
+    inputs = {"tai_services_chart_path": str(REPO / "charts" / "tai-chart"),
+              "tai_services_region_values_file": "", "tai_services_values": {},
+              "tai_services_vault_ca_secret": ""}
+    expected = [
+        "tai_services_vault_ca_secret of region europe-west1 is empty; the Vault agents of the "
+        "TAI pods verify Vault's private CA from that Secret (the vault role's "
+        "vault_tls_ca_secret_name, tai_vault_ca_secret_name), and without it they never start."]
+    assert role_problems("tai_services", inputs, Context(region=REGION)) == expected
+    inputs["tai_services_vault_ca_secret"] = "vault-ca"
+    assert role_problems("tai_services", inputs, Context(region=REGION)) == []
+    inputs["tai_services_values"] = {"vault": {"caSecret": ""}}
+    assert role_problems("tai_services", inputs, Context(region=REGION)) == [
+        "tai_services_values.vault.caSecret of region europe-west1 is empty; the Vault agents "
+        "of the TAI pods verify Vault's private CA from that Secret (the vault role's "
+        "vault_tls_ca_secret_name, tai_vault_ca_secret_name), and without it they never start."]
+
+
 # ---- a role run alone: its argument-spec failure is one sentence per bad option ------------
 
 def _callback() -> object:

@@ -952,6 +952,10 @@ def _dns(v: Mapping[str, Any], c: Context) -> list[str]:
     for key in ("dns_health_check_port", "dns_forwarding_port", "dns_backend_port"):
         if key in v:
             out += check_range(key, r, v[key], LIMITS["port"])
+    service = v.get("dns_health_check_grpc_service")
+    if isinstance(service, str) and not (service.isascii() and service.isprintable()):
+        out.append(f"dns_health_check_grpc_service of region {r} is {service!r}; Compute "
+                   "Engine accepts only printable ASCII in grpcServiceName.")
     interval = as_int(v.get("dns_health_check_interval_sec"))
     timeout = as_int(v.get("dns_health_check_timeout_sec"))
     if interval is not None and timeout is not None and 1 <= interval <= 300 and \
@@ -971,10 +975,11 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
         return [f"tai_services_region of region {c.region} is {named!r}; it must be a Google "
                 "Cloud region name such as europe-west1 (the chart's values.schema.json).",
                 *_chart_values_problems({**v, "tai_services_region": c.region}, c)]
+    ca_problems = _vault_ca_problems(v, c)
     chart = v.get("tai_services_chart_path")
     over = v.get("tai_services_values")
     if not isinstance(chart, str) or not isinstance(over, Mapping):
-        return []
+        return ca_problems
     import yaml  # the controller's Python (Ansible's own dependency)
     chart_dir = Path(chart)
     try:
@@ -995,7 +1000,7 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     values = combine(values, {"region": c.region, "serviceAccounts": {
         "gcpProject": c.variables.get("tai_gcp_project") or ""}})
     values = combine(values, dict(over))
-    out: list[str] = []
+    out: list[str] = list(ca_problems)
     for path, number in _replica_fields(values, ""):
         if as_int(number) is None or not 0 <= as_int(number) <= REPLICAS_MAX:  # type: ignore[operator]
             out.append(f"tai_services_values{path} of region {c.region} is "
@@ -1015,6 +1020,23 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         out.append(f"tai_services_values{where} of region {c.region} is refused by "
                    f"{chart_dir.name}/values.schema.json: {error.message}.")
+    return out
+
+
+_VAULT_CA_WHY = ("is empty; the Vault agents of the TAI pods verify Vault's private CA from "
+                 "that Secret (the vault role's vault_tls_ca_secret_name, "
+                 "tai_vault_ca_secret_name), and without it they never start.")
+
+
+def _vault_ca_problems(v: Mapping[str, Any], c: Context) -> list[str]:
+    """The chart's vault.caSecret: the agents' tls-secret and ca-cert annotations need it."""
+    out: list[str] = []
+    if "tai_services_vault_ca_secret" in v and not str(v["tai_services_vault_ca_secret"] or ""):
+        out.append(f"tai_services_vault_ca_secret of region {c.region} {_VAULT_CA_WHY}")
+    over = v.get("tai_services_values")
+    vault = over.get("vault") if isinstance(over, Mapping) else None
+    if isinstance(vault, Mapping) and "caSecret" in vault and not str(vault["caSecret"] or ""):
+        out.append(f"tai_services_values.vault.caSecret of region {c.region} {_VAULT_CA_WHY}")
     return out
 
 

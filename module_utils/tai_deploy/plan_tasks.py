@@ -34,6 +34,7 @@ def run_bundle(p: dict[str, Any], *, check_mode: bool, diff: bool) -> dict[str, 
         "dest": p["dest"],
         "schema_validated": report.schema_validated,
         "structural_only": report.structural_only,
+        "crd_validated": report.crd_validated,
         "summary": bundle.summary(),
         "files": [{"path": c.path, "state": c.state, "sha256": c.sha256}
                   for c in bundle.changes],
