@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/vault_bootstrap_bench.py
 
 Measures, with the role's cores (no Ansible overhead): server start, init + unseal of one node,
-the first configuration (initial root token), a rerun (generate-root, nothing written), a
+the first configuration (initial root token), a rerun (controller identity, nothing written), a
 restart followed by unseal, and init + unseal of a three-node raft cluster.
 """
 
@@ -48,7 +48,7 @@ def single(work: Path) -> None:
             [server.addr], init_file=init_file, cipher=CIPHER, connector=Connector()))
         timed("configure, first (initial root token)", lambda: configure(
             server.addr, CONFIG, init_file=init_file, cipher=CIPHER, connector=Connector()))
-        timed("configure, rerun (generate-root, no write)", lambda: configure(
+        timed("configure, rerun (controller identity, no write)", lambda: configure(
             server.addr, CONFIG, init_file=init_file, cipher=CIPHER, connector=Connector()))
         timed("restart server", server.restart)
         timed("unseal after restart", lambda: init_and_unseal(

@@ -50,6 +50,22 @@ options:
     description: Number of shares needed to unseal or to generate a root token.
     type: int
     default: 3
+  holders:
+    description:
+      - The holders of the shards, one per share, each a C(name) and an OpenPGP C(public_key)
+        (ASCII-armoured or the base64 of the binary key). At init Vault encrypts shard i to
+        holder i (C(pgp_keys), C(recovery_pgp_keys)), and the file keeps only the ciphertexts.
+      - Ignored once Vault is initialised (a rotation re-encrypts the shards).
+    type: list
+    elements: dict
+    default: []
+  unseal_keys:
+    description:
+      - Shamir seal with holders only. The unseal shards the holders decrypted for this run;
+        never stored. Without them a sealed node stops the run with one sentence.
+    type: list
+    elements: str
+    default: []
   join_timeout:
     description: Seconds to wait for a raft follower to join before unsealing it.
     type: float
@@ -142,6 +158,8 @@ def main() -> None:
             "timeout": {"type": "float", "default": 10},
             "join_timeout": {"type": "float", "default": 120},
             "unseal_timeout": {"type": "float", "default": 60},
+            "holders": {"type": "list", "elements": "dict", "default": []},
+            "unseal_keys": {"type": "list", "elements": "str", "default": [], "no_log": True},
         },
         supports_check_mode=True,
     )
@@ -153,19 +171,22 @@ def main() -> None:
         PortForward,
         init_and_unseal,
     )
+    from ansible.module_utils.tai_deploy.vault_custody import CustodyError, parse_holders
     from ansible.module_utils.tai_deploy.vault_secrets import AnsibleVaultCipher, MaterialError
 
     p = module.params
     forward = PortForward(**p["port_forward"]) if p["port_forward"] else None
     connector = Connector(ca_cert=p["ca_cert"], timeout=p["timeout"], forward=forward)
     try:
+        holders = [(h.name, h.key.base64) for h in parse_holders(p["holders"])]
         cipher = AnsibleVaultCipher.from_password_file(p["password_file"])
         result = init_and_unseal(
             p["nodes"], init_file=p["init_file"], cipher=cipher, connector=connector,
             shares=p["secret_shares"], threshold=p["secret_threshold"],
             check=module.check_mode, join_timeout=p["join_timeout"],
-            unseal_timeout=p["unseal_timeout"], on_secret=module.no_log_values.update)
-    except (VaultError, MaterialError) as exc:
+            unseal_timeout=p["unseal_timeout"], on_secret=module.no_log_values.update,
+            holders=holders, unseal_keys=p["unseal_keys"])
+    except (VaultError, MaterialError, CustodyError) as exc:
         module.fail_json(msg=str(exc), init_file=p["init_file"])
     except OSError as exc:
         module.fail_json(msg=f"cannot write {p['init_file']}: {exc.strerror}",

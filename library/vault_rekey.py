@@ -52,6 +52,24 @@ options:
   secret_shares:
     description: Number of new shards. Default the number of current shards.
     type: int
+  holders:
+    description:
+      - The holders of the new shards (C(name), OpenPGP C(public_key)), one per share. The rekey
+        is started with their keys, so the new shards are stored encrypted to them; the
+        verification then waits for their decrypted new shards (O(new_keys), a second run).
+    type: list
+    elements: dict
+    default: []
+  current_keys:
+    description: The current shards decrypted by their holders (when the file holds them encrypted).
+    type: list
+    elements: str
+    default: []
+  new_keys:
+    description: The new shards decrypted by their holders, to verify a pending rotation.
+    type: list
+    elements: str
+    default: []
   secret_threshold:
     description:
       - Number of new shards needed to unseal (or to authorise a root token). Default the
@@ -166,6 +184,9 @@ def main() -> None:
             "ca_cert": {"type": "path"},
             "port_forward": {"type": "dict", "options": PORT_FORWARD_ARGSPEC},
             "timeout": {"type": "float", "default": 10},
+            "holders": {"type": "list", "elements": "dict", "default": []},
+            "current_keys": {"type": "list", "elements": "str", "default": [], "no_log": True},
+            "new_keys": {"type": "list", "elements": "str", "default": [], "no_log": True},
         },
         supports_check_mode=True,
     )
@@ -173,6 +194,7 @@ def main() -> None:
     # file outside Ansible, where the project's module_utils are not importable.
     from ansible.module_utils.tai_deploy.vault_api import VaultError
     from ansible.module_utils.tai_deploy.vault_bootstrap import Connector, PortForward
+    from ansible.module_utils.tai_deploy.vault_custody import CustodyError, parse_holders
     from ansible.module_utils.tai_deploy.vault_rekey import rotate_shards
     from ansible.module_utils.tai_deploy.vault_secrets import AnsibleVaultCipher, MaterialError
 
@@ -180,12 +202,14 @@ def main() -> None:
     forward = PortForward(**p["port_forward"]) if p["port_forward"] else None
     connector = Connector(ca_cert=p["ca_cert"], timeout=p["timeout"], forward=forward)
     try:
+        holders = [(h.name, h.key.base64) for h in parse_holders(p["holders"])]
         cipher = AnsibleVaultCipher.from_password_file(p["password_file"])
         result = rotate_shards(
             p["node"], init_file=p["init_file"], cipher=cipher, connector=connector,
             shares=p["secret_shares"], threshold=p["secret_threshold"],
-            check=module.check_mode, on_secret=module.no_log_values.update)
-    except (VaultError, MaterialError) as exc:
+            check=module.check_mode, on_secret=module.no_log_values.update,
+            holders=holders, current_keys=p["current_keys"], new_keys=p["new_keys"])
+    except (VaultError, MaterialError, CustodyError) as exc:
         module.fail_json(msg=str(exc), init_file=p["init_file"])
     except OSError as exc:
         module.fail_json(msg=f"cannot write {p['init_file']}: {exc.strerror}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -121,17 +122,65 @@ def test_a_valid_core_object_is_schema_validated() -> None:
     assert report.schema_validated == 1
 
 
-def test_custom_resources_get_structural_checks_only() -> None:
-    peer = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-            "metadata": {"name": "default", "namespace": "istio-system"},
-            "spec": {"mtls": {"mode": "STRICT"}}}
-    report = validate_objects([peer], "1.34")
+PEER = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": "istio-system"},
+        "spec": {"mtls": {"mode": "STRICT"}}}
+
+
+def test_custom_resources_of_unknown_groups_get_structural_checks_only() -> None:
+    other = {"apiVersion": "example.com/v1", "kind": "Widget",
+             "metadata": {"name": "w", "namespace": "tai-system"}, "spec": {"any": "thing"}}
+    report = validate_objects([other], "1.34")
     assert report.ok
-    assert report.structural_only == ["PeerAuthentication/istio-system/default"]
-    broken = {**peer, "metadata": {"name": "Not_A_Name", "labels": {"a": 1}}}
+    assert report.structural_only == ["Widget/tai-system/w"]
+    broken = {**PEER, "metadata": {"name": "Not_A_Name", "labels": {"a": 1}}}
     problems = [p.message for p in validate_objects([broken], "1.34").problems]
     assert "metadata.name 'Not_A_Name' is not a valid DNS-1123 name" in problems
     assert "metadata.labels values must all be strings" in problems
+
+
+def test_istio_resources_are_validated_against_istios_crd_schema() -> None:
+    report = validate_objects([PEER], "1.34")
+    assert report.ok and report.structural_only == []
+    assert report.crd_validated == [
+        "PeerAuthentication/istio-system/default (cloudcoil-models-istio 1.24.2.1)"]
+    # Istio's CRD: spec.mtls.mode is one of UNSET, DISABLE, PERMISSIVE, STRICT, and mtls has no
+    # field "enabled".
+    typo = {**PEER, "spec": {"mtls": {"mode": "STRICTER", "enabled": True}}}
+    problems = [str(p) for p in validate_objects([typo], "1.34").problems]
+    assert problems == [
+        "PeerAuthentication/istio-system/default: Additional properties are not allowed "
+        "('enabled' was unexpected) (at spec.mtls; schema of cloudcoil-models-istio 1.24.2.1)",
+        "PeerAuthentication/istio-system/default: 'STRICTER' is not one of ['UNSET', 'DISABLE', "
+        "'PERMISSIVE', 'STRICT'] (at spec.mtls.mode; schema of cloudcoil-models-istio 1.24.2.1)"]
+
+
+@pytest.mark.parametrize(("obj", "fragment"), [
+    ({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+      "metadata": {"name": "m", "namespace": "tai-system"},
+      "spec": {"selector": {}, "endpoints": [{"port": "http-metrics", "interval": 30}]}},
+     "30 is not of type 'string' (at spec.endpoints.0.interval"),
+    ({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+      "metadata": {"name": "s", "namespace": "tai-system"},
+      "spec": {"scaleTargetRef": {"name": "governor-blue"}, "triggers": [{"typ": "cpu"}]}},
+     "'type' is a required property (at spec.triggers.0"),
+    ({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+      "metadata": {"name": "c", "namespace": "istio-system"},
+      "spec": {"secretName": "tai-tls-cert", "dnsNames": ["api.tai.example.com"]}},
+     "'issuerRef' is a required property (at spec"),
+])
+def test_prometheus_keda_and_cert_manager_resources_use_their_crd_schemas(
+        obj: dict[str, Any], fragment: str) -> None:
+    problems = [str(p) for p in validate_objects([obj], "1.34").problems]
+    assert any(fragment in p for p in problems), problems
+
+
+def test_an_unknown_kind_of_a_known_group_is_refused() -> None:
+    obj = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualServce",
+           "metadata": {"name": "v", "namespace": "tai-system"}, "spec": {}}
+    problems = [p.message for p in validate_objects([obj], "1.34").problems]
+    assert problems == ["cloudcoil-models-istio 1.24.2.1 has no VirtualServce in "
+                        "cloudcoil.models.istio.networking.v1"]
 
 
 def test_duplicates_and_unknown_versions_are_reported() -> None:

@@ -10,7 +10,8 @@ from helpers.platform_plan import REGIONS, host_failure, render, variant
 pytestmark = pytest.mark.playbook
 
 PSS = "pod-security.kubernetes.io/"
-EXPECTED = {"istio-system", "monitoring", "logging", "tai-system", "vault", "keda"}
+EXPECTED = {"istio-system", "monitoring", "logging", "tai-system", "vault", "keda",
+            "cert-manager"}
 
 
 def namespaces(region: str) -> dict[str, dict[str, Any]]:

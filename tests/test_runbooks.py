@@ -28,7 +28,8 @@ BIN = Path(sys.executable).parent
 PLANNABLE = {"site.yml", "playbooks/drain-region.yml", "playbooks/redis-cluster-repair.yml",
              "playbooks/vault-rotate-shards.yml", "playbooks/vault-restore.yml",
              "playbooks/redis-restore.yml"}
-TOOLS = {"ansible-playbook", "kubectl", "helm", "scripts/grpc-health"}
+TOOLS = {"ansible-playbook", "ansible-vault", "kubectl", "helm", "scripts/grpc-health", "bao",
+         "gpg", "base64"}
 
 
 def commands(path: Path) -> list[str]:
@@ -68,6 +69,30 @@ def _repository_text() -> str:
     return "\n".join(parts)
 
 
+def _without_vars_files(argv: list[str]) -> list[str]:
+    """argv without `-e @file`: a file of secrets (shards, a token) the runbook has the
+    operator write, which a test cannot have; the variables it names are checked apart."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("@") and i and argv[i - 1] in ("-e", "--extra-vars"):
+            out.pop()
+            continue
+        out.append(arg)
+    return out
+
+
+VARS_FILE_NAMES = {"vault_unseal_keys", "vault_rotate_current_keys", "vault_rotate_new_keys",
+                   "vault_break_glass_token"}
+
+
+def test_variables_the_runbooks_put_in_vars_files_exist() -> None:
+    text = _repository_text()
+    pages = "\n".join(p.read_text() for p in RUNBOOKS)
+    for name in VARS_FILE_NAMES:
+        assert name in pages
+        assert re.search(rf"\b{name}\b", text), f"no playbook or role uses {name}"
+
+
 def _extra_vars(argv: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for flag, value in itertools.pairwise(argv):
@@ -100,7 +125,7 @@ def test_command_names_a_known_tool(page: str, command: str) -> None:
 
 @pytest.mark.parametrize("command", PLAYBOOK_COMMANDS)
 def test_playbook_limit_and_variables_exist(command: str) -> None:
-    argv = shlex.split(command)
+    argv = _without_vars_files(shlex.split(command))
     playbooks = [a for a in argv[1:] if a.endswith(".yml") and not a.startswith("-")]
     assert len(playbooks) == 1, command
     assert (REPO / playbooks[0]).is_file(), f"{playbooks[0]} does not exist"
@@ -125,13 +150,13 @@ def build_root(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.mark.playbook
 @pytest.mark.parametrize("command", PLAYBOOK_COMMANDS)
 def test_playbook_command_passes_syntax_check(command: str) -> None:
-    argv = shlex.split(command)[1:]
+    argv = _without_vars_files(shlex.split(command))[1:]
     run = run_playbook(*argv, "--syntax-check")
     assert run.returncode == 0, run.output[-2000:]
 
 
 def _plan_variant(command: str) -> list[str] | None:
-    argv = shlex.split(command)[1:]
+    argv = _without_vars_files(shlex.split(command))[1:]
     playbook = next(a for a in argv if a.endswith(".yml"))
     if playbook not in PLANNABLE:
         return None
@@ -162,7 +187,8 @@ def test_playbook_command_runs_in_plan_mode(command: str, build_root: dict[str, 
 
 def test_plan_mode_covers_the_plannable_playbooks() -> None:
     planned = {next(a for a in shlex.split(c) if a.endswith(".yml")) for c in PLAN_COMMANDS}
-    used = {next(a for a in shlex.split(c) if a.endswith(".yml")) for c in PLAYBOOK_COMMANDS}
+    used = {next(a for a in _without_vars_files(shlex.split(c)) if a.endswith(".yml"))
+            for c in PLAYBOOK_COMMANDS}
     assert planned == PLANNABLE & used
 
 
@@ -181,3 +207,37 @@ def test_grpc_health_commands_parse(command: str) -> None:
     # Parsed only: the addresses are production load balancers, never contacted from tests.
     args = grpc_health._parser().parse_args(shlex.split(command)[1:])
     assert args.addr
+
+
+def _flags(command: str) -> list[str]:
+    return sorted({a.split("=", 1)[0] for a in shlex.split(command) if a.startswith("-")})
+
+
+@pytest.mark.parametrize("command", sorted({c for _, c in ALL if c.split()[0] == "bao"}))
+def test_bao_subcommands_and_flags_exist(command: str) -> None:
+    argv = shlex.split(command)
+    words = [a for a in argv[1:] if not a.startswith("-")][:2]
+    proc = subprocess.run([str(BIN / "bao"), *words, "-h"], capture_output=True, text=True,
+                          check=False)
+    text = proc.stdout + proc.stderr
+    assert f"Usage: bao {' '.join(words)}" in text, text[:300]
+    for flag in _flags(command):
+        assert re.search(rf"^\s+{re.escape(flag)}\b", text, re.M), f"bao {words}: no {flag}"
+
+
+@pytest.mark.parametrize("command", sorted({c for _, c in ALL
+                                            if c.split()[0] in ("gpg", "base64",
+                                                                "ansible-vault")}))
+def test_gpg_base64_and_ansible_vault_options_exist(command: str) -> None:
+    argv = shlex.split(command)
+    tool = str(BIN / argv[0]) if argv[0] == "ansible-vault" else argv[0]
+    if argv[0] == "ansible-vault":
+        proc = subprocess.run([tool, argv[1], "--help"], capture_output=True, text=True,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr[-300:]
+        return
+    help_args = ["--dump-options"] if argv[0] == "gpg" else ["--help"]
+    text = subprocess.run([tool, *help_args], capture_output=True, text=True,
+                          check=True).stdout
+    for flag in _flags(command):
+        assert flag in text, f"{argv[0]} has no option {flag}"

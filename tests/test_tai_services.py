@@ -193,6 +193,13 @@ def test_plan_writes_values_and_manifests_and_is_idempotent(tmp_path: Path) -> N
             "job-redis-cluster-init.yaml", "virtualservice-tai-api.yaml"} <= files
     assert (plan_dir(tmp_path) / "manifests" / "istio-system" / "gateway-tai-gateway.yaml").exists()
     assert not (plan_dir(tmp_path) / "live.yaml").exists()
+    # The agents verify Vault's private CA from the Secret the vault role writes into
+    # tai-system (vault_tls_ca_secret_name): without these annotations no pod ever starts.
+    assert values["vault"]["caSecret"] == "vault-ca"
+    annotations = manifest(tmp_path, "deployment-governor-blue.yaml")[
+        "spec"]["template"]["metadata"]["annotations"]
+    assert annotations["vault.hashicorp.com/tls-secret"] == "vault-ca"
+    assert annotations["vault.hashicorp.com/ca-cert"] == "/vault/tls/ca.crt"
     # Redis: the plan holds ACL rules and Vault references, never a password or its hash.
     acl = manifest(tmp_path, "configmap-redis-acl.yaml")["data"]["users.acl"]
     users = [line.split() for line in acl.splitlines() if line.startswith("user ")]

@@ -37,14 +37,15 @@ from tai_deploy.vault_secrets import InitMaterial, save_material
 pytestmark = [pytest.mark.playbook, pytest.mark.xdist_group("vault_bootstrap")]
 
 HELPERS = Path(__file__).parent / "helpers"
-POLICY_MARK = 'path "tai/data/*"'
+POLICY_MARK = 'path "tai/data/governor/*"'
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("vault-lab")
     ca, cert, key = make_tls(root / "tls")
-    server = BaoServer(root / "server", tls_cert=cert, tls_key=key)
+    server = BaoServer(root / "server", tls_cert=cert, tls_key=key,
+                       audit_file=root / "audit.log")
     server.start()
     password = root / "vault-password"
     password.write_text(secrets.token_urlsafe(24) + "\n")
@@ -92,32 +93,32 @@ def test_2_configure_creates_policy_role_and_mount_and_revokes_root(lab: Lab) ->
     assert _changed(run.output, run.recap("localhost")) == 1
     assert lab.material().root_token is None, "the initial root token must leave the file"
     assert not token_is_valid(lab.client(root)), "the initial root token must be revoked"
+    assert lab.material().controller is not None, "the controller identity must be stored"
     with lab.root_session() as vault:
         auth = vault.request("GET", "sys/auth") or {}
         assert auth["data"]["kubernetes/"]["type"] == "kubernetes"
         mounts = vault.request("GET", "sys/mounts") or {}
         assert mounts["data"]["tai/"]["type"] == "kv"
         assert mounts["data"]["tai/"]["options"] == {"version": "2"}
-        policy = (vault.request("GET", "sys/policies/acl/tai-app") or {})["data"]["policy"]
+        policy = (vault.request("GET", "sys/policies/acl/tai-governor") or {})["data"]["policy"]
         assert POLICY_MARK in policy and 'capabilities = ["read"]' in policy
-        role = (vault.request("GET", "auth/kubernetes/role/tai-app") or {})["data"]
-        assert sorted(role["bound_service_account_names"]) == [
-            "coordinator", "governor", "scheduler"]
+        role = (vault.request("GET", "auth/kubernetes/role/tai-governor") or {})["data"]
+        assert role["bound_service_account_names"] == ["governor"]
         assert role["bound_service_account_namespaces"] == ["tai-system"]
-        assert role["token_policies"] == ["tai-app"]
+        assert role["token_policies"] == ["tai-governor"]
         assert (role["token_ttl"], role["token_max_ttl"]) == (3600, 14400)
         config = (vault.request("GET", "auth/kubernetes/config") or {})["data"]
         assert config["kubernetes_host"] == "https://kubernetes.default.svc"
-        # Data for the restart test, and proof that the policy works as the role's tokens will:
-        # a tai-app token reads TAI secrets and can do nothing else.
-        vault.request("POST", "tai/data/governor/config", {"data": {"api_key": "test-value"}})
+        # The role wrote what the agent pre-populates, and the policy works as the service's
+        # tokens will: a tai-governor token reads governor's secrets and nothing else.
         created = vault.request("POST", "auth/token/create",
-                                {"policies": ["tai-app"], "no_default_policy": True,
+                                {"policies": ["tai-governor"], "no_default_policy": True,
                                  "ttl": "2m"}) or {}
         app = lab.client(created["auth"]["client_token"])
         read = app.request("GET", "tai/data/governor/config") or {}
         assert read["data"]["data"] == {"api_key": "test-value"}
         assert app.call("POST", "tai/data/governor/config", {"data": {"x": "y"}})[0] == 403
+        assert app.call("GET", "tai/data/coordinator/config")[0] == 403
         assert app.call("GET", "sys/mounts")[0] == 403
 
 
@@ -128,20 +129,21 @@ def test_3_rerun_reports_no_change(lab: Lab) -> None:
 
 def test_4_drift_is_reported_in_check_mode_and_repaired(lab: Lab) -> None:
     with lab.root_session() as vault:
-        vault.request("PUT", "sys/policies/acl/tai-app",
+        vault.request("PUT", "sys/policies/acl/tai-governor",
                       {"policy": 'path "tai/data/*" { capabilities = ["read", "list"] }'})
-        vault.request("POST", "auth/kubernetes/role/tai-app", {"token_ttl": 60})
+        vault.request("POST", "auth/kubernetes/role/tai-governor", {"token_ttl": 60})
     check = lab.run("--check", "--diff")
     assert _changed(check.output, check.recap("localhost")) == 1
-    assert '"list"' in check.output and "policy tai-app" in check.output  # the diff
+    assert '"list"' in check.output and "policy tai-governor" in check.output  # the diff
     with lab.root_session() as vault:
-        drifted = (vault.request("GET", "sys/policies/acl/tai-app") or {})["data"]["policy"]
+        drifted = (vault.request("GET", "sys/policies/acl/tai-governor") or {})["data"][
+            "policy"]
     assert '"list"' in drifted, "check mode must not write"
     run = lab.run()
     assert _changed(run.output, run.recap("localhost")) == 1
     with lab.root_session() as vault:
-        policy = (vault.request("GET", "sys/policies/acl/tai-app") or {})["data"]["policy"]
-        role = (vault.request("GET", "auth/kubernetes/role/tai-app") or {})["data"]
+        policy = (vault.request("GET", "sys/policies/acl/tai-governor") or {})["data"]["policy"]
+        role = (vault.request("GET", "auth/kubernetes/role/tai-governor") or {})["data"]
     assert '"list"' not in policy and role["token_ttl"] == 3600
 
 
@@ -180,7 +182,7 @@ def test_6_restarted_server_is_unsealed_with_the_stored_shards_and_data_intact(l
     with lab.root_session() as vault:
         secret = vault.request("GET", "tai/data/governor/config") or {}
         assert secret["data"]["data"] == {"api_key": "test-value"}
-        policy = (vault.request("GET", "sys/policies/acl/tai-app") or {})["data"]["policy"]
+        policy = (vault.request("GET", "sys/policies/acl/tai-governor") or {})["data"]["policy"]
         assert POLICY_MARK in policy
 
 

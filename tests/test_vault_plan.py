@@ -34,12 +34,18 @@ PLAYBOOK = """\
         tai_build_dir: {build}/shamir
         vault_seal_type: shamir
         vault_replicas: 5
+        # A payload of newline, colon, braces and quotes in string inputs (issue 13): it must
+        # come out as one string value, never as structure.
+        vault_storage_class: "{payload}"
+        vault_audit_file_path: "/vault/audit/{payload}"
 """
+PAYLOAD = 'x\\n- y: {z: [1]}\\"} #'  # as written in a YAML double-quoted string
+PAYLOAD_VALUE = 'x\n- y: {z: [1]}"} #'
 
 
 def _plan(tmp_path: Path, *extra: str) -> tuple[int, str]:
     playbook = tmp_path / "plan.yml"
-    playbook.write_text(PLAYBOOK.format(repo=REPO, build=tmp_path / "build"))
+    playbook.write_text(PLAYBOOK.format(repo=REPO, build=tmp_path / "build", payload=PAYLOAD))
     run = run_playbook("-l", "europe-west1", *extra, str(playbook))
     return run.returncode, run.output
 
@@ -86,6 +92,10 @@ def test_release_is_pinned_ha_raft_with_injector_tls_pdb_and_spread(planned: Pat
     assert "unauthenticated_metrics_access = true" in config
     assert config.count("retry_join {") == 3
     assert 'seal "gcpckms"' in config and 'key_ring   = "vault-production"' in config
+    # The file audit device on the audit volume, declared for OpenBao (Vault enables it at init).
+    assert ('audit "file" "file" {\n  options {\n    file_path = "/vault/audit/audit.log"\n'
+            "  }\n}") in config
+    assert server["auditStorage"]["enabled"]
     assert server["serviceAccount"]["annotations"] == {
         "iam.gke.io/gcp-service-account": "vault-server@tai-production.iam.gserviceaccount.com"}
     monitor = values["serverTelemetry"]["serviceMonitor"]
@@ -106,12 +116,32 @@ def test_bootstrap_and_configuration_are_planned_without_secrets(planned: Path) 
     config = json.loads((planned / "kms/vault/configuration.json").read_text())
     assert config["secrets_engines"][0]["path"] == "tai"
     assert config["secrets_engines"][0]["options"] == {"version": "2"}
-    assert config["policies"][0]["name"] == "tai-app"
-    assert 'path "tai/data/*"' in config["policies"][0]["policy"]
-    role = next(e for e in config["endpoints"] if e["path"] == "auth/kubernetes/role/tai-app")
-    assert role["data"]["bound_service_account_names"] == ["governor", "coordinator",
-                                                            "scheduler"]
-    assert role["data"]["bound_service_account_namespaces"] == ["tai-system"]
+    policies = {p["name"]: p["policy"] for p in config["policies"]}
+    assert sorted(policies) == ["tai-coordinator", "tai-governor", "tai-redis",
+                                "tai-redis-cluster-admin", "tai-redis-snapshot",
+                                "tai-scheduler", "vault-snapshot"]
+    for svc in ("governor", "coordinator", "scheduler"):
+        # Each service reads its own secrets and its own Redis password, nothing else.
+        assert policies[f"tai-{svc}"].count("path ") == 2
+        assert f'path "tai/data/{svc}/*" {{\n  capabilities = ["read"]\n}}' in policies[
+            f"tai-{svc}"]
+        assert f'path "tai/data/redis/{svc}" {{\n  capabilities = ["read"]\n}}' in policies[
+            f"tai-{svc}"]
+        role = next(e for e in config["endpoints"]
+                    if e["path"] == f"auth/kubernetes/role/tai-{svc}")
+        assert role["data"]["bound_service_account_names"] == [svc]
+        assert role["data"]["bound_service_account_namespaces"] == ["tai-system"]
+        assert role["data"]["token_policies"] == [f"tai-{svc}"]
+    # The agents' secrets appear by path only (no inventory secrets in this plan: no fields).
+    assert config["kv_secrets"] == [{"mount": "tai", "path": f"{s}/config", "fields": []}
+                                    for s in ("governor", "coordinator", "scheduler")]
+    assert config["audit_devices"] == [{"path": "file", "type": "file",
+                                        "options": {"file_path": "/vault/audit/audit.log"}}]
+    assert config["controller"]["auth_path"] == "tai-deploy"
+    assert boot["custody"] == "file" and boot["holders"] == []
+    redis = next(e for e in config["endpoints"] if e["path"] == "auth/kubernetes/role/tai-redis")
+    assert redis["data"]["audience"] == "vault"
+    assert redis["data"]["bound_service_account_names"] == ["redis"]
     files = sorted(str(p.relative_to(planned / "kms/vault"))
                    for p in (planned / "kms/vault").rglob("*") if p.is_file())
     assert files == ["bootstrap.json", "configuration.json",
@@ -162,6 +192,18 @@ def test_shamir_plan_has_no_kms_seal_and_scales_the_raft_peers(planned: Path) ->
     assert values["server"]["serviceAccount"]["annotations"] == {}
     boot = json.loads((planned / "shamir/vault/bootstrap.json").read_text())
     assert boot["key_kind"] == "unseal" and len(boot["nodes"]) == 5
+
+
+def test_string_inputs_stay_string_values(planned: Path) -> None:
+    values = _values(planned / "shamir")
+    assert values["server"]["dataStorage"]["storageClass"] == PAYLOAD_VALUE
+    assert values["server"]["auditStorage"]["storageClass"] == PAYLOAD_VALUE
+    config = json.loads((planned / "shamir/vault/configuration.json").read_text())
+    assert config["audit_devices"][0]["options"]["file_path"] == f"/vault/audit/{PAYLOAD_VALUE}"
+    # In the server's HCL the payload is one escaped string: no new block, no new line.
+    hcl = values["server"]["ha"]["raft"]["config"]
+    audit = hcl[hcl.index('audit "file"'):]
+    assert audit.count("\n") == 5 and '\\n- y: {z: [1]}\\"} #' in audit
 
 
 def test_bad_input_stops_the_plan_with_one_sentence_per_problem(tmp_path: Path) -> None:

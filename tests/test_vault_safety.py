@@ -2,8 +2,9 @@
 
 - Init never starts unless the init material file can be written: between sys/init and that
   write the shards exist only in memory, so a failing write would lose them for good.
-- Check mode compares the configuration like a login would: it mints a short-lived token,
-  revokes it, and leaves no generate-root attempt and no file change behind.
+- Check mode compares the configuration as the controller identity: it logs in, revokes its
+  token, and leaves no generate-root attempt and no file change behind; a configuration that
+  needs more than the identity's policy grants is reported (a real run refuses it).
 """
 
 from __future__ import annotations
@@ -55,11 +56,18 @@ def test_check_mode_compares_and_leaves_nothing_behind(server: BaoServer, tmp_pa
     assert material is not None and material.root_token is None
 
     dry = configure(server.addr, Configuration.from_mapping({
+        "secrets_engines": [{"path": "tai", "type": "kv", "options": {"version": "2"},
+                             "description": "drifted"}]}),
+        init_file=init_file, cipher=CIPHER, connector=Connector(), check=True)
+    assert dry.token_source == "controller identity"
+    assert [(c.kind, c.action) for c in dry.changes if c.changed] == [
+        ("secrets_engine", "updated")]
+    wider = configure(server.addr, Configuration.from_mapping({
         "secrets_engines": [{"path": "tai2", "type": "kv", "options": {"version": "2"}}]}),
         init_file=init_file, cipher=CIPHER, connector=Connector(), check=True)
-    # Like a login: a short-lived token was minted (and revoked) to compare the configuration.
-    assert dry.token_source == "generate-root"
-    assert [c.action for c in dry.changes if c.changed] == ["created"]
+    assert [(c.kind, c.name, c.action) for c in wider.changes if c.changed] == [
+        ("policy", "tai-deploy-controller", "updated")]
+    assert "re-issue it with a break-glass root token" in wider.warnings[0]
     attempt = VaultClient(server.addr).request("GET", "sys/generate-root/attempt") or {}
     assert attempt.get("started") is False, "no generate-root attempt is left behind"
     assert init_file.read_bytes() == before

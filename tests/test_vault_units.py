@@ -189,7 +189,8 @@ def test_durations_compare_in_seconds(value: object, seconds: int | None) -> Non
 
 
 def test_configuration_input_errors_are_one_sentence() -> None:
-    with pytest.raises(VaultError, match=r"unknown sections mounts \(known: auth_methods"):
+    with pytest.raises(VaultError,
+                       match=r"unknown sections mounts \(known: audit_devices, auth_methods"):
         Configuration.from_mapping({"mounts": []})
     with pytest.raises(VaultError, match=r"policies\[0\] lacks policy"):
         Configuration.from_mapping({"policies": [{"name": "x"}]})

@@ -61,6 +61,7 @@ from urllib.parse import quote
 
 from .bluegreen_lease import LeaseError, LeaseLock
 from .k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
+from .services import IMAGE_TAG, SLOTS
 
 ANNOTATION = "bluegreen.tai-deploy.io/state"
 # The release a rollback aborted: {"image", "slot", "at", "by"}.
@@ -73,13 +74,13 @@ RETIME_TOLERANCE = 0.1
 ROUTE_LABEL = "tai.example.com/route"
 # KEDA holds a ScaledObject's target at this many replicas and stops scaling it while set.
 KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
-DEFAULT_SLOTS = ("blue", "green")
+DEFAULT_SLOTS = SLOTS
 PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
 READY, PROGRESSING, FAILED, MISSING = "ready", "progressing", "failed", "missing"
 # Annotations of the active Deployment that must not be copied to a new slot.
 _NOT_COPIED = ("deployment.kubernetes.io/revision",
                "kubectl.kubernetes.io/last-applied-configuration")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG = IMAGE_TAG
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -1,9 +1,11 @@
 """Kubernetes manifests: split, name and validate them offline.
 
 Core kinds are checked with kubernetes-validate in strict mode against the schemas of the
-pinned Kubernetes minor version. Custom resources (Istio, KEDA, Prometheus Operator, ...) have
-no schema there; they get the structural checks that every object must pass and are reported
-as ``structural`` so that nobody mistakes them for schema-validated objects.
+pinned Kubernetes minor version. Custom resources of Istio, Prometheus Operator, KEDA and
+cert-manager are checked against their projects' CRD schemas (crd_schemas.py, from the
+cloudcoil-models-* packages). Other custom resources have no schema offline; they get the
+structural checks that every object must pass and are reported as ``structural`` so that nobody
+mistakes them for schema-validated objects.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from .crd_schemas import CrdSchemaError, known_group
+from .crd_schemas import problems as crd_problems
 
 # API groups whose kinds kubernetes-validate knows (core and built-in groups).
 _BUILTIN_GROUP = re.compile(
@@ -40,6 +45,8 @@ class ManifestProblem:
 class ValidationReport:
     schema_validated: int = 0
     structural_only: list[str] = field(default_factory=list)
+    # custom resources checked against an upstream CRD schema: "<ref> (<package> <version>)"
+    crd_validated: list[str] = field(default_factory=list)
     problems: list[ManifestProblem] = field(default_factory=list)
 
     @property
@@ -138,6 +145,16 @@ def validate_objects(objects: Iterable[Mapping[str, Any]], version: str) -> Vali
                 report.problems.append(ManifestProblem(ref, problem))
             else:
                 report.schema_validated += 1
+        elif known_group(str(obj["apiVersion"])):
+            try:
+                found, src = crd_problems(obj)
+            except CrdSchemaError as exc:
+                report.problems.append(ManifestProblem(ref, str(exc)))
+                continue
+            report.problems.extend(ManifestProblem(ref, p) for p in found)
+            if not found:
+                report.schema_validated += 1
+                report.crd_validated.append(f"{ref} ({src})")
         else:
             report.structural_only.append(ref)
     return report

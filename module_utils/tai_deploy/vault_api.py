@@ -218,18 +218,27 @@ def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.25) 
         time.sleep(interval)
 
 
-def initialize(client: VaultClient, shares: int, threshold: int, *, recovery: bool
-               ) -> tuple[list[str], str]:
+def initialize(client: VaultClient, shares: int, threshold: int, *, recovery: bool,
+               pgp_keys: Sequence[str] = ()) -> tuple[list[str], str]:
     """PUT sys/init. Returns (shards as base64, root token). The caller must persist them first.
 
-    With an auto-unseal seal (KMS) Vault creates recovery shards instead of unseal shards.
+    With an auto-unseal seal (KMS) Vault creates recovery shards instead of unseal shards. With
+    ``pgp_keys`` (base64 OpenPGP public keys, one per share) Vault encrypts shard i to key i
+    (``pgp_keys``, ``recovery_pgp_keys``: the sys/init API reference) and the shards returned
+    are those ciphertexts. The root token stays in the clear: the caller needs it once, to create
+    the controller's identity, and revokes it.
     """
     if not 1 <= threshold <= shares:
         raise VaultError(f"key threshold {threshold} must be between 1 and the share count "
                          f"{shares}")
+    if pgp_keys and len(pgp_keys) != shares:
+        raise VaultError(f"{len(pgp_keys)} holder keys were given for {shares} shares; Vault "
+                         "needs exactly one key per share")
     body: dict[str, Any] = (
         {"recovery_shares": shares, "recovery_threshold": threshold} if recovery
         else {"secret_shares": shares, "secret_threshold": threshold})
+    if pgp_keys:
+        body["recovery_pgp_keys" if recovery else "pgp_keys"] = list(pgp_keys)
     data = client.request("PUT", "sys/init", body) or {}
     keys = data.get("recovery_keys_base64" if recovery else "keys_base64") or []
     token = data.get("root_token") or ""
@@ -589,6 +598,49 @@ def ensure_endpoint(client: VaultClient, path: str, data: Mapping[str, Any], *,
     return Change("endpoint", clean, UPDATED, before, wanted)
 
 
+@dataclass(frozen=True)
+class ControllerSpec:
+    """The controller's own identity: an AppRole role on a mount of its own and one policy."""
+
+    auth_path: str = "tai-deploy"
+    role: str = "controller"
+    policy: str = "tai-deploy-controller"
+    token_ttl: str = "15m"
+    secret_id_bound_cidrs: tuple[str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> ControllerSpec:
+        data = data or {}
+        unknown = sorted(set(data) - {"auth_path", "role", "policy", "token_ttl",
+                                      "secret_id_bound_cidrs"})
+        if unknown:
+            raise VaultError(f"configuration section controller has unknown keys "
+                             f"{', '.join(unknown)}")
+        defaults = cls()
+        spec = cls(auth_path=str(data.get("auth_path") or defaults.auth_path),
+                   role=str(data.get("role") or defaults.role),
+                   policy=str(data.get("policy") or defaults.policy),
+                   token_ttl=str(data.get("token_ttl") or defaults.token_ttl),
+                   secret_id_bound_cidrs=tuple(str(c) for c in
+                                               data.get("secret_id_bound_cidrs") or ()))
+        for name in (spec.auth_path, spec.role, spec.policy):
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+                raise VaultError(f"controller name {name!r} is not a valid Vault path segment")
+        return spec
+
+    def role_body(self) -> dict[str, Any]:
+        """auth/<auth_path>/role/<role>: tokens of the controller policy alone, short-lived,
+        never renewed past token_ttl; secret ids that do not expire (the file keeps one)."""
+        body: dict[str, Any] = {
+            "token_policies": [self.policy], "token_no_default_policy": True,
+            "token_ttl": self.token_ttl, "token_max_ttl": self.token_ttl,
+            "token_type": "service", "secret_id_ttl": 0, "secret_id_num_uses": 0,
+            "bind_secret_id": True}
+        if self.secret_id_bound_cidrs:
+            body["secret_id_bound_cidrs"] = list(self.secret_id_bound_cidrs)
+        return body
+
+
 @dataclass
 class Configuration:
     """The desired state the role sends (configuration.json in the plan)."""
@@ -597,17 +649,24 @@ class Configuration:
     secrets_engines: list[dict[str, Any]] = field(default_factory=list)
     policies: list[dict[str, Any]] = field(default_factory=list)
     endpoints: list[dict[str, Any]] = field(default_factory=list)
+    # {path, type, options}: enabled with the initial (or a break-glass) root token only.
+    audit_devices: list[dict[str, Any]] = field(default_factory=list)
+    # {mount, path, fields}: KV v2 secrets the agents read; the values come separately (secret).
+    kv_secrets: list[dict[str, Any]] = field(default_factory=list)
+    controller: ControllerSpec = field(default_factory=ControllerSpec)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Configuration:
-        known = {"auth_methods", "secrets_engines", "policies", "endpoints"}
+        known = {"auth_methods", "secrets_engines", "policies", "endpoints", "audit_devices",
+                 "kv_secrets", "controller"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise VaultError(f"configuration has unknown sections {', '.join(unknown)} "
                              f"(known: {', '.join(sorted(known))})")
-        out = cls()
+        out = cls(controller=ControllerSpec.from_mapping(data.get("controller")))
         required = {"auth_methods": ("path", "type"), "secrets_engines": ("path", "type"),
-                    "policies": ("name", "policy"), "endpoints": ("path", "data")}
+                    "policies": ("name", "policy"), "endpoints": ("path", "data"),
+                    "audit_devices": ("path", "type"), "kv_secrets": ("mount", "path")}
         for section, keys in required.items():
             items = data.get(section) or []
             if not isinstance(items, list):
@@ -619,13 +678,76 @@ class Configuration:
                 if missing:
                     raise VaultError(f"{section}[{i}] lacks {', '.join(missing)}")
                 getattr(out, section).append(dict(item))
+        if any(p["name"] == out.controller.policy for p in out.policies):
+            raise VaultError(f"policy {out.controller.policy} is the controller's own policy; "
+                             "the configuration may not define it (the controller would grant "
+                             "itself anything)")
+        if any(_mount_key(a["path"]) == _mount_key(out.controller.auth_path)
+               for a in out.auth_methods):
+            raise VaultError(f"auth path {out.controller.auth_path} is the controller's own "
+                             "mount; the configuration may not manage it")
         return out
 
+    def controller_policy(self) -> str:
+        """The controller's ACL policy: exactly the paths the converge reads and writes.
 
-def apply_configuration(client: VaultClient, config: Configuration, *, check: bool = False
+        It cannot touch its own policy or AppRole mount, tokens, seals, raft, audit devices
+        (it may only list them), generate-root or rekey; every grant is an exact path from
+        this configuration (endpoint roles excepted: the parent path of each one).
+        """
+        rules: list[tuple[str, list[str]]] = [
+            ("sys/auth", ["read"]),
+            ("sys/mounts", ["read"]),
+            # Listing the audit devices needs sudo on sys/audit; enabling one needs
+            # sys/audit/<path>, which is not granted.
+            ("sys/audit", ["read", "sudo"]),
+            (f"sys/policies/acl/{self.controller.policy}", ["read"]),
+            ("auth/token/lookup-self", ["read"]),
+            ("auth/token/revoke-self", ["update"]),
+        ]
+        for item in self.auth_methods:
+            key = _mount_key(item["path"])[:-1]
+            rules += [(f"sys/auth/{key}", ["create", "update", "sudo"]),
+                      (f"sys/auth/{key}/tune", ["read", "update", "sudo"])]
+        for item in self.secrets_engines:
+            key = _mount_key(item["path"])[:-1]
+            rules += [(f"sys/mounts/{key}", ["create", "read", "update"]),
+                      (f"sys/mounts/{key}/tune", ["read", "update"]),
+                      (f"{key}/config", ["read"])]
+        for item in self.policies:
+            rules.append((f"sys/policies/acl/{item['name']}", ["create", "read", "update"]))
+        for item in self.endpoints:
+            rules.append((str(item["path"]).strip("/"), ["create", "read", "update"]))
+        for item in self.kv_secrets:
+            mount = _mount_key(item["mount"])[:-1]
+            rules.append((f"{mount}/data/{str(item['path']).strip('/')}",
+                          ["create", "read", "update"]))
+        seen: dict[str, list[str]] = {}
+        for path, caps in rules:
+            if not re.match(r"^[A-Za-z0-9_.+*/-]+$", path):
+                raise VaultError(f"path {path!r} cannot be granted to the controller (only "
+                                 "letters, digits and _.+*/- are allowed in a policy path)")
+            merged = seen.setdefault(path, [])
+            merged += [c for c in caps if c not in merged]
+        lines = ["# The tai-deploy controller: only what the converge reads and writes."]
+        for path in sorted(seen):
+            grants = ", ".join(f'"{c}"' for c in seen[path])
+            lines.append(f'path "{path}" {{\n  capabilities = [{grants}]\n}}')
+        return "\n".join(lines) + "\n"
+
+
+def apply_configuration(client: VaultClient, config: Configuration, *, check: bool = False,
+                        secret_values: Mapping[str, Mapping[str, Any]] | None = None
                         ) -> list[Change]:
-    """Ensure every item, in dependency order: mounts, then policies, then config objects."""
+    """Ensure every item, in dependency order: mounts, policies, config objects, secrets.
+
+    The audit devices are checked (they must already be enabled: the controller identity may
+    list them but never enable or disable one). ``secret_values`` maps each kv_secrets path to
+    its data; a secret listed in the configuration without values is refused.
+    """
     changes: list[Change] = []
+    for item in config.audit_devices:
+        changes.append(_audit_present(client, item))
     for item in config.auth_methods:
         changes.append(ensure_auth_method(client, item["path"], item["type"],
                                           description=item.get("description"), check=check))
@@ -645,4 +767,145 @@ def apply_configuration(client: VaultClient, config: Configuration, *, check: bo
                                   dict(item["data"])))
             continue
         changes.append(ensure_endpoint(client, item["path"], item["data"], check=check))
+    values = secret_values or {}
+    for item in config.kv_secrets:
+        path = str(item["path"]).strip("/")
+        data = values.get(path)
+        if not isinstance(data, Mapping) or not data:
+            raise VaultError(f"no values were given for the secret {item['mount']}/{path} "
+                             "(vault_service_secrets)")
+        wanted_keys = sorted(str(k) for k in item.get("fields") or [])
+        if wanted_keys and sorted(str(k) for k in data) != wanted_keys:
+            raise VaultError(f"the values given for {item['mount']}/{path} have the keys "
+                             f"{', '.join(sorted(map(str, data)))}, not the planned "
+                             f"{', '.join(wanted_keys)}")
+        if check and any(c.action == CREATED and c.kind == "secrets_engine"
+                         and c.name == _mount_key(item["mount"]) for c in changes):
+            changes.append(Change("secret", f"{item['mount']}/{path}", CREATED, None,
+                                  {"keys": sorted(map(str, data))}))
+            continue
+        changes.append(ensure_kv_secret(client, item["mount"], path, data, check=check))
     return changes
+
+
+def _audit_present(client: VaultClient, item: Mapping[str, Any]) -> Change:
+    key = _mount_key(item["path"])
+    devices = _data(client.request("GET", "sys/audit"))
+    if key not in devices:
+        raise VaultError(f"audit device {key} is not enabled on {client.addr}; it is enabled "
+                         "at init with the initial root token (or declared in the server "
+                         "configuration), and the controller identity may not enable one: "
+                         "see docs/runbooks/vault.md (break-glass)")
+    found = devices[key]
+    return Change("audit", key, UNCHANGED, {"type": found.get("type")},
+                  {"type": item["type"]})
+
+
+# --- audit devices ----------------------------------------------------------------------------
+
+def ensure_audit_device(client: VaultClient, path: str, device_type: str,
+                        options: Mapping[str, Any], *, check: bool = False) -> Change:
+    """An audit device at path with these options, enabled through the API when it is absent.
+
+    OpenBao (2.2 and later) refuses audit devices through the API and reads them from the
+    server configuration's ``audit`` stanza (the role renders it); HashiCorp Vault ignores that
+    stanza (an unknown-field warning) and takes them through ``PUT sys/audit/<path>``. Either
+    way, what is found at path is compared with what is wanted; a different device there is
+    refused (replacing it would drop the audit trail).
+    """
+    key = _mount_key(path)
+    devices = _data(client.request("GET", "sys/audit"))
+    current = devices.get(key)
+    wanted = {"type": device_type, "options": _str_options(options)}
+    if current is not None:
+        before = {"type": current.get("type"),
+                  "options": {k: _str_options(current.get("options")).get(k)
+                              for k in wanted["options"]}}
+        if before != wanted:
+            raise VaultError(f"audit device {key} on {client.addr} is {before}, not {wanted}; "
+                             "disable it deliberately before the role enables its own")
+        return Change("audit", key, UNCHANGED, before, wanted)
+    if not check:
+        code, data = client.call("PUT", f"sys/audit/{key[:-1]}", wanted)
+        if code >= 400:
+            why = refusal(client.addr, "PUT", f"sys/audit/{key[:-1]}", code, data)
+            raise VaultError(f"{why}; declare the device in the server configuration (audit "
+                             "stanza) where the API may not enable one")
+    return Change("audit", key, CREATED, None, wanted)
+
+
+# --- the controller's AppRole identity --------------------------------------------------------
+
+def approle_login(client: VaultClient, auth_path: str, role_id: str, secret_id: str) -> str:
+    """A token from auth/<auth_path>/login; one sentence (no credential) when refused."""
+    code, data = client.call("POST", f"auth/{auth_path}/login",
+                             {"role_id": role_id, "secret_id": secret_id})
+    token = ((data.get("auth") or {}).get("client_token")) if code == 200 else None
+    if not token:
+        raise VaultError(refusal(client.addr, "POST", f"auth/{auth_path}/login", code, data)
+                         + "; the controller identity of the init material file was refused "
+                         "(revoked or of another cluster): re-issue it with the break-glass "
+                         "procedure of docs/runbooks/vault.md")
+    return str(token)
+
+
+def issue_secret_id(client: VaultClient, auth_path: str, role_name: str
+                    ) -> tuple[str, str, str]:
+    """(role id, new secret id, its accessor) of an AppRole role."""
+    role = _data(client.request("GET", f"auth/{auth_path}/role/{role_name}/role-id"))
+    issued = _data(client.request("POST", f"auth/{auth_path}/role/{role_name}/secret-id", {}))
+    role_id, secret_id = str(role.get("role_id") or ""), str(issued.get("secret_id") or "")
+    if not role_id or not secret_id:
+        raise VaultError(f"Vault at {client.addr} issued no role id or secret id for "
+                         f"auth/{auth_path}/role/{role_name}")
+    return role_id, secret_id, str(issued.get("secret_id_accessor") or "")
+
+
+def destroy_other_secret_ids(client: VaultClient, auth_path: str, role_name: str,
+                             keep_accessor: str) -> int:
+    """Destroy every secret id of the role but keep_accessor (a re-issue retires the old ones)."""
+    code, data = client.call("LIST", f"auth/{auth_path}/role/{role_name}/secret-id")
+    if code == 404:
+        return 0
+    if code != 200:
+        raise VaultError(refusal(client.addr, "LIST",
+                                 f"auth/{auth_path}/role/{role_name}/secret-id", code, data))
+    destroyed = 0
+    for accessor in _data(data).get("keys") or []:
+        if accessor != keep_accessor:
+            client.request("POST", f"auth/{auth_path}/role/{role_name}/secret-id-accessor/"
+                           "destroy", {"secret_id_accessor": accessor})
+            destroyed += 1
+    return destroyed
+
+
+# --- KV version 2 secrets ---------------------------------------------------------------------
+
+def ensure_kv_secret(client: VaultClient, mount: str, path: str, data: Mapping[str, Any], *,
+                     check: bool = False) -> Change:
+    """The latest version of <mount>/<path> holds exactly data; written only when it differs.
+
+    ``before``/``after`` carry the key names only (with a marker of which changed), never a
+    value: this is what a diff may show of a secret.
+    """
+    clean = path.strip().strip("/")
+    if not clean or ".." in clean.split("/"):
+        raise VaultError(f"secret path {path!r} is not valid")
+    wanted = {str(k): str(v) for k, v in data.items()}
+    current_body = client.request("GET", f"{mount}/data/{clean}", missing_ok=True)
+    current_data = (_data(current_body).get("data") if current_body else None)
+    name = f"{mount}/{clean}"
+    if not isinstance(current_data, Mapping):
+        if not check:
+            client.request("POST", f"{mount}/data/{clean}", {"data": wanted})
+        return Change("secret", name, CREATED, None, {"keys": sorted(wanted)})
+    current = {str(k): str(v) for k, v in current_data.items()}
+    if current == wanted:
+        return Change("secret", name, UNCHANGED, {"keys": sorted(current)},
+                      {"keys": sorted(wanted)})
+    changed_keys = sorted(k for k in set(current) | set(wanted)
+                          if current.get(k) != wanted.get(k))
+    if not check:
+        client.request("POST", f"{mount}/data/{clean}", {"data": wanted})
+    return Change("secret", name, UPDATED, {"keys": sorted(current)},
+                  {"keys": sorted(wanted), "changed": changed_keys})

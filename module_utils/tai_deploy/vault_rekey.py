@@ -33,6 +33,14 @@ finds, in this order:
 A shard that Vault refuses cancels the rekey and stops the run with one sentence: nothing is
 changed and the file is not written. No message built here holds a shard.
 
+Custody by holders: with ``holders`` the rekey is started with their OpenPGP keys
+(``pgp_keys`` of .../init), so the new shards Vault returns are ciphertexts, one per holder, and
+are stored as pending like any others. The current shards, when the file holds them encrypted,
+come from the holders for the run (``current_keys``); the verification needs a threshold of the
+NEW shards decrypted (``new_keys``), so a rotation to holders takes two runs: the first stores
+the pending ciphertexts and stops, awaiting the holders; the second, with their decrypted new
+shards, verifies and promotes. Until then the current shards stay the active ones.
+
 HashiCorp Vault serves these endpoints without a token. OpenBao (the tests' server) disables
 them by default from 2.5 (``disable_unauthed_rekey_endpoints``) in favour of the authenticated
 ``sys/rotate/(root|recovery)`` endpoints; the test server re-enables them.
@@ -92,16 +100,18 @@ class RekeyResult:
     previous_shares: int = 0
     previous_threshold: int = 0
     actions: list[str] = field(default_factory=list)
+    awaiting_holders: bool = False
 
     @property
     def changed(self) -> bool:
-        return self.rotated
+        return self.rotated or self.awaiting_holders
 
     def as_dict(self) -> dict[str, Any]:
         return {"key_type": self.key_type, "seal_type": self.seal_type, "rotated": self.rotated,
                 "resumed": self.resumed, "shares": self.shares, "threshold": self.threshold,
                 "previous_shares": self.previous_shares,
-                "previous_threshold": self.previous_threshold, "actions": list(self.actions)}
+                "previous_threshold": self.previous_threshold, "actions": list(self.actions),
+                "awaiting_holders": self.awaiting_holders}
 
 
 def check_shares(shares: int, threshold: int) -> None:
@@ -168,10 +178,12 @@ class Rekey:
         """DELETE .../init: drop the rekey in progress and its unverified new shards."""
         self.client.request("DELETE", f"{self.base}/init")
 
-    def start(self, shares: int, threshold: int) -> RekeyStatus:
-        data = self.client.request("PUT", f"{self.base}/init", {
-            "secret_shares": shares, "secret_threshold": threshold,
-            "require_verification": True}) or {}
+    def start(self, shares: int, threshold: int, pgp_keys: Sequence[str] = ()) -> RekeyStatus:
+        body: dict[str, Any] = {"secret_shares": shares, "secret_threshold": threshold,
+                                "require_verification": True}
+        if pgp_keys:
+            body["pgp_keys"] = list(pgp_keys)
+        data = self.client.request("PUT", f"{self.base}/init", body) or {}
         status = RekeyStatus.from_response(data)
         if not status.started or not status.nonce:
             self._quiet_cancel()
@@ -269,7 +281,10 @@ def _now() -> str:
 def rotate_shards(node: str, *, init_file: str | Path, cipher: Cipher, connector: Connector,
                   shares: int | None = None, threshold: int | None = None,
                   check: bool = False, on_secret: SecretSink = _ignore_secret,
-                  on_step: StepHook = _ignore_step) -> RekeyResult:
+                  on_step: StepHook = _ignore_step,
+                  holders: Sequence[tuple[str, str]] = (),
+                  current_keys: Sequence[str] = (),
+                  new_keys: Sequence[str] = ()) -> RekeyResult:
     """Rotate the shards of the Vault reached through node, or finish an interrupted rotation.
 
     ``shares``/``threshold`` default to the counts of the current shards. In check mode the
@@ -280,9 +295,15 @@ def rotate_shards(node: str, *, init_file: str | Path, cipher: Cipher, connector
         raise MaterialError(f"the init material file {init_file} does not exist; the rotation "
                             "needs the current shards (restore the file from its backup)")
     on_secret(material.secrets())
+    on_secret([*current_keys, *new_keys])
     wanted_shares = material.shares if shares is None else shares
     wanted_threshold = material.threshold if threshold is None else threshold
     check_shares(wanted_shares, wanted_threshold)
+    if holders and len(holders) != wanted_shares:
+        raise VaultError(f"{len(holders)} key holders were given for {wanted_shares} shares; "
+                         "each new shard is encrypted to exactly one holder")
+    custody = _Custody(auth_keys=tuple(current_keys) if material.holders else material.keys,
+                       holders=tuple(holders), new_keys=tuple(new_keys))
     result = RekeyResult(key_type=material.key_type, previous_shares=material.shares,
                          previous_threshold=material.threshold, shares=wanted_shares,
                          threshold=wanted_threshold)
@@ -306,14 +327,33 @@ def rotate_shards(node: str, *, init_file: str | Path, cipher: Cipher, connector
             return result
         if material.pending is not None:
             if _resolve_pending(rekey, material, progress, result, init_file=init_file,
-                                cipher=cipher, on_step=on_step):
+                                cipher=cipher, on_step=on_step, custody=custody):
                 return result
         elif progress.started:
             rekey.cancel()
             result.actions.append("cancelled a stale rekey that was in progress")
             on_step(STALE_CANCELLED)
-        _rotate(rekey, material, result, init_file=init_file, cipher=cipher, on_step=on_step)
+        if material.holders and not custody.auth_keys:
+            raise VaultError(
+                f"the current shards are held by {', '.join(material.holders)}: "
+                f"{material.threshold} of them decrypt their shard and hand it in "
+                "(vault_rotate_current_keys) to authorise the rotation")
+        _rotate(rekey, material, result, init_file=init_file, cipher=cipher, on_step=on_step,
+                custody=custody)
     return result
+
+
+@dataclass(frozen=True)
+class _Custody:
+    """Who holds what in this run: the shards that authorise the rekey, the holders the new
+    shards go to, and (second run of a rotation to holders) their decrypted new shards."""
+
+    auth_keys: tuple[str, ...] = field(repr=False)
+    holders: tuple[tuple[str, str], ...] = ()
+    new_keys: tuple[str, ...] = field(default=(), repr=False)
+
+    def verification_keys(self, pending: PendingShards) -> tuple[str, ...]:
+        return self.new_keys if pending.holders else pending.keys
 
 
 def _plan(result: RekeyResult, material: InitMaterial, progress: RekeyStatus) -> None:
@@ -338,13 +378,27 @@ def _plan(result: RekeyResult, material: InitMaterial, progress: RekeyStatus) ->
 
 def _resolve_pending(rekey: Rekey, material: InitMaterial, progress: RekeyStatus,
                      result: RekeyResult, *, init_file: str | Path, cipher: Cipher,
-                     on_step: StepHook) -> bool:
+                     on_step: StepHook, custody: _Custody) -> bool:
     """Finish the interrupted rotation whose pending shards the file holds (True), or find
     that they never became active (False: a new rotation replaces them). See the module doc."""
     pending = material.pending
     assert pending is not None
+    verify_keys = custody.verification_keys(pending)
+    if pending.holders and not verify_keys:
+        if progress.verifying and progress.nonce == pending.nonce:
+            result.awaiting_holders = True
+            result.actions.append(
+                f"the new shards wait for {pending.threshold} of "
+                f"{', '.join(pending.holders)} to decrypt theirs and hand them in "
+                "(vault_rotate_new_keys); the current shards stay active until then")
+            return True
+        raise VaultError(
+            "the pending shards of an interrupted rotation are encrypted to "
+            f"{', '.join(pending.holders)} and Vault no longer waits for their verification: "
+            "hand in their decrypted new shards (vault_rotate_new_keys) to find whether they "
+            "became active")
     if progress.verifying and progress.nonce == pending.nonce:
-        if rekey.verify(pending.keys, pending.threshold):
+        if rekey.verify(verify_keys, pending.threshold):
             on_step(VERIFIED)
             result.actions.append("continued the verification of the pending shards of an "
                                   "interrupted rotation")
@@ -359,7 +413,7 @@ def _resolve_pending(rekey: Rekey, material: InitMaterial, progress: RekeyStatus
         rekey.cancel()
         result.actions.append("cancelled a stale rekey that was in progress")
         on_step(STALE_CANCELLED)
-    if rekey.shards_active(pending.keys, pending.shares, pending.threshold):
+    if rekey.shards_active(verify_keys, pending.shares, pending.threshold):
         result.actions.append("found that Vault had already verified the pending shards of an "
                               "interrupted rotation")
         _promote(material, result, init_file=init_file, cipher=cipher, on_step=on_step)
@@ -382,10 +436,11 @@ def _promote(material: InitMaterial, result: RekeyResult, *, init_file: str | Pa
 
 
 def _rotate(rekey: Rekey, material: InitMaterial, result: RekeyResult, *,
-            init_file: str | Path, cipher: Cipher, on_step: StepHook) -> None:
+            init_file: str | Path, cipher: Cipher, on_step: StepHook, custody: _Custody) -> None:
     addr = rekey.client.addr
-    status = rekey.start(result.shares, result.threshold)
-    new_keys = rekey.submit(material.keys, status)
+    status = rekey.start(result.shares, result.threshold,
+                         pgp_keys=[key for _, key in custody.holders])
+    new_keys = rekey.submit(custody.auth_keys, status)
     if isinstance(new_keys, str):
         rekey.cancel()
         raise VaultError(
@@ -393,12 +448,21 @@ def _rotate(rekey: Rekey, material: InitMaterial, result: RekeyResult, *,
             f"({new_keys}); the rekey was cancelled and nothing was changed")
     on_step(REKEYED)
     pending = PendingShards(result.shares, result.threshold, tuple(new_keys), status.nonce,
-                            _now())
+                            _now(), tuple(name for name, _ in custody.holders))
     staged = material.with_pending(pending)
     save_material(init_file, staged, cipher)
     on_step(PENDING_SAVED)
     result.actions.append(f"stored {len(new_keys)} new {material.key_type} shards as pending in "
-                          "the init material file")
+                          "the init material file"
+                          + (", each encrypted to its holder" if pending.holders else ""))
+    if pending.holders:
+        # Only the holders can decrypt the new shards that the verification needs.
+        result.awaiting_holders = True
+        result.actions.append(
+            f"the new shards wait for {pending.threshold} of {', '.join(pending.holders)} to "
+            "decrypt theirs and hand them in (vault_rotate_new_keys); the current shards stay "
+            "active until then")
+        return
     if not rekey.verify(new_keys, result.threshold):
         # The shards Vault has just made do not verify: the rekey is dropped, the current
         # shards stay the active ones and the pending ones leave the file.

@@ -10,6 +10,12 @@ This module never prints, logs or raises with a secret in the message.
 During a shard rotation (vault_rekey) the file also holds the new shards as ``pending`` until
 Vault has verified them and they are promoted; every writer here keeps them.
 
+Custody (``holders``): when Vault was initialised (or rekeyed) with the holders' OpenPGP keys,
+``keys_base64`` holds the shards ENCRYPTED to those keys, one per holder in the holders' order;
+the file then holds no quorum, and nothing here can unseal Vault or mint a root token with
+them. The controller's own identity (``controller``: an AppRole role id and secret id, created
+with the initial root token) is what the day-to-day configuration logs in with.
+
 Writes go to a temporary file in the same folder (mode 0600), are flushed and fsynced, then
 renamed over the target and the folder is fsynced: a crash leaves the old file or the new one,
 never half of either.
@@ -155,6 +161,7 @@ class PendingShards:
     keys: tuple[str, ...] = field(repr=False)
     nonce: str = ""          # of the rekey operation that created them (not a secret)
     created_at: str = ""
+    holders: tuple[str, ...] = ()   # the new shards are encrypted to these holders' keys
 
     def __post_init__(self) -> None:
         if not 1 <= self.threshold <= self.shares or len(self.keys) < self.threshold:
@@ -162,9 +169,12 @@ class PendingShards:
                                 f"{self.threshold} of {self.shares}) are inconsistent")
 
     def to_document(self) -> dict[str, Any]:
-        return {"shares": self.shares, "threshold": self.threshold,
-                "keys_base64": list(self.keys), "rekey_nonce": self.nonce,
-                "created_at": self.created_at}
+        doc: dict[str, Any] = {"shares": self.shares, "threshold": self.threshold,
+                               "keys_base64": list(self.keys), "rekey_nonce": self.nonce,
+                               "created_at": self.created_at}
+        if self.holders:
+            doc["holders"] = list(self.holders)
+        return doc
 
     @classmethod
     def from_document(cls, body: Any, source: str) -> PendingShards:
@@ -176,7 +186,8 @@ class PendingShards:
         try:
             return cls(int(body.get("shares", len(keys))), int(body.get("threshold", 0)),
                        tuple(keys), str(body.get("rekey_nonce") or ""),
-                       str(body.get("created_at") or ""))
+                       str(body.get("created_at") or ""),
+                       tuple(str(h) for h in body.get("holders") or []))
         except (TypeError, ValueError) as exc:
             if isinstance(exc, MaterialError):
                 raise MaterialError(f"{source}: {exc}") from None
@@ -186,6 +197,34 @@ class PendingShards:
 
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class ControllerIdentity:
+    """The controller's AppRole login (auth/<auth_path>/login). The secret id is not in repr."""
+
+    auth_path: str
+    role_name: str
+    role_id: str = field(repr=False)
+    secret_id: str = field(repr=False)
+    secret_id_accessor: str = ""
+    created_at: str = ""
+
+    def to_document(self) -> dict[str, Any]:
+        return {"auth_path": self.auth_path, "role_name": self.role_name,
+                "role_id": self.role_id, "secret_id": self.secret_id,
+                "secret_id_accessor": self.secret_id_accessor, "created_at": self.created_at}
+
+    @classmethod
+    def from_document(cls, body: Any, source: str) -> ControllerIdentity:
+        fields = ("auth_path", "role_name", "role_id", "secret_id")
+        if not isinstance(body, Mapping) or not all(
+                isinstance(body.get(k), str) and body.get(k) for k in fields):
+            raise MaterialError(f"{source} has an incomplete vault_init.controller (it needs "
+                                f"{', '.join(fields)})")
+        return cls(str(body["auth_path"]), str(body["role_name"]), str(body["role_id"]),
+                   str(body["secret_id"]), str(body.get("secret_id_accessor") or ""),
+                   str(body.get("created_at") or ""))
 
 
 @dataclass(frozen=True)
@@ -200,8 +239,15 @@ class InitMaterial:
     initialized_at: str = ""
     rotated_at: str = ""
     pending: PendingShards | None = field(default=None, repr=False)
+    # Names of the holders the shards are encrypted to, in the order of keys; empty: the shards
+    # are stored in the clear (inside this encrypted file), the custody before holders existed.
+    holders: tuple[str, ...] = ()
+    controller: ControllerIdentity | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.holders and len(self.holders) != len(self.keys):
+            raise MaterialError(f"the material names {len(self.holders)} holders for "
+                                f"{len(self.keys)} shards")
         if self.key_type not in KEY_TYPES:
             raise MaterialError(f"key type {self.key_type!r} is not one of {', '.join(KEY_TYPES)}")
         if not 1 <= self.threshold <= self.shares:
@@ -212,8 +258,14 @@ class InitMaterial:
 
     @classmethod
     def new(cls, key_type: str, shares: int, threshold: int, keys: Sequence[str],
-            root_token: str) -> InitMaterial:
-        return cls(key_type, shares, threshold, tuple(keys), root_token, _now())
+            root_token: str, *, holders: Sequence[str] = ()) -> InitMaterial:
+        return cls(key_type, shares, threshold, tuple(keys), root_token, _now(),
+                   holders=tuple(holders))
+
+    @property
+    def custody(self) -> str:
+        """``holders``: the shards are encrypted to the holders' keys; ``file``: in the clear."""
+        return "holders" if self.holders else "file"
 
     def secrets(self) -> list[str]:
         """Every secret string in the material, for output masking (Ansible no_log_values)."""
@@ -221,7 +273,12 @@ class InitMaterial:
         out = keys + [_b64_to_hex(k) for k in keys]
         if self.root_token:
             out.append(self.root_token)
+        if self.controller is not None:
+            out += [self.controller.secret_id, self.controller.role_id]
         return [s for s in out if s]
+
+    def with_controller(self, controller: ControllerIdentity | None) -> InitMaterial:
+        return replace(self, controller=controller)
 
     def without_root_token(self) -> InitMaterial:
         return replace(self, root_token=None)
@@ -235,7 +292,8 @@ class InitMaterial:
         if self.pending is None:
             raise MaterialError("there are no pending shards to promote")
         return replace(self, shares=self.pending.shares, threshold=self.pending.threshold,
-                       keys=self.pending.keys, pending=None, rotated_at=_now())
+                       keys=self.pending.keys, pending=None, rotated_at=_now(),
+                       holders=self.pending.holders)
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -252,6 +310,10 @@ class InitMaterial:
             doc["rotated_at"] = self.rotated_at
         if self.pending is not None:
             doc["pending"] = self.pending.to_document()
+        if self.holders:
+            doc["holders"] = list(self.holders)
+        if self.controller is not None:
+            doc["controller"] = self.controller.to_document()
         return {"vault_init": doc}
 
     @classmethod
@@ -264,6 +326,11 @@ class InitMaterial:
             raise MaterialError(f"{source} has no list of shards under vault_init.keys_base64")
         pending = (PendingShards.from_document(body["pending"], source) if body.get("pending")
                    else None)
+        holders = body.get("holders") or []
+        if not isinstance(holders, list) or not all(isinstance(h, str) and h for h in holders):
+            raise MaterialError(f"{source} has a malformed vault_init.holders list")
+        controller = (ControllerIdentity.from_document(body["controller"], source)
+                      if body.get("controller") else None)
         try:
             return cls(
                 key_type=str(body.get("key_type", "unseal")),
@@ -274,6 +341,8 @@ class InitMaterial:
                 initialized_at=str(body.get("initialized_at", "")),
                 rotated_at=str(body.get("rotated_at") or ""),
                 pending=pending,
+                holders=tuple(holders),
+                controller=controller,
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, MaterialError):

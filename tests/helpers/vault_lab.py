@@ -41,6 +41,11 @@ PLAYBOOK = """\
         tasks_from: bootstrap
 """
 
+# What the agents pre-populate (tai/<svc>/config), as an inventory's encrypted vars give it.
+SERVICE_SECRETS = {"governor": {"api_key": "test-value"},
+                   "coordinator": {"api_key": "coordinator-test-value"},
+                   "scheduler": {"api_key": "scheduler-test-value"}}
+
 # Tokens of OpenBao (s.<24>) and Vault (hvs.<...>, hvb.<...>).
 TOKEN_PATTERN = re.compile(r"\b(?:s|hvs|hvb|hvr)\.[A-Za-z0-9_-]{20,}")
 
@@ -83,6 +88,9 @@ class Lab:
                 "kubernetes_host": "https://kubernetes.default.svc",
                 "kubernetes_ca_cert": kube_ca,
             },
+            # The server declares its file audit device here (BaoServer.audit_file).
+            "vault_audit_file_path": str(self.server.audit_file or ""),
+            "vault_service_secrets": SERVICE_SECRETS,
         }
         data.update(overrides)
         return data

@@ -67,6 +67,9 @@ class BaoServer:
     tls_key: str | None = None
     node_id: str = "node1"
     retry_join: list[str] = field(default_factory=list)
+    # A file audit device declared in the configuration (path file/), as the role renders it:
+    # OpenBao refuses audit devices through the API and reads them from here.
+    audit_file: Path | None = None
     lifetime: int = 900
     api_port: int = 0
     cluster_port: int = 0
@@ -111,11 +114,17 @@ class BaoServer:
             f'  cluster_address = "127.0.0.1:{self.cluster_port}"\n{tls}'
             "  disable_unauthed_generate_root_endpoints = false\n"
             "  telemetry {\n    unauthenticated_metrics_access = true\n  }\n}\n"
-            f"{seal}"
+            f"{seal}{self._audit_text()}"
             f'api_addr = "{self.addr}"\n'
             f'cluster_addr = "https://127.0.0.1:{self.cluster_port}"\n'
             'log_level = "warn"\n'
         )
+
+    def _audit_text(self) -> str:
+        if self.audit_file is None:
+            return ""
+        return ('audit "file" "file" {\n  options {\n'
+                f'    file_path = "{self.audit_file}"\n  }}\n}}\n')
 
     def start(self, timeout: float = 20.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -189,14 +198,14 @@ def _cli_start(workdir: Path, tls: bool) -> dict[str, Any]:
     cert = key = None
     if tls:
         cert, key = _test_tls(workdir)
-    server = BaoServer(workdir, tls_cert=cert, tls_key=key,
+    server = BaoServer(workdir, tls_cert=cert, tls_key=key, audit_file=workdir / "audit.log",
                        api_port=int(state.get("api_port", 0)),
                        cluster_port=int(state.get("cluster_port", 0)), lifetime=600)
     server.start()
     assert server.proc is not None
     state = {"pid": server.proc.pid, "addr": server.addr, "api_port": server.api_port,
              "cluster_port": server.cluster_port, "ca_cert": str(workdir / "ca.pem") if tls
-             else ""}
+             else "", "audit_file": str(workdir / "audit.log")}
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     server.proc = None  # detach: the process keeps running after this command exits
     return state

@@ -108,7 +108,6 @@ RUST_LOG: {{ .Values.app.logLevel | quote }}
 FIRESTORE_DATABASE: {{ .Values.app.firestoreDatabase | quote }}
 REDIS_URL: {{ .Values.app.redisUrl | quote }}
 VAULT_ADDR: {{ .Values.vault.address | quote }}
-VAULT_ROLE: {{ .Values.vault.role | quote }}
 TAI_REGION: {{ .Values.region | quote }}
 TAI_ENVIRONMENT: {{ .Values.environment | quote }}
 GRPC_MAX_CONNECTION_AGE_SECONDS: {{ .Values.app.grpc.maxConnectionAgeSeconds | toString | quote }}
@@ -132,7 +131,7 @@ CKV_K8S_15=Pinned immutable release tags make IfNotPresent safe, and pod restart
 {{- define "tai.checkovSkipsApp" -}}
 checkov.io/skip1: {{ include "tai.checkovSkipDigest" . | quote }}
 checkov.io/skip2: {{ include "tai.checkovSkipPullPolicy" . | quote }}
-checkov.io/skip3: "CKV_K8S_40=The service images run as their built-in user uid 1000 (the seed's runAsUser); runAsNonRoot, no privilege escalation and dropped capabilities are enforced"
+checkov.io/skip3: "CKV_K8S_40=The service images run as their built-in user uid 1000 (app.runAsUser); runAsNonRoot, no privilege escalation and dropped capabilities are enforced"
 checkov.io/skip4: "CKV_K8S_38=The Vault agent sidecar logs in to Vault's Kubernetes auth method with the pod's service account token, so the token must be mounted"
 {{- end -}}
 

@@ -49,11 +49,15 @@ def dns_bodies(cfg: Mapping[str, Any]) -> dict[str, Any]:
             "allowed": [{"IPProtocol": "tcp", "ports": ports}]},
         "health-check.json": {
             "name": names["health_check"],
-            "description": f"TCP check of the TAI governor port through the ingress gateway "
-                           f"({region})",
-            "type": "TCP",
-            "tcpHealthCheck": {"port": int(cfg["health_check_port"]),
-                               "portSpecification": "USE_FIXED_PORT", "proxyHeader": "NONE"},
+            "description": f"gRPC health of {cfg['health_check_grpc_service']} through the "
+                           f"ingress gateway ({region})",
+            # gRPC, not TCP: Envoy accepts TCP connections whether or not anything behind it
+            # can serve; grpc.health.v1 Check answers SERVING only when the service does
+            # (compute v1 HealthCheck.type GRPC, GRPCHealthCheck; NEG backends supported).
+            "type": "GRPC",
+            "grpcHealthCheck": {"port": int(cfg["health_check_port"]),
+                                "portSpecification": "USE_FIXED_PORT",
+                                "grpcServiceName": str(cfg["health_check_grpc_service"])},
             "checkIntervalSec": int(hc["interval"]), "timeoutSec": int(hc["timeout"]),
             "healthyThreshold": int(hc["healthy"]), "unhealthyThreshold": int(hc["unhealthy"])},
         "backend-service.json": {

@@ -20,6 +20,12 @@ def helm_release_source(spec: Mapping[str, Any], mirror: str = "") -> dict[str, 
     return chart_source(spec, mirror or "")
 
 
+def helm_release_mirrored(spec: Mapping[str, Any], mirror: str = "") -> dict[str, Any]:
+    """The release spec with its repository replaced by the mirror, when one is set."""
+    return {**spec, "repository": mirror.rstrip("/")} if mirror else dict(spec)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"helm_release_source": helm_release_source}
+        return {"helm_release_source": helm_release_source,
+                "helm_release_mirrored": helm_release_mirrored}

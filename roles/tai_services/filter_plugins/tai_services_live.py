@@ -15,14 +15,20 @@ Pure function, no Ansible import beyond the FilterModule hook; tests import it d
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-SLOTS = ("blue", "green")
+_MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "module_utils")
+if _MODULE_UTILS not in sys.path:
+    sys.path.insert(0, _MODULE_UTILS)
 
+# The chart's two slots, named once for the Python code (module_utils/tai_deploy/services.py);
+# importable only once module_utils is on the path (above).
+from tai_deploy.services import SLOTS, other_slot  # noqa: E402
 
-def _other(slot: str) -> str:
-    return "green" if slot == "blue" else "blue"
+_other = other_slot
 
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:

@@ -17,6 +17,7 @@ Resource Manager (cloudresourcemanager v1)  GET /v1/projects/{p},
   POST /v1/projects/{p}:getIamPolicy | :setIamPolicy
 Firestore (firestore v1)  GET/POST /v1/projects/{p}/databases[/{d}]?databaseId=  (LRO on
   /v1/projects/{p}/databases/{d}/operations/{op}: done)
+Cloud Storage (storage v1)  buckets and their IAM policies: storage.py
 
 Every body is checked against the discovery schema of the method it serves (schema.py), then
 against the documented cross-field rules (rules.py). A service that Service Usage has not
@@ -47,6 +48,7 @@ TITLES = {"container.googleapis.com": "Kubernetes Engine API",
           "cloudkms.googleapis.com": "Cloud Key Management Service (KMS) API",
           "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
           "firestore.googleapis.com": "Cloud Firestore API",
+          "storage.googleapis.com": "Cloud Storage API",
           "serviceusage.googleapis.com": "Service Usage API"}
 
 
@@ -166,10 +168,18 @@ class ProjectApis:
     before_set_policy: Callable[[ProjectApis, str], None] | None = None
     # workload identity pools that exist (GcpDouble: those of its clusters)
     workload_pools: Callable[[], set[str]] = set
+    storage: Any = None  # StorageApi (storage.py), made in __post_init__
     _pending: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
     _unseen: dict[str, int] = field(default_factory=dict)
     _seq: int = 0
     _addr: int = 0
+
+    def __post_init__(self) -> None:
+        from .storage import StorageApi
+
+        if self.storage is None:
+            self.storage = StorageApi(account_exists=lambda email: any(
+                k.endswith(f"/serviceAccounts/{email}") for k in self.resources))
 
     # --- fixtures -----------------------------------------------------------------------
     def is_enabled(self, service: str) -> bool:
@@ -208,6 +218,11 @@ class ProjectApis:
         path, _, query = raw_path.partition("?")
         path = unquote(path)
         params = {k: v[0] for k, v in parse_qs(query).items()}
+        if path.startswith("/storage/v1/"):
+            owner = self.storage.project_of(path, params)
+            if owner and not self.is_enabled("storage.googleapis.com"):
+                return 403, service_disabled("storage.googleapis.com", owner)
+            return self.storage.handle(method, path, params, body)  # type: ignore[no-any-return]
         project = self._project_of(path)
         service = self._service_of(path)
         if service is None:
