@@ -15,6 +15,7 @@ REGION = "europe-west1"
 
 
 @pytest.mark.playbook
+@pytest.mark.rehearsal
 def test_the_first_apply_of_a_region_converges_and_a_second_changes_nothing() -> None:
     with rehearsal(REGION) as lab:
         first = lab.apply()
