@@ -919,7 +919,10 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     values = combine(values, {"region": c.region, "serviceAccounts": {
         "gcpProject": c.variables.get("tai_gcp_project") or ""}})
     values = combine(values, dict(over))
-    out: list[str] = []
+    out: list[str] = digest_problems(
+        values, c.region, environment=str(v.get("tai_services_environment") or "production"),
+        allow_undigested=_true(v.get("tai_services_allow_undigested_images")),
+        apply=_true(c.variables.get("tai_apply")))
     for path, number in _replica_fields(values, ""):
         if as_int(number) is None or not 0 <= as_int(number) <= REPLICAS_MAX:  # type: ignore[operator]
             out.append(f"tai_services_values{path} of region {c.region} is "
@@ -938,6 +941,64 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         out.append(f"tai_services_values{where} of region {c.region} is refused by "
                    f"{chart_dir.name}/values.schema.json: {error.message}.")
+    return out
+
+
+# The digest the chart's defaults carry where the registry's digest is not recorded yet: the
+# plan renders with it, apply refuses it (a pull by it would fail anyway).
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+
+
+def chart_images(values: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
+    """(values path, image mapping holding tag and digest, repository) of every image the chart
+    deploys with these values: each service slot that has a tag, Redis, its exporter and, when
+    enabled, the snapshot job."""
+    out: list[tuple[str, Mapping[str, Any], str]] = []
+    services = values.get("services")
+    for name, svc in sorted((services if isinstance(services, Mapping) else {}).items()):
+        if not isinstance(svc, Mapping):
+            continue
+        repo = str((svc.get("image") or {}).get("repository") or name)
+        slots = svc.get("slots") if isinstance(svc.get("slots"), Mapping) else {}
+        for slot, spec in sorted(slots.items()):
+            if isinstance(spec, Mapping) and spec.get("tag"):
+                out.append((f"services.{name}.slots.{slot}", spec, repo))
+    redis = values.get("redis") if isinstance(values.get("redis"), Mapping) else {}
+    images = [("redis.image", redis.get("image")),
+              ("redis.exporter.image", (redis.get("exporter") or {}).get("image"))]
+    backup = redis.get("backup") if isinstance(redis.get("backup"), Mapping) else {}
+    if _true(backup.get("enabled")):
+        images.append(("redis.backup.image", backup.get("image")))
+    for path, image in images:
+        if isinstance(image, Mapping) and image.get("tag"):
+            out.append((path, image, str(image.get("repository") or "")))
+    return out
+
+
+def digest_problems(values: Mapping[str, Any], region: str, *, environment: str,
+                    allow_undigested: bool, apply: bool) -> list[str]:
+    """Images by digest: a production image without one is refused; outside production
+    tai_services_allow_undigested_images lets tags alone through (development); apply refuses
+    the placeholder digest."""
+    out: list[str] = []
+    production = environment == "production"
+    if allow_undigested and production:
+        out.append(f"tai_services_allow_undigested_images of region {region} is true in "
+                   "environment production; it is meant for development environments only, "
+                   "and production images must be pinned by digest.")
+    for path, image, repo in chart_images(values):
+        ref = f"{repo}:{image.get('tag')}"
+        digest = image.get("digest")
+        if not digest:
+            if production or not allow_undigested:
+                out.append(f"{path} ({ref}) of region {region} has no image digest; pin it as "
+                           f"tag@sha256 with {path}.digest (tai_services_values), or, in a "
+                           "development environment, set "
+                           "tai_services_allow_undigested_images: true.")
+        elif apply and digest == PLACEHOLDER_DIGEST:
+            out.append(f"{path} ({ref}) of region {region} carries the placeholder digest "
+                       f"sha256:000…; set {path}.digest to the registry's digest of {ref} "
+                       "before applying.")
     return out
 
 
