@@ -31,7 +31,8 @@ GATEWAY_OBJECTS = {("Gateway", "tai-gateway"), ("AuthorizationPolicy", "tai-lb-h
 # Both slots deployed, green active: the other shape the chart must render correctly.
 BLUE_GREEN = {"services": {
     svc: {"activeSlot": "green", "slots": {"blue": {"tag": "v1.0.0"},
-                                            "green": {"tag": "v1.1.0", "digest": "sha256:" + "1" * 64,
+                                            "green": {"tag": "v1.1.0",
+                                                      "digest": "sha256:" + "1" * 64,
                                                       "replicas": 2}}}
     for svc in SERVICES}}
 VARIANTS: dict[str, tuple[str | None, dict[str, Any] | None]] = {

@@ -55,7 +55,7 @@ def _text_matches(patterns: list[str], value: str | None) -> bool:
     if value is None:
         return False
     for p in patterns:
-        if p == "*" or p == value or (p.endswith("*") and value.startswith(p[:-1])) or (
+        if p in ("*", value) or (p.endswith("*") and value.startswith(p[:-1])) or (
                 p.startswith("*") and value.endswith(p[1:])):
             return True
     return False
@@ -195,8 +195,9 @@ def called_pairs(objects: Objects) -> set[tuple[str, str]]:
         env = " ".join(str(e.get("value", "")) for e in pod_spec(dep)["containers"][0]["env"])
         for name, svc in services.items():
             callee = svc["spec"]["selector"].get("app")
-            if callee in _workloads(objects) and callee != caller and any(
-                    f"{name}.{NAMESPACE}" in text or f"//{name}:" in text for text in (env, config)):
+            named = any(f"{name}.{NAMESPACE}" in text or f"//{name}:" in text
+                        for text in (env, config))
+            if callee in _workloads(objects) and callee != caller and named:
                 pairs.add((caller, callee))
     return pairs
 
@@ -234,7 +235,8 @@ def test_plaintext_reaches_only_the_metrics_path(rendered: dict[str, Objects]) -
     for svc, (labels, _, port) in _workloads(objs).items():
         scrape = Request(None, "10.8.0.3", 8080, "GET", "/metrics")
         assert admitted(objs, NAMESPACE, labels, scrape), svc
-        for r in (Request(None, "10.8.0.3", port), Request(None, "10.8.0.3", 8080, "POST", "/metrics"),
+        for r in (Request(None, "10.8.0.3", port),
+                  Request(None, "10.8.0.3", 8080, "POST", "/metrics"),
                   Request(None, "10.8.0.3", 8080, "GET", "/debug/pprof")):
             assert not admitted(objs, NAMESPACE, labels, r), (svc, r)
     # Every workload with a sidecar in the namespace is under the default deny.

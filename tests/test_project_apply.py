@@ -22,7 +22,7 @@ REGION = "europe-west1"
 ZONES = ("europe-west1-b", "europe-west1-c", "europe-west1-d")
 SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
-            "firestore.googleapis.com", "dns.googleapis.com")
+            "firestore.googleapis.com", "dns.googleapis.com", "binaryauthorization.googleapis.com")
 
 
 def apply(url: str, build: Path, *playbooks: str, region: str = REGION,

@@ -103,6 +103,23 @@ def test_a_new_tag_for_the_serving_slot_is_not_rolled_in_place() -> None:
         "slot green and swap)"]
 
 
+def test_a_kept_live_image_never_takes_the_digest_of_another_tag() -> None:
+    new = "sha256:" + "2" * 64
+    planned = planned_with(governor={"slots": {"blue": {"tag": "v2.0.0", "digest": new},
+                                               "green": {}}})
+    result = live.live_values(
+        planned, [service("governor", "blue")],
+        [deployment("governor", "blue", "gcr.io/ggen-project/governor:v1.0.0", 3)])
+    # The live image has no digest, and the planned one pins v2.0.0: none is rendered.
+    assert result["values"]["services"]["governor"]["slots"]["blue"] == {
+        "tag": "v1.0.0", "digest": "", "replicas": 3}
+    pinned = "gcr.io/ggen-project/governor:v1.0.0@sha256:" + "1" * 64
+    result = live.live_values(planned, [service("governor", "blue")],
+                              [deployment("governor", "blue", pinned, 3)])
+    assert result["values"]["services"]["governor"]["slots"]["blue"] == {
+        "tag": "v1.0.0", "digest": "sha256:" + "1" * 64, "replicas": 3}
+
+
 def test_update_active_slot_rolls_the_serving_slot_in_place() -> None:
     planned = planned_with(governor={"slots": {"blue": {"tag": "v2.0.0"}, "green": {}}})
     result = live.live_values(

@@ -23,7 +23,7 @@ def make_dirs(folder: Path, mode: int) -> None:
         except FileExistsError:
             if not path.is_dir():
                 raise
-        os.chmod(path, mode)
+        path.chmod(mode)
 
 
 def atomic_write(target: Path, data: bytes | str, *, mode: int = 0o644, durable: bool = False,

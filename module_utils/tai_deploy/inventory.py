@@ -953,20 +953,21 @@ def chart_images(values: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]
     """(values path, image mapping holding tag and digest, repository) of every image the chart
     deploys with these values: each service slot that has a tag, Redis, its exporter and, when
     enabled, the snapshot job."""
+    def mapping(value: Any) -> Mapping[str, Any]:
+        return value if isinstance(value, Mapping) else {}
+
     out: list[tuple[str, Mapping[str, Any], str]] = []
-    services = values.get("services")
-    for name, svc in sorted((services if isinstance(services, Mapping) else {}).items()):
+    for name, svc in sorted(mapping(values.get("services")).items()):
         if not isinstance(svc, Mapping):
             continue
-        repo = str((svc.get("image") or {}).get("repository") or name)
-        slots = svc.get("slots") if isinstance(svc.get("slots"), Mapping) else {}
-        for slot, spec in sorted(slots.items()):
+        repo = str(mapping(svc.get("image")).get("repository") or name)
+        for slot, spec in sorted(mapping(svc.get("slots")).items()):
             if isinstance(spec, Mapping) and spec.get("tag"):
                 out.append((f"services.{name}.slots.{slot}", spec, repo))
-    redis = values.get("redis") if isinstance(values.get("redis"), Mapping) else {}
+    redis = mapping(values.get("redis"))
     images = [("redis.image", redis.get("image")),
-              ("redis.exporter.image", (redis.get("exporter") or {}).get("image"))]
-    backup = redis.get("backup") if isinstance(redis.get("backup"), Mapping) else {}
+              ("redis.exporter.image", mapping(redis.get("exporter")).get("image"))]
+    backup = mapping(redis.get("backup"))
     if _true(backup.get("enabled")):
         images.append(("redis.backup.image", backup.get("image")))
     for path, image in images:
@@ -990,11 +991,15 @@ def digest_problems(values: Mapping[str, Any], region: str, *, environment: str,
         ref = f"{repo}:{image.get('tag')}"
         digest = image.get("digest")
         if not digest:
-            if production or not allow_undigested:
+            if production:
+                out.append(f"{path} ({ref}) of region {region} has no image digest; production "
+                           f"images must be pinned as tag@sha256: set {path}.digest "
+                           "(tai_services_values).")
+            elif not allow_undigested:
                 out.append(f"{path} ({ref}) of region {region} has no image digest; pin it as "
-                           f"tag@sha256 with {path}.digest (tai_services_values), or, in a "
-                           "development environment, set "
-                           "tai_services_allow_undigested_images: true.")
+                           f"tag@sha256 with {path}.digest (tai_services_values), or set "
+                           "tai_services_allow_undigested_images: true in this "
+                           f"{environment} environment.")
         elif apply and digest == PLACEHOLDER_DIGEST:
             out.append(f"{path} ({ref}) of region {region} carries the placeholder digest "
                        f"sha256:000…; set {path}.digest to the registry's digest of {ref} "

@@ -363,4 +363,4 @@ def private_folder(folder: Path) -> None:
     for here, dirs, _ in os.walk(root):
         for path in (Path(here), *(Path(here) / d for d in dirs)):
             if not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) != 0o700:
-                os.chmod(path, 0o700)
+                path.chmod(0o700)

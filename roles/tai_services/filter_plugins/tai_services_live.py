@@ -120,6 +120,10 @@ def live_values(
                 # The plan names no tag for it: left out, Helm removes the Deployment.
                 notes.append(f"{svc}: removing the idle slot {slot} ({live_slot['tag']})")
                 continue
+            if ("tag" in entry and "digest" not in entry and plan_slot.get("digest")
+                    and plan_tag != entry["tag"]):
+                # The planned digest pins the planned tag, not the live one: keep none.
+                entry["digest"] = ""
             out_slots[slot] = entry
         svc_overlay: dict[str, Any] = {"activeSlot": active}
         if out_slots:
