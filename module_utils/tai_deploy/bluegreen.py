@@ -79,7 +79,8 @@ READY, PROGRESSING, FAILED, MISSING = "ready", "progressing", "failed", "missing
 # Annotations of the active Deployment that must not be copied to a new slot.
 _NOT_COPIED = ("deployment.kubernetes.io/revision",
                "kubectl.kubernetes.io/last-applied-configuration")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# A tag, optionally with the digest it pins (tag@sha256:...): production images go by digest.
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[a-f0-9]{64})?$")
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -169,7 +170,8 @@ class Target:
             out.append(f"service {self.service}: the new image or version is required")
         if self.version is not None and not _TAG.match(self.version):
             out.append(f"service {self.service}: version {self.version!r} is not a valid "
-                       "image tag (letters, digits, '_', '.', '-'; at most 128)")
+                       "image tag (letters, digits, '_', '.', '-'; at most 128), optionally "
+                       "with its digest (@sha256:<64 hex digits>)")
         if self.image is not None and not _IMAGE.match(self.image):
             out.append(f"service {self.service}: image {self.image!r} is not an image "
                        "reference")
