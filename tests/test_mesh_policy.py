@@ -243,6 +243,77 @@ def test_plaintext_reaches_only_the_metrics_path(rendered: dict[str, Objects]) -
     assert (by_kind(objs, "AuthorizationPolicy")["allow-nothing"]["spec"] or {}) == {}
 
 
+# ---- NetworkPolicies follow the same graph ---------------------------------------------------
+
+def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A label selector (https://kubernetes.io/docs/concepts/overview/working-with-objects/
+    labels/#resources-that-support-set-based-requirements): matchLabels and In/NotIn/Exists."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        value, op = labels.get(e["key"]), e["operator"]
+        if (op == "In" and value not in e["values"]) or (
+                op == "NotIn" and value in e["values"]) or (op == "Exists" and value is None):
+            return False
+    return True
+
+
+def _peer_matches(peer: Mapping[str, Any], ns_labels: Mapping[str, str],
+                  labels: Mapping[str, str], same_namespace: bool) -> bool:
+    """A NetworkPolicy peer: podSelector alone means the policy's namespace; with a
+    namespaceSelector, pods of the matching namespaces (networking.k8s.io/v1 NetworkPolicyPeer)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        if not _selector_matches(peer["namespaceSelector"], ns_labels):
+            return False
+    elif not same_namespace:
+        return False
+    return _selector_matches(peer.get("podSelector") or {}, labels)
+
+
+def l3_admitted(objects: Objects, src: tuple[str, Mapping[str, str]],
+                dst: Mapping[str, str], port: int) -> bool:
+    """Under default deny both ways: some policy selecting the destination admits the source on
+    the port (ingress) and, for a source in the namespace, some policy selecting the source lets
+    it out to the destination (egress)."""
+    src_ns, src_labels = src
+    ns_labels = {"kubernetes.io/metadata.name": src_ns}
+    own = {"kubernetes.io/metadata.name": NAMESPACE}
+
+    def allows(rules: list[Mapping[str, Any]], key: str, peer_ns: Mapping[str, str],
+               peer: Mapping[str, str], same: bool) -> bool:
+        return any(any(_peer_matches(x, peer_ns, peer, same) for x in r.get(key) or [])
+                   and any(q.get("port") == port for q in r.get("ports") or [])
+                   for r in rules)
+    policies = [o["spec"] for o in objects if o["kind"] == "NetworkPolicy"]
+    ingress = any(allows(s.get("ingress") or [], "from", ns_labels, src_labels,
+                         src_ns == NAMESPACE)
+                  for s in policies if "Ingress" in s["policyTypes"]
+                  and _selector_matches(s["podSelector"], dst))
+    if src_ns != NAMESPACE:
+        return ingress
+    egress = any(allows(s.get("egress") or [], "to", own, dst, True)
+                 for s in policies if "Egress" in s["policyTypes"]
+                 and _selector_matches(s["podSelector"], src_labels))
+    return ingress and egress
+
+
+def l3_pairs(objects: Objects) -> set[tuple[str, str]]:
+    workloads = _workloads(objects)
+    sources = {"ingress-gateway": ("istio-system", GATEWAY_LABELS),
+               **{n: (NAMESPACE, w[0]) for n, w in workloads.items()}}
+    return {(caller, svc) for svc, (labels, _, port) in workloads.items()
+            for caller, src in sources.items() if l3_admitted(objects, src, labels, port)}
+
+
+@pytest.mark.parametrize("variant", ["europe-west1", "with-edge"])
+def test_network_policies_admit_the_same_graph(rendered: dict[str, Objects],
+                                               variant: str) -> None:
+    objs = rendered[variant]
+    assert l3_pairs(objs) == allowed_pairs(objs)
+
+
 # ---- the ingress gateway: TLS only, the health port for Google's checkers only -------------
 
 def test_the_health_check_listener_is_tls_routed_nowhere(rendered: dict[str, Objects]) -> None:
