@@ -165,23 +165,6 @@ def test_a_production_image_without_a_digest_is_refused() -> None:
     assert role_problems("tai_services", inputs, Context(region=REGION)) == []
 
 
-def test_the_placeholder_digest_plans_but_does_not_apply() -> None:
-    inputs = {"tai_services_chart_path": str(REPO / "charts" / "tai-chart"),
-              "tai_services_region_values_file": "", "tai_services_values": {}}
-    assert role_problems("tai_services", inputs, Context(region=REGION)) == []
-    problems = role_problems("tai_services", inputs,
-                             Context(region=REGION, variables={"tai_apply": True}))
-    assert problems[0] == (
-        "services.coordinator.slots.blue (gcr.io/ggen-project/coordinator:v1.0.0) of region "
-        "europe-west1 carries the placeholder digest sha256:000…; set "
-        "services.coordinator.slots.blue.digest to the registry's digest of "
-        "gcr.io/ggen-project/coordinator:v1.0.0 before applying.")
-    # The service slots and the exporter; Redis carries the registry's digest.
-    assert [p.split(" (")[0] for p in problems] == [
-        "services.coordinator.slots.blue", "services.governor.slots.blue",
-        "services.scheduler.slots.blue", "redis.exporter.image"]
-
-
 def test_vault_token_ttls_and_autoscaler_ceilings() -> None:
     vault = yaml.safe_load((ROLES / "vault" / "defaults" / "main.yml").read_text())
     vault.update(vault_seal_type="shamir",

@@ -921,8 +921,7 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     values = combine(values, dict(over))
     out: list[str] = digest_problems(
         values, c.region, environment=str(v.get("tai_services_environment") or "production"),
-        allow_undigested=_true(v.get("tai_services_allow_undigested_images")),
-        apply=_true(c.variables.get("tai_apply")))
+        allow_undigested=_true(v.get("tai_services_allow_undigested_images")))
     for path, number in _replica_fields(values, ""):
         if as_int(number) is None or not 0 <= as_int(number) <= REPLICAS_MAX:  # type: ignore[operator]
             out.append(f"tai_services_values{path} of region {c.region} is "
@@ -945,7 +944,8 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
 
 
 # The digest the chart's defaults carry where the registry's digest is not recorded yet: the
-# plan renders with it, apply refuses it (a pull by it would fail anyway).
+# plan renders with it; the tai_services role refuses to install it in production
+# (placeholder_digest_problems), where a pull by it would fail anyway.
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 
 
@@ -977,10 +977,9 @@ def chart_images(values: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]
 
 
 def digest_problems(values: Mapping[str, Any], region: str, *, environment: str,
-                    allow_undigested: bool, apply: bool) -> list[str]:
+                    allow_undigested: bool) -> list[str]:
     """Images by digest: a production image without one is refused; outside production
-    tai_services_allow_undigested_images lets tags alone through (development); apply refuses
-    the placeholder digest."""
+    tai_services_allow_undigested_images lets tags alone through (development)."""
     out: list[str] = []
     production = environment == "production"
     if allow_undigested and production:
@@ -1000,11 +999,16 @@ def digest_problems(values: Mapping[str, Any], region: str, *, environment: str,
                            f"tag@sha256 with {path}.digest (tai_services_values), or set "
                            "tai_services_allow_undigested_images: true in this "
                            f"{environment} environment.")
-        elif apply and digest == PLACEHOLDER_DIGEST:
-            out.append(f"{path} ({ref}) of region {region} carries the placeholder digest "
-                       f"sha256:000…; set {path}.digest to the registry's digest of {ref} "
-                       "before applying.")
     return out
+
+
+def placeholder_digest_problems(values: Mapping[str, Any], region: str) -> list[str]:
+    """Images that still carry PLACEHOLDER_DIGEST: a production install refuses them."""
+    return [f"{path} ({repo}:{image.get('tag')}) of region {region} carries the placeholder "
+            f"digest sha256:000…; set {path}.digest to the registry's digest of "
+            f"{repo}:{image.get('tag')} before applying."
+            for path, image, repo in chart_images(values)
+            if image.get("digest") == PLACEHOLDER_DIGEST]
 
 
 def _replica_fields(data: Any, path: str) -> Iterable[tuple[str, Any]]:

@@ -10,13 +10,24 @@ this filter turns them into values layered over the planned ones, so that a re-c
 * keeps a live idle slot (the rollback target) when the plan does not name a tag for it,
 * keeps the replicas that the HPA or the swap set on existing Deployments.
 
-Pure function, no Ansible import beyond the FilterModule hook; tests import it directly.
+Filter tai_services_placeholder_digests: the images of the values that still carry the
+placeholder digest (module_utils/tai_deploy/inventory.py), which a production install refuses.
+
+Pure functions, no Ansible import beyond the FilterModule hook; tests import them directly.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+_MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "module_utils")
+if _MODULE_UTILS not in sys.path:
+    sys.path.insert(0, _MODULE_UTILS)
+
+from tai_deploy.inventory import placeholder_digest_problems  # noqa: E402
 
 SLOTS = ("blue", "green")
 
@@ -140,8 +151,18 @@ def tai_services_live_values(planned: Mapping[str, Any], services: Sequence[Mapp
                        update_active_slot=update_active_slot)
 
 
+def tai_services_placeholder_digests(values: Mapping[str, Any], region: str,
+                                     environment: str) -> list[str]:
+    """One sentence per image with the placeholder digest, in production; [] elsewhere (a test
+    environment pulls nothing)."""
+    if environment != "production":
+        return []
+    return placeholder_digest_problems(values, region)
+
+
 class FilterModule:
     """Ansible filter plugin hook."""
 
     def filters(self) -> dict[str, Any]:
-        return {"tai_services_live_values": tai_services_live_values}
+        return {"tai_services_live_values": tai_services_live_values,
+                "tai_services_placeholder_digests": tai_services_placeholder_digests}
