@@ -21,6 +21,8 @@ description:
     replicas and waits for C(cluster_state:ok) with the recorded key counts.
   - Nodes are C(host:port), or Kubernetes targets such as C(pod/redis-0) reached through
     O(port_forward).
+  - The chart's nodes listen on TLS only and refuse anonymous clients - O(tls_ca_file) and
+    O(redis_user)/O(redis_password) (the chart's cluster-admin user) say how to reach them.
 version_added: "0.1.0"
 author: tai-deploy contributors
 requirements: [google-auth, redis-check-rdb on the controller]
@@ -101,6 +103,20 @@ options:
     type: str
     choices: [application, none]
     default: application
+  tls_ca_file:
+    description:
+      - CA of the Redis node certificates (the C(ca.crt) of Secret C(redis-tls)); every connection
+        then uses TLS and verifies the node's certificate chain. Empty - plain TCP.
+    type: path
+    default: ""
+  redis_user:
+    description: ACL user to log in as (the chart's C(cluster-admin)); empty - no login.
+    type: str
+    default: ""
+  redis_password:
+    description: Password of O(redis_user).
+    type: str
+    default: ""
   timeout:
     description: Seconds to wait for the re-formed cluster.
     type: float
@@ -182,6 +198,9 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
             "storage_endpoint": {"type": "str", "default": "https://storage.googleapis.com"},
             "auth_kind": {"type": "str", "choices": ["application", "none"],
                           "default": "application"},
+            "tls_ca_file": {"type": "path", "default": ""},
+            "redis_user": {"type": "str", "default": ""},
+            "redis_password": {"type": "str", "default": "", "no_log": True},
             "timeout": {"type": "float", "default": 300},
             "port_forward": {"type": "dict", "options": FORWARD},
         },
@@ -196,6 +215,7 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
     )
     from ansible.module_utils.tai_deploy.redis_snapshot import (
         SET_KIND,
+        Access,
         RedisError,
         check_rdb,
         format_slots,
@@ -208,6 +228,14 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
     from ansible.module_utils.tai_deploy.vault_bootstrap import PortForward, port_forward
 
     p = module.params
+    if p["redis_user"] and not p["redis_password"]:
+        module.fail_json(msg=f"redis_password is empty: the password of Redis user "
+                             f"{p['redis_user']} is needed to log in")
+    if p["tls_ca_file"] and not Path(p["tls_ca_file"]).is_file():
+        module.fail_json(msg=f"tls_ca_file {p['tls_ca_file']} does not exist: it must hold the CA "
+                             "of the Redis node certificates (ca.crt of Secret redis-tls)")
+    access = Access(ca_file=p["tls_ca_file"] or "", user=p["redis_user"],
+                    password=p["redis_password"])
     forward = PortForward(scheme="http", **p["port_forward"]) if p["port_forward"] else None
 
     def reach(stack: contextlib.ExitStack, node: str) -> str:
@@ -246,7 +274,7 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
                     listed.append({"object": member.obj.name, "node_id": member.node_id,
                                    "slots": format_slots(member.slots), "file": str(local),
                                    "keys": keys})
-                live = live_data([reach(stack, n) for n in p["nodes"]])
+                live = live_data([reach(stack, n) for n in p["nodes"]], access)
                 if live and not p["confirm"]:
                     raise RedisError(
                         f"{len(live)} Redis nodes hold data ({'; '.join(live[:3])}); restoring "
@@ -279,7 +307,7 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
                 replicas = [(reach(stack, str(r["node"])), str(r["announce"]))
                             for r in p["replicas"]]
                 if not module.check_mode:
-                    result = reform(masters, replicas, timeout=p["timeout"],
+                    result = reform(masters, replicas, timeout=p["timeout"], access=access,
                                     expected_keys={str(m["object"]): int(m["keys"])
                                                    for m in p["prepared"]})
                     out["cluster"] = result

@@ -25,7 +25,8 @@ from tai_deploy.manifests import validate_objects
 
 SERVICES = {"governor": 50051, "coordinator": 50052, "scheduler": 50053}
 CRD_KINDS = {"Gateway", "VirtualService", "DestinationRule", "PeerAuthentication",
-             "AuthorizationPolicy", "ServiceEntry", "ServiceMonitor"}
+             "AuthorizationPolicy", "ServiceEntry", "ServiceMonitor",
+             "Certificate", "Issuer"}  # cert-manager: the Redis CA and node certificate
 # Objects of the ingress gateway, which live in istio-system with its pods.
 GATEWAY_OBJECTS = {("Gateway", "tai-gateway"), ("AuthorizationPolicy", "tai-lb-health")}
 # Both slots deployed, green active: the other shape the chart must render correctly.
@@ -188,7 +189,10 @@ def test_no_secret_carries_data(objects: Objects) -> None:
         for c in containers(workload):
             for env in c.get("env", []):
                 if any(w in env["name"] for w in ("PASSWORD", "TOKEN", "SECRET", "KEY")):
-                    assert "value" not in env, env["name"]
+                    # Where a secret file is (REDIS_PASSWORD_FILE=/vault/secrets/...) is no secret.
+                    is_path = env["name"].endswith(("_FILE", "_DIR")) and str(
+                        env.get("value", "")).startswith("/")
+                    assert "value" not in env or is_path, env["name"]
 
 
 def test_no_values_file_holds_a_secret() -> None:
@@ -220,7 +224,7 @@ def test_single_blue_slot_is_the_default(rendered: dict[str, Objects]) -> None:
             assert preview["metadata"]["labels"]["slot"] == "green"
             assert preview["metadata"]["labels"]["tai.example.com/route"] == "preview"
         assert sorted(by_kind(objs, "DestinationRule")) == sorted(
-            [*SERVICES, *(f"{s}-preview" for s in SERVICES)])
+            [*SERVICES, *(f"{s}-preview" for s in SERVICES), "redis"])
 
 
 def test_deployments_follow_the_blue_green_contract(rendered: dict[str, Objects]) -> None:

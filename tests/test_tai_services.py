@@ -230,6 +230,22 @@ def test_plan_writes_values_and_manifests_and_is_idempotent(tmp_path: Path) -> N
             "job-redis-cluster-init.yaml", "virtualservice-tai-api.yaml"} <= files
     assert (plan_dir(tmp_path) / "manifests" / "istio-system" / "gateway-tai-gateway.yaml").exists()
     assert not (plan_dir(tmp_path) / "live.yaml").exists()
+    # Redis: the plan holds ACL rules and Vault references, never a password or its hash.
+    acl = manifest(tmp_path, "configmap-redis-acl.yaml")["data"]["users.acl"]
+    users = [line.split() for line in acl.splitlines() if line.startswith("user ")]
+    assert {u[1] for u in users} >= {"default", "governor", "coordinator", "scheduler",
+                                     "replication", "cluster-admin", "snapshot"}
+    assert all(not w.startswith((">", "<", "#")) and w not in ("on", "nopass")
+               for u in users for w in u[2:])
+    annotations = manifest(tmp_path, "statefulset-redis.yaml")["spec"]["template"]["metadata"][
+        "annotations"]
+    assert annotations["vault.hashicorp.com/agent-inject-secret-redis-user-replication"] == (
+        "tai/data/redis/replication")
+    for path in plan_dir(tmp_path).rglob("*.yaml"):
+        if path.name == "configmap-redis-scripts.yaml":
+            continue      # redis-start.sh, which writes masterauth inside the pod at start
+        text = path.read_text()
+        assert "masterauth" not in text and "requirepass" not in text, path
     second = plan(tmp_path)
     assert second.returncode == 0, second.output
     assert second.recap("europe-west1")["changed"] == 0

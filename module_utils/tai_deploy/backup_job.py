@@ -8,7 +8,9 @@ one sentence on stderr when anything fails, so that the Job fails and its alert 
 vault: TAI_REGION, TAI_BACKUP_BUCKET, VAULT_ADDR, VAULT_CACERT, VAULT_AUTH_PATH, VAULT_ROLE,
        VAULT_JWT_FILE (the projected service-account token), TAI_BACKUP_WORKDIR.
 redis: TAI_REGION, TAI_BACKUP_BUCKET, REDIS_NODES (host:port of any nodes, space separated),
-       TAI_BACKUP_WORKDIR, REDIS_BGSAVE_TIMEOUT (seconds).
+       TAI_BACKUP_WORKDIR, REDIS_BGSAVE_TIMEOUT (seconds), and how to reach the nodes:
+       REDIS_TLS_CA_FILE (TLS, verified against that CA), REDIS_USER and REDIS_PASSWORD_FILE (the
+       ACL user ``snapshot`` and the file the Vault agent renders its password to).
 TAI_BACKUP_STORAGE_ENDPOINT points at a loopback double in tests (anonymous there only).
 """
 
@@ -50,13 +52,14 @@ def run_vault(env: Mapping[str, str]) -> list[dict[str, object]]:
 
 
 def run_redis(env: Mapping[str, str]) -> list[dict[str, object]]:
-    from .redis_snapshot import take_snapshots
+    from .redis_snapshot import access_from_env, take_snapshots
 
     store = in_cluster_store(_need(env, "TAI_BACKUP_BUCKET"))
     seeds = _need(env, "REDIS_NODES").split()
     manifest = take_snapshots(seeds, store, region=_need(env, "TAI_REGION"),
                               workdir=Path(env.get("TAI_BACKUP_WORKDIR", "/tmp")),
-                              bgsave_timeout=float(env.get("REDIS_BGSAVE_TIMEOUT", "600")))
+                              bgsave_timeout=float(env.get("REDIS_BGSAVE_TIMEOUT", "600")),
+                              access=access_from_env(env))
     return [{"object": f"gs://{store.bucket}/{manifest.name}", **manifest.metadata}]
 
 

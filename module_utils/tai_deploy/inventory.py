@@ -927,6 +927,7 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
             out.append(f"tai_services_values{path} of region {c.region} is "
                        f"{_shown('replicas', number)}; it must be a whole number from 0 to "
                        f"{REPLICAS_MAX}.")
+    out += redis_auth_problems(values, c.region)
     if out or not over:
         # The chart's own values and region files are checked by the chart's tests; importing
         # jsonschema costs about a second, spent only when the inventory overrides values.
@@ -1009,6 +1010,65 @@ def placeholder_digest_problems(values: Mapping[str, Any], region: str) -> list[
             f"{repo}:{image.get('tag')} before applying."
             for path, image, repo in chart_images(values)
             if image.get("digest") == PLACEHOLDER_DIGEST]
+
+
+# ACL rules that would give a service's Redis user more than its own keys and data commands.
+_REDIS_BROAD_RULES = frozenset({"+@all", "allcommands", "+@admin", "+@dangerous", "allkeys",
+                                "~*", "%RW~*", "%R~*", "%W~*", "allchannels", "&*"})
+
+
+def _duration_hours(text: Any) -> float | None:
+    """A cert-manager (Go) duration such as 2160h or 1h30m, in hours."""
+    units = {"h": 1.0, "m": 1 / 60, "s": 1 / 3600}
+    total, number = 0.0, ""
+    for char in str(text):
+        if char.isdigit() or char == ".":
+            number += char
+        elif char in units and number:
+            total += float(number) * units[char]
+            number = ""
+        else:
+            return None
+    return total if not number else None
+
+
+def redis_auth_problems(values: Mapping[str, Any], region: str) -> list[str]:
+    """Cross-field rules of the chart's Redis ACL users and TLS settings (shapes are the
+    schema's): every service has a Redis user of its name, confined to its own keys (no rule
+    that opens every key, command or channel), and the node certificate is renewed before it
+    expires."""
+    def sub(node: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = node.get(key)
+        return value if isinstance(value, Mapping) else {}
+
+    redis = sub(values, "redis")
+    users = sub(sub(redis, "auth"), "users")
+    services = sub(values, "services")
+    out: list[str] = []
+    where = f"tai_services_values.redis.auth.users of region {region}"
+    for name in sorted(services):
+        user = users.get(name)
+        if not isinstance(user, Mapping):
+            out.append(f"{where} has no user {name!r}: every service logs in to Redis as the "
+                       "user named after it.")
+            continue
+        rules = [str(r) for r in user.get("rules") or []]
+        broad = sorted({r for r in rules if r.lower() in {b.lower() for b in _REDIS_BROAD_RULES}})
+        if broad:
+            out.append(f"{where}.{name}.rules holds {', '.join(broad)}, which opens more than the "
+                       f"service's own keys and data commands; grant key patterns (keys) and "
+                       "command categories such as +@read and +@write instead.")
+        keys = [str(k) for k in user.get("keys") or []]
+        if "*" in keys:
+            out.append(f"{where}.{name}.keys holds '*', every key of every service; give "
+                       f"{name} its own prefix such as '{name}:*'.")
+    tls = sub(redis, "tls")
+    duration, renew = _duration_hours(tls.get("duration")), _duration_hours(tls.get("renewBefore"))
+    if duration is not None and renew is not None and renew >= duration:
+        out.append(f"tai_services_values.redis.tls.renewBefore of region {region} "
+                   f"({tls.get('renewBefore')}) is not shorter than redis.tls.duration "
+                   f"({tls.get('duration')}); cert-manager would renew the certificate forever.")
+    return out
 
 
 def _replica_fields(data: Any, path: str) -> Iterable[tuple[str, Any]]:

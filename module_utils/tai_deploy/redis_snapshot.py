@@ -15,6 +15,12 @@ Taking a set (``take_snapshots``), for each master of ``CLUSTER NODES``:
    address, Redis version and sha256 beside it; a ``manifest.json`` written last lists the whole
    set, so a set without one (a job that died half-way) is never chosen.
 
+Every connection speaks TLS and logs in as an ACL user when ``Access`` says so (the chart's nodes
+listen on TLS only, and their default user is disabled): the snapshot job as user ``snapshot``,
+the restore as ``cluster-admin``. The server certificate is verified against the Redis CA; its
+name is not, because nodes are reached by the pod IPs that ``CLUSTER NODES`` announces, which
+no certificate can list (redis-cli, replication and the cluster bus verify the same way).
+
 Re-forming (``reform``) takes nodes that were loaded with those RDBs (the chart's
 ``redis-load-snapshot.sh`` puts one in place and restarts the node) and empty ones for the
 replicas: every master gets exactly its recorded slot ranges, the nodes meet, the replicas
@@ -23,14 +29,16 @@ replicate, and the cluster must report ``cluster_state:ok`` with the recorded ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +60,61 @@ class RedisError(RuntimeError):
     """A Redis step failed; one sentence."""
 
 
+@dataclass(frozen=True)
+class Access:
+    """How to reach the nodes: TLS with the CA of the Redis certificates (``ca_file``; empty is
+    plain TCP, for tests of the protocol alone), an optional client certificate, and the ACL
+    user and password to log in with (empty user: no AUTH)."""
+
+    ca_file: str = ""
+    user: str = ""
+    password: str = field(default="", repr=False)
+    cert_file: str = ""
+    key_file: str = ""
+
+    @functools.cached_property
+    def _context(self) -> ssl.SSLContext | None:
+        if not self.ca_file:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file:
+                ctx.load_cert_chain(self.cert_file, self.key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise RedisError(f"cannot load the Redis TLS files ({self.ca_file}"
+                             f"{', ' + self.cert_file if self.cert_file else ''}): {exc}") from None
+        ctx.check_hostname = False      # pod IPs: the chain is verified, see the module doc
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    def context(self) -> ssl.SSLContext | None:
+        """The TLS context (built once per Access), or None for plain TCP."""
+        return self._context
+
+
+PLAIN = Access()
+
+
+def access_from_env(env: Mapping[str, str]) -> Access:
+    """REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE/KEY_FILE, REDIS_USER and REDIS_PASSWORD_FILE, as
+    the chart's shell scripts read them."""
+    password = ""
+    user = env.get("REDIS_USER", "").strip()
+    if user:
+        path = env.get("REDIS_PASSWORD_FILE", "").strip()
+        try:
+            password = Path(path).read_text().strip() if path else ""
+        except OSError as exc:
+            raise RedisError(f"cannot read the password of Redis user {user} from {path}: "
+                             f"{exc.strerror}") from None
+        if not password:
+            raise RedisError(f"the password file of Redis user {user} (REDIS_PASSWORD_FILE="
+                             f"{path!r}) is absent or empty")
+    return Access(ca_file=env.get("REDIS_TLS_CA_FILE", "").strip(), user=user,
+                  password=password, cert_file=env.get("REDIS_TLS_CERT_FILE", "").strip(),
+                  key_file=env.get("REDIS_TLS_KEY_FILE", "").strip())
+
+
 def split_addr(addr: str) -> tuple[str, int]:
     host, _, port = addr.split("@", 1)[0].split(",", 1)[0].rpartition(":")
     if not host or not port.isdigit():
@@ -62,14 +125,27 @@ def split_addr(addr: str) -> tuple[str, int]:
 class Resp:
     """One RESP2 connection."""
 
-    def __init__(self, addr: str, timeout: float = 30.0) -> None:
+    def __init__(self, addr: str, timeout: float = 30.0, access: Access = PLAIN) -> None:
         self.addr = addr
         host, port = split_addr(addr)
+        ctx = access.context()
         try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            raw = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise RedisError(f"cannot reach Redis at {addr}: {exc}") from None
+        try:
+            self.sock = ctx.wrap_socket(raw) if ctx else raw
+        except (OSError, ssl.SSLError) as exc:
+            raw.close()
+            raise RedisError(f"TLS with Redis at {addr} failed: {exc}") from None
         self.file = self.sock.makefile("rb")
+        if access.user:
+            try:
+                self.call("AUTH", access.user, access.password)
+            except RedisError:
+                self.close()
+                raise RedisError(f"Redis at {addr} refused the login of user {access.user} "
+                                 "(wrong password, or the user is not in its ACL)") from None
 
     def close(self) -> None:
         self.file.close()
@@ -86,10 +162,16 @@ class Resp:
         for arg in args:
             raw = str(arg).encode()
             parts.append(f"${len(raw)}\r\n".encode() + raw + b"\r\n")
-        self.sock.sendall(b"".join(parts))
+        try:
+            self.sock.sendall(b"".join(parts))
+        except OSError as exc:
+            raise RedisError(f"the connection to Redis at {self.addr} failed: {exc}") from None
 
     def line(self) -> bytes:
-        raw = self.file.readline()
+        try:
+            raw = self.file.readline()
+        except OSError as exc:
+            raise RedisError(f"the connection to Redis at {self.addr} failed: {exc}") from None
         if not raw:
             raise RedisError(f"Redis at {self.addr} closed the connection")
         return raw.rstrip(b"\r\n")
@@ -174,12 +256,12 @@ def cluster_nodes(conn: Resp) -> list[ClusterNode]:
     return rows
 
 
-def masters_of(seeds: Sequence[str]) -> list[ClusterNode]:
+def masters_of(seeds: Sequence[str], access: Access = PLAIN) -> list[ClusterNode]:
     """The masters that serve slots, from the first seed that answers; refuses a bad cluster."""
     problems = []
     for seed in seeds:
         try:
-            with Resp(seed) as conn:
+            with Resp(seed, access=access) as conn:
                 info = parse_info(str(conn.call("CLUSTER", "INFO")))
                 nodes = cluster_nodes(conn)
         except RedisError as exc:
@@ -221,11 +303,12 @@ def bgsave_and_wait(conn: Resp, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def fetch_rdb(addr: str, dest: Path, timeout: float = 600.0) -> tuple[str, int]:
+def fetch_rdb(addr: str, dest: Path, timeout: float = 600.0, access: Access = PLAIN
+              ) -> tuple[str, int]:
     """Pull a point-in-time RDB with SYNC; (sha256, size)."""
     digest = hashlib.sha256()
     size = 0
-    with Resp(addr, timeout=timeout) as conn, dest.open("wb") as out:
+    with Resp(addr, timeout=timeout, access=access) as conn, dest.open("wb") as out:
         conn.send("SYNC")
         head = conn.line()
         while head == b"":                     # keep-alive newlines while the master forks
@@ -270,20 +353,21 @@ def set_prefix(region: str, stamp: str) -> str:
 
 
 def take_snapshots(seeds: Sequence[str], store: BackupStore, *, region: str, workdir: Path,
-                   bgsave_timeout: float = 600.0, now: datetime | None = None) -> StoredObject:
+                   bgsave_timeout: float = 600.0, now: datetime | None = None,
+                   access: Access = PLAIN) -> StoredObject:
     """Snapshot every master; returns the set's manifest object."""
     created = now or datetime.now(UTC)
     stamp = utc_stamp(created)
-    masters = masters_of(seeds)
+    masters = masters_of(seeds, access)
     entries = []
     for master in masters:
-        with Resp(master.addr) as conn:
+        with Resp(master.addr, access=access) as conn:
             version = parse_info(str(conn.call("INFO", "server"))).get("redis_version", "")
             bgsave_and_wait(conn, bgsave_timeout)
         local = workdir / f"{master.node_id}.rdb"
         try:
-            sha256, size = fetch_rdb(master.addr, local)
-            with Resp(master.addr) as conn:
+            sha256, size = fetch_rdb(master.addr, local, access=access)
+            with Resp(master.addr, access=access) as conn:
                 now_nodes = {n.node_id: n for n in cluster_nodes(conn)}
             current = now_nodes.get(master.node_id)
             if current is None or not current.is_master or current.slots != master.slots:
@@ -377,11 +461,11 @@ def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> i
     return int(match.group(1)) if match else 0
 
 
-def live_data(addrs: Sequence[str]) -> list[str]:
+def live_data(addrs: Sequence[str], access: Access = PLAIN) -> list[str]:
     """Nodes that hold keys or belong to a formed cluster (what a restore would overwrite)."""
     found = []
     for addr in addrs:
-        with Resp(addr) as conn:
+        with Resp(addr, access=access) as conn:
             keys = int(conn.call("DBSIZE"))
             known = int(parse_info(str(conn.call("CLUSTER", "INFO"))).get(
                 "cluster_known_nodes", "1"))
@@ -410,8 +494,8 @@ def _wait(check: Any, timeout: float, what: str) -> None:
 
 
 def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tuple[str, str]],
-           *, expected_keys: Mapping[str, int] | None = None, timeout: float = 60.0
-           ) -> dict[str, Any]:
+           *, expected_keys: Mapping[str, int] | None = None, timeout: float = 60.0,
+           access: Access = PLAIN) -> dict[str, Any]:
     """Give each loaded master its slots, meet every node, attach replicas, wait for ok.
 
     ``masters``: (address the controller connects to, address the cluster announces, member);
@@ -419,7 +503,7 @@ def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tup
     """
     ids: dict[str, str] = {}
     for epoch, (addr, _, member) in enumerate(masters, start=1):
-        with Resp(addr) as conn:
+        with Resp(addr, access=access) as conn:
             nodes = cluster_nodes(conn)
             me = next(n for n in nodes if "myself" in n.flags)
             if len(nodes) > 1:
@@ -437,21 +521,21 @@ def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tup
                     conn.call("CLUSTER", "ADDSLOTS", *todo)
             ids[addr] = me.node_id
     for addr, _ in replicas:
-        with Resp(addr) as conn:
+        with Resp(addr, access=access) as conn:
             if int(conn.call("DBSIZE")) or len(cluster_nodes(conn)) > 1:
                 raise RedisError(f"Redis at {addr} is not empty; reset it before it becomes a "
                                  "replica")
             ids[addr] = next(n.node_id for n in cluster_nodes(conn) if "myself" in n.flags)
     first = masters[0][0]
     everyone = [(a, ann) for a, ann, _ in masters] + list(replicas)
-    with Resp(first) as conn:
+    with Resp(first, access=access) as conn:
         for _, announce in everyone[1:]:
             host, port = split_addr(announce)
             conn.call("CLUSTER", "MEET", host, port)
 
     def all_known() -> bool:
         for addr, _ in everyone:
-            with Resp(addr) as conn:
+            with Resp(addr, access=access) as conn:
                 if len([n for n in cluster_nodes(conn) if "handshake" not in n.flags]) < len(
                         everyone):
                     return False
@@ -460,17 +544,17 @@ def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tup
     _wait(all_known, timeout, "the restored nodes did not all learn each other")
     for index, (addr, _) in enumerate(replicas):
         master_addr = masters[index % len(masters)][0]
-        with Resp(addr) as conn:
+        with Resp(addr, access=access) as conn:
             conn.call("CLUSTER", "REPLICATE", ids[master_addr])
 
     def healthy() -> bool:
         for addr, _ in everyone:
-            with Resp(addr) as conn:
+            with Resp(addr, access=access) as conn:
                 info = parse_info(str(conn.call("CLUSTER", "INFO")))
                 if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != str(SLOTS):
                     return False
         for addr, _ in replicas:
-            with Resp(addr) as conn:
+            with Resp(addr, access=access) as conn:
                 repl = parse_info(str(conn.call("INFO", "replication")))
                 if repl.get("master_link_status") != "up":
                     return False
@@ -479,7 +563,7 @@ def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tup
     _wait(healthy, timeout, "the restored cluster did not reach cluster_state:ok")
     counts = {}
     for addr, _, member in masters:
-        with Resp(addr) as conn:
+        with Resp(addr, access=access) as conn:
             counts[member.obj.name] = int(conn.call("DBSIZE"))
     for name, keys in (expected_keys or {}).items():
         if counts.get(name) != keys:

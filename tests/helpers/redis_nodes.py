@@ -3,6 +3,10 @@
 Each node is a ``redis-server`` child process in cluster mode with its own temporary folder,
 bound to 127.0.0.1 on a free port (the cluster bus uses port + 10000, also checked free).
 Nodes are stopped by the fixtures that start them, whatever the test outcome.
+
+With ``tls`` a node listens on TLS only (``--port 0``, ``--tls-port``, TLS on the cluster bus
+and for replication), as the chart's StatefulSet does; a ``Client`` says how redis-cli reaches
+it (CA, ACL user and password file, the password passed through REDISCLI_AUTH).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from helpers.redis_tls import RedisTls
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tai-chart"
@@ -57,26 +63,83 @@ def free_port() -> int:
     raise RuntimeError("no free port pair found on 127.0.0.1")
 
 
-def cli(port: int, *args: str, timeout: float = 10) -> str:
+@dataclass(frozen=True)
+class Client:
+    """How redis-cli reaches a TLS node: its CA, and the ACL user with its password file."""
+
+    ca: Path | None = None
+    user: str = ""
+    password_file: Path | None = None
+
+    def args(self) -> list[str]:
+        out = ["--tls", "--cacert", str(self.ca)] if self.ca else []
+        return [*out, "--user", self.user] if self.user else out
+
+    def env(self) -> dict[str, str]:
+        if not self.user or self.password_file is None:
+            return {}
+        return {"REDISCLI_AUTH": self.password_file.read_text()}
+
+    def script_env(self) -> dict[str, str]:
+        """The same, for the chart's scripts (redis-lib.sh's redis_client_setup)."""
+        out = {"REDIS_TLS_CA_FILE": str(self.ca)} if self.ca else {}
+        if self.user:
+            out |= {"REDIS_USER": self.user, "REDIS_PASSWORD_FILE": str(self.password_file)}
+        return out
+
+
+PLAIN = Client()
+
+
+def cli(port: int, *args: str, timeout: float = 10, client: Client = PLAIN) -> str:
     """One redis-cli command against a node; output without carriage returns."""
-    proc = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run([REDIS_CLI, *client.args(), "-h", "127.0.0.1", "-p", str(port), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **client.env()})
     return proc.stdout.replace("\r", "")
 
 
-def cluster_info(port: int) -> dict[str, str]:
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def key_slot(key: str) -> int:
+    """The key's hash slot: CRC16-XMODEM mod 16384 of the key, or of its {hash tag}, as the
+    Redis Cluster specification defines it."""
+    raw = key.encode()
+    start = raw.find(b"{")
+    if start >= 0:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1:end]
+    crc = 0
+    for byte in raw:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc % 16384
+
+
+def cluster_info(port: int, client: Client = PLAIN) -> dict[str, str]:
     out: dict[str, str] = {}
-    for line in cli(port, "CLUSTER", "INFO").splitlines():
+    for line in cli(port, "CLUSTER", "INFO", client=client).splitlines():
         key, sep, value = line.partition(":")
         if sep:
             out[key] = value
     return out
 
 
-def cluster_nodes(port: int) -> list[dict[str, str]]:
+def cluster_nodes(port: int, client: Client = PLAIN) -> list[dict[str, str]]:
     """CLUSTER NODES as dicts: id, addr, flags, master, epoch, slots (space-joined)."""
     rows = []
-    for line in cli(port, "CLUSTER", "NODES").splitlines():
+    for line in cli(port, "CLUSTER", "NODES", client=client).splitlines():
         parts = line.split()
         if len(parts) < 8:
             continue
@@ -93,6 +156,9 @@ class RedisNode:
     workdir: Path
     wrapper_env: dict[str, str] | None = None
     extra_args: Sequence[str] = ()
+    tls: RedisTls | None = None
+    # Who the start-up PING logs in as (a node with ACL users refuses anonymous PING).
+    client: Client = PLAIN
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -100,8 +166,15 @@ class RedisNode:
         return f"127.0.0.1:{self.port}"
 
     def args(self) -> list[str]:
+        if self.tls is None:
+            listen = ["--port", str(self.port)]
+        else:
+            listen = ["--port", "0", "--tls-port", str(self.port),
+                      "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+                      "--tls-ca-cert-file", str(self.tls.ca), "--tls-cluster", "yes",
+                      "--tls-replication", "yes", "--tls-auth-clients", "optional"]
         return [
-            "--port", str(self.port), "--bind", "127.0.0.1",
+            *listen, "--bind", "127.0.0.1",
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(self.workdir / "nodes.conf"),
             "--cluster-node-timeout", "2000",
@@ -123,7 +196,7 @@ class RedisNode:
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while cli(self.port, "PING", timeout=2).strip() != "PONG":
+        while cli(self.port, "PING", timeout=2, client=self.client).strip() != "PONG":
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 log = (self.workdir / "redis.log")
                 tail = log.read_text()[-2000:] if log.exists() else ""
@@ -150,11 +223,13 @@ class RedisNodes:
         self.nodes: list[RedisNode] = []
 
     def start(self, count: int, *, wrapper_env: dict[str, str] | None = None,
-              extra_args: Sequence[str] = ()) -> list[RedisNode]:
+              extra_args: Sequence[str] = (), tls: RedisTls | None = None,
+              client: Client = PLAIN) -> list[RedisNode]:
         new = []
         for _ in range(count):
             port = free_port()
-            node = RedisNode(port, self.base / f"node-{port}", wrapper_env, extra_args)
+            node = RedisNode(port, self.base / f"node-{port}", wrapper_env, extra_args, tls,
+                             client)
             self.nodes.append(node)
             new.append(node.start())
         return new
@@ -195,13 +270,14 @@ def run_cluster_init(nodes: Sequence[str], *, replicas: int = 0, wait: int = 30,
     return ScriptRun(proc.returncode, proc.stdout, proc.stderr)
 
 
-def wait_for(predicate_port: int, *, state: str = "ok", timeout: float = 20) -> dict[str, str]:
+def wait_for(predicate_port: int, *, state: str = "ok", timeout: float = 20,
+             client: Client = PLAIN) -> dict[str, str]:
     """Poll CLUSTER INFO of a node until cluster_state is `state`."""
     deadline = time.monotonic() + timeout
-    info = cluster_info(predicate_port)
+    info = cluster_info(predicate_port, client)
     while info.get("cluster_state") != state:
         if time.monotonic() > deadline:
             raise AssertionError(f"node {predicate_port} stayed {info.get('cluster_state')}")
         time.sleep(0.1)
-        info = cluster_info(predicate_port)
+        info = cluster_info(predicate_port, client)
     return info

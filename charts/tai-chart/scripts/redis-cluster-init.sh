@@ -13,7 +13,10 @@
 #   REDIS_WAIT_SECONDS      how long every node may take to answer PING, and the cluster to
 #                           report cluster_state:ok (default 120)
 #   REDIS_CLI               redis-cli binary (default: redis-cli)
-#   REDISCLI_AUTH           password, read by redis-cli itself (never on a command line)
+#   REDIS_TLS_CA_FILE       CA of the Redis certificates: every call uses TLS (the chart's
+#                           nodes listen on TLS only); REDIS_TLS_CERT_FILE/KEY_FILE optional
+#   REDIS_USER              ACL user (the chart's cluster-admin), with REDIS_PASSWORD_FILE, its
+#                           password, which redis-cli reads from REDISCLI_AUTH (never argv)
 #
 # What it does, from what the nodes report:
 #   every node empty and alone          -> redis-cli --cluster create (forms the cluster)
@@ -50,7 +53,8 @@ cli() {
     node=$1
     shift
     # shellcheck disable=SC2086  # BOUND is a command prefix or empty
-    $BOUND "$CLI" -h "${node%:*}" -p "${node##*:}" "$@" 2>/dev/null | tr -d '\r'
+    # shellcheck disable=SC2086  # CLI_OPTS is a list of options
+    $BOUND "$CLI" $CLI_OPTS -h "${node%:*}" -p "${node##*:}" "$@" 2>/dev/null | tr -d '\r'
 }
 
 # info_field HOST:PORT FIELD : one field of CLUSTER INFO.
@@ -67,9 +71,10 @@ is_uint() {
     esac
 }
 
-# resolve_ipv4 (shared with the other Redis script).
+# resolve_ipv4 and redis_client_setup (shared with the other Redis scripts).
 # shellcheck source=charts/tai-chart/scripts/redis-lib.sh
 . "$(dirname "$0")/redis-lib.sh"
+redis_client_setup
 
 # resolve HOST:PORT : IP:PORT (CLUSTER MEET needs addresses, not names).
 resolve() {
@@ -207,7 +212,7 @@ if [ -z "$MEMBERS" ]; then
     for n in "$@"; do
         ADDRS="$ADDRS $(resolve "$n")"
     done
-    if ! out=$("$CLI" --cluster create $ADDRS --cluster-replicas "$REPLICAS" --cluster-yes 2>&1); then
+    if ! out=$("$CLI" $CLI_OPTS --cluster create $ADDRS --cluster-replicas "$REPLICAS" --cluster-yes 2>&1); then
         printf '%s\n' "$out" >&2
         die 5 "redis-cli --cluster create failed (output above)"
     fi
@@ -248,7 +253,8 @@ seed=$(resolve "$1")
 for n in $EMPTY; do
     addr=$(resolve "$n")
     log "node $n is empty: joining it to the cluster as a replica"
-    if ! out=$("$CLI" --cluster add-node "$addr" "$seed" --cluster-slave 2>&1); then
+    # shellcheck disable=SC2086  # CLI_OPTS is a list of options
+    if ! out=$("$CLI" $CLI_OPTS --cluster add-node "$addr" "$seed" --cluster-slave 2>&1); then
         printf '%s\n' "$out" >&2
         die 5 "redis-cli --cluster add-node $addr failed (output above)"
     fi

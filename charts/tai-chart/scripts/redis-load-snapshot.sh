@@ -12,6 +12,8 @@
 #   REDIS_CLI       redis-cli binary (default: redis-cli)
 #   REDIS_PORT      port of the local node (default: 6379)
 #   REDIS_DATA_DIR  the node's --dir (default: /data)
+#   REDIS_TLS_CA_FILE, REDIS_USER, REDIS_PASSWORD_FILE  TLS and the ACL user (the chart's
+#                   restore user) as in redis-lib.sh
 set -eu
 
 CLI=${REDIS_CLI:-redis-cli}
@@ -20,7 +22,11 @@ DIR=${REDIS_DATA_DIR:-/data}
 SRC=${1:-}
 
 log() { printf 'redis-load-snapshot: %s\n' "$*"; }
-r() { "$CLI" -h 127.0.0.1 -p "$PORT" "$@"; }
+# shellcheck source=charts/tai-chart/scripts/redis-lib.sh
+. "$(dirname "$0")/redis-lib.sh"
+redis_client_setup
+# shellcheck disable=SC2086  # CLI_OPTS is a list of options
+r() { "$CLI" $CLI_OPTS -h 127.0.0.1 -p "$PORT" "$@"; }
 
 if [ -z "$SRC" ]; then
     log "usage: redis-load-snapshot.sh RDB_FILE | --empty" >&2
