@@ -22,7 +22,12 @@ description:
   - Each Prometheus is reached at its C(url), or through C(kubectl port-forward) to its
     Service (C(port_forward)), opened for the duration of the task; an optional bearer
     token file and CA bundle authenticate it.
-  - Reads only; C(changed) is always false. Check mode measures as usual.
+  - With O(lease), the region's blue-green Lease (the rolling upgrade's lock, held by this
+    run) is renewed before every measurement, and the analysis stops when it was lost or,
+    with C(watch_promotion), when an operator rolled a judged service back (C(failure_kind)
+    V(lease) or V(aborted), as the C(blue_green_swap) soak reports them).
+  - Reads only (besides renewing the lease); C(changed) is always false. Check mode
+    measures as usual and renews nothing.
 options:
   prometheus:
     description: The analysed region's Prometheus.
@@ -93,6 +98,23 @@ options:
     description: Seconds to wait before the first measurement.
     type: float
     default: 0.0
+  lease:
+    description:
+      - Renew the blue-green Lease of O(namespace) while measuring (see C(blue_green_swap)'s
+        O(blue_green_swap#module:lease)); its holder is this run's, as the swap computes it.
+    type: dict
+    suboptions:
+      kubeconfig: {description: Path of the kubeconfig (default as kubectl)., type: path}
+      context: {description: kubeconfig context of the region., type: str}
+      holder: {description: holderIdentity (default C(user@host <purpose> pid N))., type: str}
+      purpose: {description: Part of the default holder., type: str, default: rolling-upgrade}
+      duration: {description: leaseDurationSeconds., type: int, default: 180}
+      watch_promotion:
+        description: >-
+          Also stop when a judged service is no longer on the promotion being soaked (an
+          operator's rollback); false before the switch.
+        type: bool
+        default: true
   validate_only:
     description: >-
       Only check the settings (gates, placeholders, durations, every Prometheus' url or
@@ -131,6 +153,12 @@ measurements:
   description: The last measurement of every gate and service.
   type: list
   returned: always
+failure_kind:
+  description: >-
+    On failure, V(lease) (the region's lease was lost), V(aborted) (an operator rolled a
+    judged service back), or an empty string.
+  type: str
+  returned: on failure
 """
 
 import contextlib
@@ -177,7 +205,63 @@ ARGUMENT_SPEC = {
     "duration": {"type": "float", "default": 0.0},
     "initial_delay": {"type": "float", "default": 0.0},
     "validate_only": {"type": "bool", "default": False},
+    "lease": {"type": "dict", "options": {
+        "kubeconfig": {"type": "path"},
+        "context": {"type": "str"},
+        "holder": {"type": "str"},
+        "purpose": {"type": "str", "default": "rolling-upgrade"},
+        "duration": {"type": "int", "default": 180},
+        "watch_promotion": {"type": "bool", "default": True},
+    }},
 }
+
+
+class _Stop(Exception):
+    """The blue-green watch ended the analysis (lease lost, release aborted)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _lease_watch(stack: contextlib.ExitStack, params: dict[str, Any], namespace: str,
+                 services: list[str], check_mode: bool) -> Any:
+    """The callable that renews the region's lease (and watches for a rollback) per measurement.
+
+    Built on its first call (the Kubernetes client and its imports only when the analysis
+    starts measuring).
+    """
+    watch: list[Any] = []
+
+    def build() -> Any:
+        # Imported here: only the rolling upgrade's gates need the Kubernetes client.
+        from ansible.module_utils.tai_deploy.bluegreen import BlueGreen, Settings
+        from ansible.module_utils.tai_deploy.bluegreen_lease import LeaseLock, default_holder
+        from ansible.module_utils.tai_deploy.bluegreen_soak import SoakWatch
+        from ansible.module_utils.tai_deploy.k8s_api import KubeClient, access_from_options
+
+        client = KubeClient(access_from_options(kubeconfig=params["kubeconfig"],
+                                                context=params["context"]))
+        stack.callback(client.close)
+        holder = params["holder"] or default_holder(params["purpose"])
+        lock = LeaseLock(client, namespace, holder, duration=params["duration"],
+                         check_mode=check_mode)
+        bg = BlueGreen(client, Settings(namespace=namespace), check_mode=check_mode, lease=lock)
+        return SoakWatch(bg, services, watch_promotion=params["watch_promotion"])
+
+    def check() -> None:
+        from ansible.module_utils.tai_deploy.bluegreen import SwapError
+
+        try:
+            if not watch:
+                watch.append(build())
+            watch[0].check()
+        except SwapError as exc:
+            raise _Stop(str(exc), exc.kind) from None
+        except Exception as exc:  # a kubeconfig that cannot be read, an unreachable API server
+            raise _Stop(f"cannot watch the region's blue-green lease: {exc}", "") from None
+
+    return check
 
 
 def _source(stack: contextlib.ExitStack | None, params: dict[str, Any]) -> Any:
@@ -228,10 +312,15 @@ def main() -> None:
             module.exit_json(changed=False, passed=True, msg="the analysis settings are valid",
                              ticks=0, elapsed=0.0, failures={}, measurements=[])
         with contextlib.ExitStack() as stack:
+            on_tick = (_lease_watch(stack, p["lease"], p["namespace"],
+                                    [t.service for t in targets], module.check_mode)
+                       if p["lease"] else None)
             canary = _source(stack, p["prometheus"])
             baselines = [_source(stack, b) for b in p["baselines"]]
             verdict = analysis.run(analysis.Analysis(gates, targets, settings, canary,
-                                                     baselines))
+                                                     baselines), on_tick=on_tick)
+    except _Stop as exc:
+        module.fail_json(msg=str(exc), failure_kind=exc.kind, passed=False)
     except analysis.AnalysisError as exc:
         module.fail_json(msg=f"invalid analysis settings: {exc}", errors=exc.problems,
                          passed=False)
@@ -239,7 +328,7 @@ def main() -> None:
         module.fail_json(msg=str(exc), passed=False)
     result = verdict.as_dict()
     if not verdict.passed:
-        module.fail_json(changed=False, **result)
+        module.fail_json(changed=False, failure_kind="", **result)
     module.exit_json(changed=False, **result)
 
 

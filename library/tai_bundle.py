@@ -129,68 +129,33 @@ problems:
   elements: str
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule
+
+# The module's only argument spec. Its action plugin (plugins/action/, same name) validates
+# with it too and calls the same core in Ansible's worker, without a module process.
+ARGUMENT_SPEC: dict[str, Any] = {
+    "dest": {"type": "path", "required": True},
+    "files": {"type": "list", "elements": "dict", "default": []},
+    "manifests": {"type": "raw"},
+    "manifests_dir": {"type": "str", "default": "manifests"},
+    "releases": {"type": "list", "elements": "dict", "default": []},
+    "kubernetes_version": {"type": "str"},
+    "prune": {"type": "bool", "default": True},
+}
+SPEC_OPTIONS: dict[str, Any] = {"required_by": {"manifests": ["kubernetes_version"]}}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "dest": {"type": "path", "required": True},
-            "files": {"type": "list", "elements": "dict", "default": []},
-            "manifests": {"type": "raw"},
-            "manifests_dir": {"type": "str", "default": "manifests"},
-            "releases": {"type": "list", "elements": "dict", "default": []},
-            "kubernetes_version": {"type": "str"},
-            "prune": {"type": "bool", "default": True},
-        },
-        required_by={"manifests": ["kubernetes_version"]},
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, **SPEC_OPTIONS, supports_check_mode=True)
     # Imported once the argument spec is declared: ansible-lint's args rule executes this
     # file outside Ansible, where the project's module_utils are not importable.
-    from ansible.module_utils.tai_deploy.bundle import (
-        UNCHANGED,
-        BundleError,
-        collect,
-        diff_entries,
-        plan,
-        write,
-    )
-    p = module.params
-    try:
-        wanted, objects = collect(p["files"], p["manifests"], p["manifests_dir"],
-                                  p["releases"])
-        bundle = plan(p["dest"], wanted, objects=objects,
-                      kubernetes_version=p["kubernetes_version"], prune=p["prune"])
-    except BundleError as exc:
-        module.fail_json(msg=f"{p['dest']}: {exc}")
-    report = bundle.validation
-    result = {
-        "dest": p["dest"],
-        "schema_validated": report.schema_validated,
-        "structural_only": report.structural_only,
-        "summary": bundle.summary(),
-        "files": [{"path": c.path, "state": c.state, "sha256": c.sha256}
-                  for c in bundle.changes],
-    }
-    if not report.ok:
-        problems = [str(pr) for pr in report.problems]
-        module.fail_json(
-            msg=f"{len(problems)} manifest(s) for {p['dest']} would be refused by Kubernetes "
-                f"{p['kubernetes_version']}; nothing was written: " + "; ".join(problems[:10]),
-            problems=problems, **result)
-    if bundle.changed and not module.check_mode:
-        try:
-            write(bundle)
-        except OSError as exc:
-            module.fail_json(
-                msg=f"Cannot write the plan under {p['dest']}: "
-                    f"{exc.strerror or exc.__class__.__name__}; the folder comes from "
-                    "tai_build_root (the TAI_BUILD_ROOT environment variable, else the "
-                    "repository's build/).", **result)
-    if module._diff:
-        result["diff"] = diff_entries(bundle)
-    module.exit_json(changed=any(c.state != UNCHANGED for c in bundle.changes), **result)
+    from ansible.module_utils.tai_deploy.plan_tasks import run_bundle
+    result = run_bundle(module.params, check_mode=module.check_mode, diff=module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

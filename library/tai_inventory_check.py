@@ -70,7 +70,17 @@ options:
     description: Root of the plans (tai_build_root, from TAI_BUILD_ROOT).
     type: raw
   stage:
-    description: Prepare the staging folder of the region's plan when every check passed.
+    description:
+      - Prepare the staging folder of the region's plan when every check passed, and return the
+        staging folders of the region's plan and of the project-wide plan (C(_project)).
+    type: bool
+    default: false
+  stage_project:
+    description:
+      - With O(stage), also prepare the staging folder of the project-wide plan
+        (C(<build root>/_project), a copy of it). Set on one region of the run only, since the
+        project-wide plan is written once per run (run_once) and moved into place by the last
+        play when every region succeeded.
     type: bool
     default: false
 attributes:
@@ -99,6 +109,10 @@ build_dir:
   description: Folder the roles write the region's plan into (the staging folder when staged).
   returned: success
   type: str
+project_build_dir:
+  description: Folder the project-wide plan is written into (the staging folder when staged).
+  returned: success
+  type: str
 errors:
   description: One sentence per problem.
   returned: failure
@@ -106,62 +120,39 @@ errors:
   elements: str
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule
+
+# The module's only argument spec. Its action plugin (plugins/action/, same name) validates
+# with it too and calls the same core in Ansible's worker, without a module process.
+ARGUMENT_SPEC: dict[str, Any] = {
+    "region": {"type": "str", "required": True},
+    "variables": {"type": "dict", "required": True},
+    # Inputs declared no_log in an argument spec arrive redacted (tai_role_inputs).
+    "inputs": {"type": "dict", "default": {}},
+    "project_root": {"type": "path"},
+    "regions": {"type": "dict", "default": {}},
+    "tier_groups": {"type": "dict", "default": {}},
+    "charts": {"type": "dict", "default": {}},
+    "limit": {"type": "raw"},
+    "run_tags": {"type": "list", "elements": "str", "default": ["all"]},
+    "skip_tags": {"type": "list", "elements": "str", "default": []},
+    "build_root": {"type": "raw"},
+    "stage": {"type": "bool", "default": False},
+    "stage_project": {"type": "bool", "default": False},
+}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "region": {"type": "str", "required": True},
-            "variables": {"type": "dict", "required": True},
-            # Inputs declared no_log in an argument spec arrive redacted (tai_role_inputs).
-            "inputs": {"type": "dict", "default": {}},
-            "project_root": {"type": "path"},
-            "regions": {"type": "dict", "default": {}},
-            "tier_groups": {"type": "dict", "default": {}},
-            "charts": {"type": "dict", "default": {}},
-            "limit": {"type": "raw"},
-            "run_tags": {"type": "list", "elements": "str", "default": ["all"]},
-            "skip_tags": {"type": "list", "elements": "str", "default": []},
-            "build_root": {"type": "raw"},
-            "stage": {"type": "bool", "default": False},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     # Imported once the argument spec is declared: ansible-lint's args rule executes this
     # file outside Ansible, where the project's module_utils are not importable.
-    from ansible.module_utils.tai_deploy.inventory import (
-        PlanInputs,
-        check_plan,
-        check_run,
-        defined_tags,
-        load_argument_specs,
-    )
-    from ansible.module_utils.tai_deploy.staging import StagingError, begin_staging
-    p = module.params
-    region = p["region"]
-    root = p["project_root"]
-    tags = [*p["run_tags"], *p["skip_tags"]]
-    known = defined_tags(root) if root and set(tags) - {"all"} else set()
-    errors = check_run(region, limit=p["limit"], run_tags=p["run_tags"],
-                       skip_tags=p["skip_tags"], known_tags=known, build_root=p["build_root"],
-                       all_regions=sorted(p["regions"]))
-    inputs = dict(p["inputs"])
-    errors += [str(e) for e in inputs.pop("_problems", [])]
-    specs = {role: load_argument_specs(f"{root}/roles", role) for role in inputs} if root else {}
-    errors += [e for e in check_plan(PlanInputs(
-        region=region, variables=p["variables"], inputs=inputs, specs=specs,
-        regions=p["regions"], tier_groups=p["tier_groups"], charts=p["charts"],
-        project_root=root or "")) if e not in errors]
-    if errors:
-        module.fail_json(msg=" ".join(errors), errors=errors)
-    build_dir = f"{p['build_root']}/{region}"
-    if p["stage"] and not module.check_mode:
-        try:
-            build_dir = str(begin_staging(p["build_root"], region))
-        except StagingError as exc:
-            module.fail_json(msg=str(exc), errors=[str(exc)])
-    module.exit_json(changed=False, checked=sorted(p["variables"]), build_dir=build_dir)
+    from ansible.module_utils.tai_deploy.plan_tasks import run_inventory_check
+    result = run_inventory_check(module.params, check_mode=module.check_mode, diff=module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -61,57 +61,28 @@ summary_path:
   type: str
 """
 
-import json
-from pathlib import Path
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+# The module's only argument spec. Its action plugin (plugins/action/, same name) validates
+# with it too and calls the same core in Ansible's worker, without a module process.
+ARGUMENT_SPEC: dict[str, Any] = {
+    "root": {"type": "path", "required": True},
+    "region": {"type": "str", "required": True},
+    "plan_dir": {"type": "path"},
+    "mode": {"type": "str", "choices": ["plan", "apply"], "default": "plan"},
+}
+
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "root": {"type": "path", "required": True},
-            "region": {"type": "str", "required": True},
-            "plan_dir": {"type": "path"},
-            "mode": {"type": "str", "choices": ["plan", "apply"], "default": "plan"},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     # Imported once the argument spec is declared: ansible-lint's args rule executes this
     # file outside Ansible, where the project's module_utils are not importable.
-    from ansible.module_utils.tai_deploy.bundle import diff_entries, plan, summarise, write
-    from ansible.module_utils.tai_deploy.staging import (
-        StagingError,
-        promote_staging,
-        staging_dir,
-    )
-    p = module.params
-    root = Path(p["root"])
-    final = Path(p["plan_dir"]) if p["plan_dir"] else root
-    if final != root and staging_dir(final.parent, p["region"]) != root:
-        module.fail_json(msg=f"{root} is not the staging folder of {final}; the plan stays where "
-                             "it is.")
-    try:
-        wanted = summarise(root, p["region"], p["mode"])
-        bundle = plan(root, wanted, prune=False)
-        if not module.check_mode:
-            if bundle.changed:
-                write(bundle)
-            if final != root:
-                promote_staging(final.parent, p["region"])
-    except StagingError as exc:
-        module.fail_json(msg=str(exc))
-    except OSError as exc:
-        module.fail_json(msg=f"Cannot write the plan summary under {root}: "
-                             f"{exc.strerror or exc.__class__.__name__}; the folder comes from "
-                             "tai_build_root (the TAI_BUILD_ROOT environment variable).")
-    result = {
-        "changed": bundle.changed,
-        "artifact_count": json.loads(wanted["summary.json"])["artifact_count"],
-        "summary_path": str(final / "SUMMARY.md"),
-    }
-    if module._diff:
-        result["diff"] = diff_entries(bundle)
+    from ansible.module_utils.tai_deploy.plan_tasks import run_plan_summary
+    result = run_plan_summary(module.params, check_mode=module.check_mode, diff=module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

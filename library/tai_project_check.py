@@ -50,25 +50,27 @@ checked:
   elements: str
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule
+
+# The module's only argument spec. Its action plugin (plugins/action/, same name) validates
+# with it too and calls the same core in Ansible's worker, without a module process.
+ARGUMENT_SPEC: dict[str, Any] = {
+    "region": {"type": "str", "required": True},
+    "variables": {"type": "dict", "required": True},
+}
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "region": {"type": "str", "required": True},
-            "variables": {"type": "dict", "required": True},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     # Imported once the argument spec is declared: ansible-lint's args rule executes this
     # file outside Ansible, where the project's module_utils are not importable.
-    from ansible.module_utils.tai_deploy.project_checks import check_project
-    p = module.params
-    errors = check_project(p["region"], p["variables"])
-    if errors:
-        module.fail_json(msg=" ".join(errors), errors=errors)
-    module.exit_json(changed=False, checked=sorted(p["variables"]))
+    from ansible.module_utils.tai_deploy.plan_tasks import run_project_check
+    result = run_project_check(module.params, check_mode=module.check_mode, diff=module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

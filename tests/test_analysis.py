@@ -6,7 +6,6 @@ the tests set per region, so each case knows the exact value a gate reads.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,13 +29,18 @@ SETTINGS = Settings(namespace="tai-system", window="5s", error_codes=("Internal"
 class Lab:
     def __init__(self, prom: PrometheusServer, gauge: Gauge) -> None:
         self.prom, self.gauge = prom, gauge
+        self.unscraped: list[tuple[str, str, float]] = []
 
     def set(self, region: str, value: float, slot: str = "green") -> None:
         self.gauge.labels("tai-system", "governor", slot, region).set(value)
+        self.unscraped.append((region, slot, value))
 
     def settle(self) -> None:
-        """Wait until Prometheus has scraped the values just set."""
-        time.sleep(2.2)
+        """Wait until Prometheus has scraped the values just set (polled, not a fixed sleep)."""
+        for region, slot, value in self.unscraped:
+            self.prom.wait_for(f'tai_test_ratio{{namespace="tai-system", service="governor", '
+                               f'slot="{slot}", region="{region}"}} == {value}')
+        self.unscraped.clear()
 
     def source(self, region: str) -> Prometheus:
         return Prometheus(Source(region=region, url=self.prom.url, timeout=2))

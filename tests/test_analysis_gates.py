@@ -83,6 +83,14 @@ def test_a_good_version_passes_every_gate_in_every_region(rig: Rig) -> None:
     out = said(run)
     assert "Judge the preview slots by their own metrics before the switch" in out
     assert "Judge the new slots by their metrics during the soak window" in out
+    # The soak lasts one window: the gates judged it, then the active path is checked once
+    # (it was a second window of health checks, one every 0.2 s, before).
+    for region in (CANARY, SECOND, LAST):
+        double = rig.lab.doubles[region]
+        switched = double.selector_history[(NAMESPACE, "governor")][-1][0]
+        after = [at for at, _ in double.health_answers(NAMESPACE, "governor-green")
+                 if at >= switched]
+        assert len(after) == 1, (region, after)
 
 
 def test_errors_after_the_switch_switch_back_with_query_value_and_limit(rig: Rig) -> None:

@@ -213,8 +213,8 @@ def test_unknown_service_regional_min_above_max_and_no_trigger_are_refused() -> 
     plan = render(("autoscaling",), host_vars=BAD_2)
     assert plan.run.returncode != 0
     assert host_failure(plan.run, "europe-west1") == (
-        "Validation of arguments failed: autoscaling_hpa.schedular. Supported parameters "
-        "include: coordinator, governor, scheduler.")
+        "autoscaling_hpa of region europe-west1 has unknown keys schedular (known: coordinator, "
+        "governor, scheduler; meta/argument_specs.yml of role autoscaling).")
     assert host_failure(plan.run, "us-central1") == (
         "coordinator (autoscaling_hpa) in us-central1 has min_replicas 3 greater than "
         "max_replicas 2.")

@@ -118,3 +118,93 @@ def test_bad_input_is_one_sentence(call: Any, message: str) -> None:
     with pytest.raises(BucketError, match=message):
         call()
 
+
+
+# ---- the project phase's bucket items, against the GCP TEST DOUBLE -------------------------
+
+def _backup_cfg(protection: str = "retention-policy") -> dict[str, Any]:
+    return {"bucket": f"tai-{PROJECT}-europe-west1-backups", "environment": "production",
+            "identities": BACKUPS["tai_backup_identities"], "readers": ["group:sre@example.com"],
+            "retention_days": 30, "noncurrent_days": 90, "soft_delete_days": 7,
+            "protection": protection}
+
+
+def _converger(url: str) -> Any:
+    from tai_deploy.gcp_resource import Converger
+    from tai_deploy.gcp_rest import RestClient, RetryPolicy, make_session
+
+    def client(service: str) -> RestClient:
+        return RestClient(make_session("none", url), url, service=service,
+                          retry=RetryPolicy(attempts=1, base_delay=0.0))
+    return Converger(client, poll_interval=0.0, sleep=lambda _: None)
+
+
+def test_the_project_phase_creates_the_bucket_its_writers_and_readers_once() -> None:
+    from helpers.gcp_double import serve
+    from helpers.project_inputs import global_cfg, region_cfg
+    from project_resources import (
+        project_global_items,
+        project_region_items,
+        project_workload_identity_items,
+    )
+    from tai_deploy.gcp_schema import declared_problems
+    glob = {**global_cfg(), "backup_identities": BACKUPS["tai_backup_identities"]}
+    region = {**region_cfg("europe-west1"), "backup": _backup_cfg()}
+    items = project_global_items(glob) + project_region_items(region, "europe-west1")
+    # what the plan writes is checked against storage v1's discovery document
+    assert declared_problems("items", items) == []
+    bucket_item = next(i for i in items if i["id"] == "backup-bucket")
+    broken = {**bucket_item, "create": {**bucket_item["create"], "body": {
+        **bucket_item["create"]["body"], "retentionPolicy": {"retentionDays": 30}}}}
+    assert declared_problems("items", [broken]) != []  # not a field of BucketRetentionPolicy
+    with serve() as (double, url):
+        converger = _converger(url)
+        converger.converge(items)
+        name = f"tai-{PROJECT}-europe-west1-backups"
+        live = double.apis.storage.buckets[name]
+        assert live["retentionPolicy"]["retentionPeriod"] == str(30 * 86400)
+        assert live["versioning"] == {"enabled": False}
+        assert live["softDeletePolicy"]["retentionDurationSeconds"] == str(7 * 86400)
+        policy = {b["role"]: b["members"] for b in double.apis.storage.policies[name]["bindings"]}
+        assert policy[WRITER_ROLE] == [
+            f"serviceAccount:redis-backup@{PROJECT}.iam.gserviceaccount.com",
+            f"serviceAccount:vault-backup@{PROJECT}.iam.gserviceaccount.com"]
+        assert policy[READER_ROLE] == ["group:sre@example.com"]
+        # nobody else gets a role on the bucket; the project's own convenience bindings stay
+        assert set(policy) == {WRITER_ROLE, READER_ROLE, "roles/storage.legacyBucketOwner",
+                               "roles/storage.legacyBucketReader"}
+        for account in ("vault-backup", "redis-backup"):
+            assert (f"projects/{PROJECT}/serviceAccounts/{account}@{PROJECT}"
+                    ".iam.gserviceaccount.com") in double.apis.resources
+        double.add_cluster(PROJECT, "europe-west1", "tai-cluster")  # the pool exists
+        converger.converge(project_workload_identity_items(glob))
+        wi = double.apis.policies[
+            f"projects/{PROJECT}/serviceAccounts/vault-backup@{PROJECT}.iam.gserviceaccount.com"]
+        assert wi["bindings"] == [{"role": "roles/iam.workloadIdentityUser", "members": [
+            f"serviceAccount:{PROJECT}.svc.id.goog[vault/vault-snapshot]"]}]
+        again = _converger(url)
+        again.converge(items)
+        assert {r.action for r in again.results} == {"unchanged"}, [
+            (r.id, r.action, r.fields) for r in again.results if r.action != "unchanged"]
+
+
+def test_the_double_refuses_a_retention_policy_with_versioning_as_cloud_storage_does() -> None:
+    import requests
+    from helpers.gcp_double import serve
+    body = bucket_body(PROJECT, "europe-west1", retention_days=30)
+    with serve() as (double, url):
+        both = {**body, "versioning": {"enabled": True}}
+        answer = requests.post(f"{url}/storage/v1/b?project={PROJECT}", json=both, timeout=10)
+        assert answer.status_code == 400
+        assert "mutually exclusive" in answer.json()["error"]["message"]
+        assert double.apis.storage.buckets == {}
+        # each choice alone is accepted, and a patch cannot add the other one later
+        for protection in ("retention-policy", "versioning"):
+            one = bucket_body(PROJECT, "europe-west1" if protection == "versioning" else
+                              "us-central1", retention_days=30, protection=protection)
+            assert requests.post(f"{url}/storage/v1/b?project={PROJECT}", json=one,
+                                 timeout=10).status_code == 200
+        locked = f"tai-{PROJECT}-us-central1-backups"
+        patch = requests.patch(f"{url}/storage/v1/b/{locked}",
+                               json={"versioning": {"enabled": True}}, timeout=10)
+        assert patch.status_code == 400

@@ -260,7 +260,7 @@ def test_deployments_follow_the_blue_green_contract(rendered: dict[str, Objects]
             ]
 
 
-def test_service_pods_match_the_seed_and_production_needs(rendered: dict[str, Objects]) -> None:
+def test_service_pods_match_the_architecture_and_production(rendered: dict[str, Objects]) -> None:
     objs = rendered["europe-west1"]
     config = by_kind(objs, "ConfigMap")["tai-config"]["data"]
     assert config["VAULT_ADDR"] == "https://vault.vault.svc:8200"

@@ -1,7 +1,7 @@
 """The dns role and playbooks/drain-region.yml.
 
 Plan: playbooks/traffic.yml for the three regions, once (module fixture), checked against the
-seed's Global Load Balancer and DNS Configuration. Drain and restore: the real playbook in apply
+load balancer and DNS of docs/architecture.md. Drain and restore: the real playbook in apply
 mode against the loopback TEST DOUBLE of the Cloud DNS API.
 """
 
@@ -16,7 +16,7 @@ from helpers.ansible_run import run_playbook
 from helpers.gcp_double import serve
 from helpers.gcp_plan import REGIONS, load, render
 
-SEED_ADDRESSES = {"us-central1": "35.1.1.1", "europe-west1": "35.2.2.2",
+INVENTORY_ADDRESSES = {"us-central1": "35.1.1.1", "europe-west1": "35.2.2.2",
                   "asia-southeast1": "35.3.3.3"}
 COMPUTE = "https://www.googleapis.com/compute/v1/projects/tai-production"
 PODS = {"us-central1": "10.4.0.0/14", "europe-west1": "10.20.0.0/14",
@@ -37,7 +37,7 @@ def body(plan: Path, region: str, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_load_balancer_matches_the_seed(plan: Path, region: str) -> None:
+def test_load_balancer_matches_the_architecture(plan: Path, region: str) -> None:
     prefix = f"tai-{region}"
     hc = body(plan, region, "health-check.json")
     assert hc["type"] == "TCP"
@@ -83,7 +83,7 @@ def test_one_geo_record_set_with_an_item_per_region(plan: Path) -> None:
     assert {(g["managedZone"], g["name"], g["type"], g["ttl"]) for g in geo} == {
         (ZONE, NAME, "A", 60)}
     assert {g["item"]["location"]: g["item"]["rrdatas"] for g in geo} == {
-        r: [a] for r, a in SEED_ADDRESSES.items()}  # keyed by GCP region, not continent
+        r: [a] for r, a in INVENTORY_ADDRESSES.items()}  # keyed by GCP region, not continent
     assert {g["state"] for g in geo} == {"active"}
 
 
@@ -115,7 +115,7 @@ def test_drain_and_restore_through_the_playbook(tmp_path: Path) -> None:
         double.add_zone(PROJECT, ZONE, "tai.example.com.")
         double.put_rrset(PROJECT, ZONE, {"name": NAME, "type": "A", "ttl": 60, "routingPolicy": {
             "geo": {"items": [{"location": r, "rrdatas": [a]}
-                              for r, a in SEED_ADDRESSES.items()]}}})
+                              for r, a in INVENTORY_ADDRESSES.items()]}}})
         # the region's load balancer address, as Google allocated it (the inventory expects it)
         double.apis.add_global_address(PROJECT, "tai-europe-west1-lb-address", "35.2.2.2")
         endpoints = json.dumps({"dns_api_endpoints": {"compute.googleapis.com": url}})

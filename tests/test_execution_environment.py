@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from helpers.ansible_run import REPO
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 EE: dict[str, Any] = yaml.safe_load((REPO / "execution-environment.yml").read_text())
 
@@ -69,6 +70,17 @@ def test_interpreter_is_one_ansible_core_supports() -> None:
     path = EE["dependencies"]["python_interpreter"]["python_path"]
     minor = int(re.search(r"python3\.(\d+)$", path).group(1))  # type: ignore[union-attr]
     assert minor >= 12, "ansible-core 2.21 needs Python 3.12 or newer"
+
+
+def test_interpreter_is_the_python_pyproject_requires() -> None:
+    path = EE["dependencies"]["python_interpreter"]["python_path"]
+    minor = int(re.search(r"python3\.(\d+)$", path).group(1))  # type: ignore[union-attr]
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert SpecifierSet(spec).contains(f"3.{minor}.0"), f"the EE runs 3.{minor}; pyproject: {spec}"
+    assert EE["dependencies"]["python_interpreter"]["package_system"] == f"python3.{minor}"
+    # Every build step runs that interpreter, none an older one.
+    steps = " ".join(EE["additional_build_steps"]["append_final"])
+    assert set(re.findall(r"/usr/bin/python3\.\d+", steps)) == {path}
 
 
 def test_the_binaries_step_extracts_working_helm_and_kubectl(tmp_path: Path) -> None:

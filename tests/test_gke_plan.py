@@ -1,4 +1,4 @@
-"""The gke role: rendered request bodies against the seed, and apply mode against the double.
+"""The gke role: request bodies against docs/architecture.md, apply mode against the double.
 
 Plan: playbooks/clusters.yml for the three regions, once (module fixture). Apply: the same
 playbook with -e tai_apply=true against the loopback TEST DOUBLE of the GKE API.
@@ -17,7 +17,7 @@ from helpers.ansible_run import REPO
 from helpers.gcp_double import GcpDouble, serve
 from helpers.gcp_plan import REGIONS, load, render
 
-SEED_POOLS = {  # Node Pools section of the seed: machine, disk, min, max (regional totals)
+ARCHITECTURE_POOLS = {  # docs/architecture.md: machine, disk, min, max (regional totals)
     "general-pool": ("n1-standard-4", 100, 3, 10),
     "memory-pool": ("n1-highmem-8", 100, 2, 5),
     "spot-pool": ("n1-standard-4", 100, 2, 20),
@@ -41,7 +41,7 @@ def cluster_of(plan: Path, region: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_cluster_matches_the_seed(plan: Path, region: str) -> None:
+def test_cluster_matches_the_architecture(plan: Path, region: str) -> None:
     c = cluster_of(plan, region)
     assert c["name"] == "tai-cluster"
     assert c["locations"] == ZONES[region]  # regional cluster over the region's zones
@@ -111,10 +111,10 @@ def test_cluster_is_hardened(plan: Path, region: str) -> None:
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_node_pools_match_the_seed(plan: Path, region: str) -> None:
+def test_node_pools_match_the_architecture(plan: Path, region: str) -> None:
     pools = {p["name"]: p for p in cluster_of(plan, region)["nodePools"]}
-    assert set(pools) == set(SEED_POOLS)
-    for name, (machine, disk, low, high) in SEED_POOLS.items():
+    assert set(pools) == set(ARCHITECTURE_POOLS)
+    for name, (machine, disk, low, high) in ARCHITECTURE_POOLS.items():
         pool = pools[name]
         assert pool["config"]["machineType"] == machine
         assert pool["config"]["diskSizeGb"] == disk
@@ -128,12 +128,12 @@ def test_node_pools_match_the_seed(plan: Path, region: str) -> None:
         scopes = pool["config"]["oauthScopes"]
         assert "https://www.googleapis.com/auth/logging.write" in scopes
         assert "https://www.googleapis.com/auth/monitoring" in scopes
-        # Workload identity supersedes the seed's cloud-platform scope for workloads.
+        # Workload identity supersedes a cloud-platform node scope for workloads.
         assert "https://www.googleapis.com/auth/cloud-platform" not in scopes
         assert "preemptible" not in pool["config"]
         # The node pool body (nodePools.create) is the same pool.
         assert load(plan, region, "gke", f"node-pools/{name}.json") == {"nodePool": pool}
-    # The seed's initial 3 nodes of n1-standard-4: the general pool, one per zone.
+    # The general pool's 3 initial nodes of n1-standard-4 (docs/architecture.md), one per zone.
     assert pools["general-pool"]["initialNodeCount"] * len(ZONES[region]) == 3
     assert pools["general-pool"]["config"]["labels"]["workload-type"] == "general"
     assert pools["memory-pool"]["config"]["labels"]["workload-type"] == "memory-intensive"

@@ -8,7 +8,6 @@ sentence and, through ansible-playbook, that the plan tree is byte for byte unch
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.ansible_run import REPO, PlaybookRun, run_playbook
+from helpers.ansible_run import REPO, PlaybookRun, run_playbook, tree_digest
 from tai_deploy.bundle import to_yaml
 from tai_deploy.config_text import (
     PSS_EXCEPTION_ANNOTATION,
@@ -49,18 +48,6 @@ REGION = "europe-west1"
 ROLES = REPO / "roles"
 
 
-def tree_digest(root: Path) -> str:
-    """One hash over every path and byte under root (empty string for a missing root)."""
-    if not root.exists():
-        return ""
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def fatal(run: PlaybookRun) -> str:
     """The refusal, whitespace-normalised (the YAML callback folds long messages)."""
     assert run.returncode != 0, run.output[-3000:]
@@ -82,7 +69,10 @@ def test_limits_name_their_range() -> None:
 
 def _gke_inputs(**over: object) -> dict[str, object]:
     defaults = yaml.safe_load((ROLES / "gke" / "defaults" / "main.yml").read_text())
-    return {**defaults, **over}
+    # the defaults that are templates, as the tai_role_inputs lookup renders them
+    rendered = {"gke_kms_key_ring": "tai-gke", "gke_kms_key": "gke-secrets",
+                "gke_node_service_account": "tai-gke-nodes@tai-production.iam.gserviceaccount.com"}
+    return {**defaults, **rendered, **over}
 
 
 def test_gke_names_disks_pods_and_machine_types() -> None:
@@ -169,7 +159,8 @@ def test_vault_token_ttls_and_autoscaler_ceilings() -> None:
     vault = yaml.safe_load((ROLES / "vault" / "defaults" / "main.yml").read_text())
     vault.update(vault_seal_type="shamir",
                  vault_default_policies={"tai-app": "path", "vault-snapshot": "path"},
-                 vault_rotate_key_shares=5, vault_rotate_key_threshold=3)
+                 vault_rotate_key_shares=5, vault_rotate_key_threshold=3,
+                 vault_backup_service_account="vault-snapshot")  # a template among the defaults
     ctx = Context(region=REGION, charts={"vault": {"repository": "r", "chart": "c",
                                                    "version": "1.0.0"}})
     assert role_problems("vault", {**vault, "vault_token_ttl": "-5m"}, ctx) == [
@@ -348,10 +339,14 @@ def test_a_role_that_fails_late_leaves_the_plan_as_it_was(planned: Path) -> None
     vault.write_text("not a folder\n")
     before = tree_digest(planned)
     try:
-        run = run_playbook("site.yml", "-l", REGION, "-e", '{"gke_max_pods_per_node": 64}',
+        # a project-wide input changed too: build/_project/ is staged like the region's plan
+        run = run_playbook("site.yml", "-l", REGION, "-e",
+                           '{"gke_max_pods_per_node": 64, "project_routing_mode": "REGIONAL"}',
                            env={"TAI_BUILD_ROOT": str(planned)})
         text = fatal(run)
         assert "TASK [gke" in run.stdout  # refused late, after gke wrote its staged plan
+        staged = planned.parent / ".build.staging" / "_project" / "project" / "resources.json"
+        assert '"routingMode": "REGIONAL"' in staged.read_text()  # written, but not published
         assert ("; the folder comes from tai_build_root (the TAI_BUILD_ROOT environment "
                 "variable, else the repository's build/).") in text
         assert tree_digest(planned) == before
@@ -506,3 +501,61 @@ def test_grpc_health_refuses_non_finite_durations_and_bad_ports() -> None:
                          capture_output=True, text=True, timeout=30, check=False)
     assert run.returncode == 1  # bad flags, at once (it used to wait forever)
     assert "invalid duration 'nan': give a finite number of seconds" in run.stderr
+
+
+# ---- a role run alone: its argument-spec failure is one sentence per bad option ------------
+
+def _callback() -> object:
+    sys.path.insert(0, str(REPO / "plugins" / "callback"))
+    try:
+        import tai_default  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    return tai_default
+
+
+def test_ansible_argument_spec_messages_become_one_sentence_per_option() -> None:
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    spec = {"namespaces_definitions": {"type": "dict"},
+            "namespaces_common_labels": {"type": "dict"},
+            "project_routing_mode": {"type": "str", "choices": ["GLOBAL", "REGIONAL"]},
+            "gke_max_pods_per_node": {"type": "int"},
+            "a": {"type": "str", "required": True}, "b": {"type": "str", "required": True},
+            "autoscaling_hpa": {"type": "dict", "options": {
+                "governor": {"type": "dict"}, "scheduler": {"type": "dict"}}}}
+    given = {"namespaces_definitions": "tai-system", "namespaces_common_labels": 5,
+             "project_routing_mode": "LOCAL", "gke_max_pods_per_node": "many",
+             "autoscaling_hpa": {"schedular": {}}}
+    # the messages of Ansible's own validator (what validate_argument_spec reports)
+    errors = ArgumentSpecValidator(spec).validate(given).error_messages
+    found = _callback().sentences(errors, "r", REGION)  # type: ignore[attr-defined]
+    assert sorted(found) == sorted([
+        "a of region europe-west1 is not set; the r role needs it.",
+        "b of region europe-west1 is not set; the r role needs it.",
+        "namespaces_definitions of region europe-west1 must be a mapping "
+        "(meta/argument_specs.yml of role r), got a string.",
+        "namespaces_common_labels of region europe-west1 must be a mapping "
+        "(meta/argument_specs.yml of role r), got a whole number.",
+        "project_routing_mode of region europe-west1 is LOCAL; it must be one of GLOBAL, "
+        "REGIONAL (meta/argument_specs.yml of role r).",
+        "gke_max_pods_per_node of region europe-west1 must be a whole number "
+        "(meta/argument_specs.yml of role r), got a string.",
+        "autoscaling_hpa of region europe-west1 has unknown keys schedular (known: governor, "
+        "scheduler; meta/argument_specs.yml of role r).",
+    ]), errors
+
+
+def test_a_role_run_alone_refuses_a_bad_option_in_one_sentence(tmp_path: Path) -> None:
+    # molecule's converge of the namespaces role, without the validation play before it
+    run = run_playbook("-i", "inventories/production", "molecule/namespaces/converge.yml",
+                       "-e", json.dumps({"namespaces_definitions": "tai-system",
+                                         "namespaces_common_labels": 5}),
+                       env={"MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path)})
+    text = fatal(run)
+    assert ("msg: namespaces_definitions of region europe-west1 must be a mapping "
+            "(meta/argument_specs.yml of role namespaces), got a string. namespaces_common_labels "
+            "of region europe-west1 must be a mapping (meta/argument_specs.yml of role "
+            "namespaces), got a whole number.") in text
+    assert "argument_spec_data" not in text
+    assert len(run.stdout.splitlines()) < 20
+    assert not (tmp_path / "build").exists()

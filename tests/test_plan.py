@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.ansible_run import PlaybookRun, run_playbook
+from helpers.ansible_run import PlaybookRun, run_playbook, tree_digest
 
 ROLES = {"autoscaling", "dns", "gke", "istio", "logging", "monitoring", "tai-services", "vault"}
 
@@ -37,7 +37,13 @@ def test_plan_touches_only_the_selected_region(
 
 def test_plan_prints_where_the_bundle_is(planned: tuple[Path, PlaybookRun, PlaybookRun]) -> None:
     root, first, _ = planned
-    assert f"index at {root}/europe-west1/SUMMARY.md" in first.stdout
+    text = " ".join(first.stdout.split())
+    assert f"index at {root}/europe-west1/SUMMARY.md; project-wide plan at " \
+           f"{root}/_project/SUMMARY.md" in text
+    # the plan is written into staging folders, but every message names where it is read
+    assert (f"would converge {root}/_project/project/resources.json (once) and "
+            f"{root}/europe-west1/project/resources.json.") in text
+    assert ".staging" not in first.stdout
 
 
 def test_summary_lists_every_role_and_artifact(
@@ -64,8 +70,13 @@ def test_check_mode_reports_drift_with_a_diff_and_writes_nothing(tmp_path: Path)
     assert run_playbook("site.yml", "-l", "asia-southeast1", env=env).returncode == 0
     body = tmp_path / "build" / "asia-southeast1" / "gke" / "cluster.json"
     body.write_text(body.read_text().replace('"n1-highmem-8"', '"n1-highmem-4"'))
-    check = run_playbook("site.yml", "-l", "asia-southeast1", "--check", "--diff", env=env)
+    before = tree_digest(tmp_path)
+    # a project-wide input too: build/_project/ is not written either
+    check = run_playbook("site.yml", "-l", "asia-southeast1", "--check", "--diff",
+                         "-e", "project_routing_mode=REGIONAL", env=env)
     assert check.returncode == 0, check.output[-3000:]
     assert '-          "machineType": "n1-highmem-4",' in check.stdout
     assert '+          "machineType": "n1-highmem-8",' in check.stdout
+    assert '+        "routingMode": "REGIONAL"' in check.stdout
     assert '"n1-highmem-4"' in body.read_text(), "check mode must not write"
+    assert tree_digest(tmp_path) == before  # nothing written, no staging folder made

@@ -22,7 +22,8 @@ REGION = "europe-west1"
 ZONES = ("europe-west1-b", "europe-west1-c", "europe-west1-d")
 SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
-            "firestore.googleapis.com", "dns.googleapis.com", "binaryauthorization.googleapis.com")
+            "firestore.googleapis.com", "dns.googleapis.com", "storage.googleapis.com",
+            "binaryauthorization.googleapis.com")
 
 
 def apply(url: str, build: Path, *playbooks: str, region: str = REGION,
@@ -87,6 +88,20 @@ def test_first_apply_then_a_rerun_changes_nothing(project: tuple[GcpDouble, str,
     wi = double.apis.policies[f"projects/{PROJECT}/serviceAccounts/{governor}"]
     assert wi["bindings"] == [{"role": "roles/iam.workloadIdentityUser", "members": [
         f"serviceAccount:{PROJECT}.svc.id.goog[tai-system/governor]"]}]
+    # the region's backup bucket: a retention policy, no versioning, written only by the two
+    # backup identities (bound to their CronJobs' Kubernetes service accounts)
+    bucket = double.apis.storage.buckets[f"tai-{PROJECT}-{REGION}-backups"]
+    assert bucket["retentionPolicy"]["retentionPeriod"] == str(30 * 86400)
+    assert bucket["versioning"] == {"enabled": False}
+    writers = [b for b in double.apis.storage.policies[bucket["name"]]["bindings"]
+               if b["role"] == "roles/storage.objectCreator"]
+    assert writers == [{"role": "roles/storage.objectCreator", "members": [
+        f"serviceAccount:{a}-backup@{PROJECT}.iam.gserviceaccount.com"
+        for a in ("redis", "vault")]}]
+    redis_wi = double.apis.policies[
+        f"projects/{PROJECT}/serviceAccounts/redis-backup@{PROJECT}.iam.gserviceaccount.com"]
+    assert redis_wi["bindings"][0]["members"] == [
+        f"serviceAccount:{PROJECT}.svc.id.goog[tai-system/redis-snapshot]"]
     project_roles = {b["role"]: b["members"]
                      for b in double.apis.policies[f"projects/{PROJECT}"]["bindings"]}
     assert project_roles["roles/datastore.user"] == sorted(

@@ -374,11 +374,20 @@ class Verdict:
 
 
 def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep) -> Verdict:
-    """Measure every interval until the duration is over or a gate fails (at once)."""
+        sleep: Callable[[float], None] = time.sleep,
+        on_tick: Callable[[], None] | None = None) -> Verdict:
+    """Measure every interval until the duration is over or a gate fails (at once).
+
+    ``on_tick`` runs before the initial delay and before every measurement, so nothing is
+    judged for a region whose lock was lost; what it raises ends the analysis (the rolling
+    upgrade renews the region's lease there and stops when an operator rolled the release
+    back: bluegreen_soak.SoakWatch).
+    """
     settings = analysis.settings
     start = clock()
     if settings.initial_delay:
+        if on_tick is not None:
+            on_tick()
         sleep(settings.initial_delay)
     failures: dict[str, int] = {}
     errors: dict[str, int] = {}
@@ -386,6 +395,8 @@ def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
     ticks = 0
     last: list[Measurement] = []
     while True:
+        if on_tick is not None:
+            on_tick()
         tick_started = clock()
         ticks += 1
         last = []

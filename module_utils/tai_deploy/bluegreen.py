@@ -61,6 +61,7 @@ from urllib.parse import quote
 
 from .bluegreen_lease import LeaseError, LeaseLock
 from .k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
+from .services import IMAGE_TAG, SLOTS
 
 ANNOTATION = "bluegreen.tai-deploy.io/state"
 # The release a rollback aborted: {"image", "slot", "at", "by"}.
@@ -73,14 +74,13 @@ RETIME_TOLERANCE = 0.1
 ROUTE_LABEL = "tai.example.com/route"
 # KEDA holds a ScaledObject's target at this many replicas and stops scaling it while set.
 KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
-DEFAULT_SLOTS = ("blue", "green")
+DEFAULT_SLOTS = SLOTS
 PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
 READY, PROGRESSING, FAILED, MISSING = "ready", "progressing", "failed", "missing"
 # Annotations of the active Deployment that must not be copied to a new slot.
 _NOT_COPIED = ("deployment.kubernetes.io/revision",
                "kubectl.kubernetes.io/last-applied-configuration")
-# A tag, optionally with the digest it pins (tag@sha256:...): production images go by digest.
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[a-f0-9]{64})?$")
+_TAG = IMAGE_TAG
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -170,8 +170,7 @@ class Target:
             out.append(f"service {self.service}: the new image or version is required")
         if self.version is not None and not _TAG.match(self.version):
             out.append(f"service {self.service}: version {self.version!r} is not a valid "
-                       "image tag (letters, digits, '_', '.', '-'; at most 128), optionally "
-                       "with its digest (@sha256:<64 hex digits>)")
+                       "image tag (letters, digits, '_', '.', '-'; at most 128)")
         if self.image is not None and not _IMAGE.match(self.image):
             out.append(f"service {self.service}: image {self.image!r} is not an image "
                        "reference")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .bluegreen import ABORTED, ANNOTATION, PROMOTED, BlueGreen, Record, SwapError, Target
-from .grpc_health import ConfigError, WaitPolicy, run_health_checks, targets_from_params
 from .k8s_api import service_path
 
 
@@ -51,31 +50,57 @@ def _aborted(svc: Mapping[str, Any], soaking: Record, slot_label: str) -> str | 
     return None
 
 
+class SoakWatch:
+    """What a soak watches between two checks: an operator's rollback, and the lease.
+
+    Built once the services are switched: ``check`` raises SwapError(kind="aborted") when a
+    rollback replaced a promotion being soaked, and SwapError(kind="lease") when the
+    region's lease was lost (renewing it otherwise). The soaked step and the analysis gate
+    (library/tai_analysis_gate.py), which both wait through the soak window, call it.
+    ``watch_promotion=False`` (before the switch: nothing promoted yet) only renews the lease.
+    """
+
+    def __init__(self, bg: BlueGreen, services: Sequence[str], *,
+                 watch_promotion: bool = True) -> None:
+        self.bg = bg
+        self.soaking: dict[str, Record] = {}
+        for name in services if watch_promotion else ():
+            view = bg.read(Target(name))
+            rec = view.record
+            if rec is None or rec.phase != PROMOTED or rec.active != view.active:
+                raise SwapError(f"the release being upgraded to was aborted in this region: "
+                                f"Service {bg.s.namespace}/{name} is not on a promotion any "
+                                f"more (slot {view.active})", kind="aborted")
+            self.soaking[name] = rec
+
+    def check(self) -> None:
+        for name, rec in self.soaking.items():
+            problem = _aborted(self.bg.client.get(service_path(self.bg.s.namespace, name)), rec,
+                               self.bg.s.slot_label)
+            if problem:
+                raise SwapError(problem, kind="aborted")
+        self.bg.need_lease()
+
+
 def soak(bg: BlueGreen, services: Sequence[str], health_targets: Sequence[Mapping[str, Any]],
          *, seconds: float, interval: float, clock: Callable[[], float] = time.time,
          sleep: Callable[[float], None] = time.sleep) -> SoakResult:
-    """Soak ``services`` (switched, not finalized) while checking ``health_targets``."""
+    """Soak ``services`` (switched, not finalized) while checking ``health_targets``.
+
+    ``seconds`` 0 is one round: the abort mark, the lease and one health check.
+    """
+    # Imported here: the analysis gate imports this module for SoakWatch alone, and grpc's
+    # import is the largest part of its start-up (about 60 ms of 110 ms on an idle machine).
+    from .grpc_health import ConfigError, WaitPolicy, run_health_checks, targets_from_params
+
     try:
         targets = targets_from_params({"targets": list(health_targets)})
     except ConfigError as exc:
         raise SwapError(f"health_targets: {exc}") from exc
-    soaking: dict[str, Record] = {}
-    for name in services:
-        view = bg.read(Target(name))
-        rec = view.record
-        if rec is None or rec.phase != PROMOTED or rec.active != view.active:
-            raise SwapError(f"the release being upgraded to was aborted in this region: "
-                            f"Service {bg.s.namespace}/{name} is not on a promotion any more "
-                            f"(slot {view.active})", kind="aborted")
-        soaking[name] = rec
+    watch = SoakWatch(bg, services)
     started, checks = clock(), 0
     while True:
-        for name, rec in soaking.items():
-            problem = _aborted(bg.client.get(service_path(bg.s.namespace, name)), rec,
-                               bg.s.slot_label)
-            if problem:
-                raise SwapError(problem, kind="aborted")
-        bg.need_lease()
+        watch.check()
         report = run_health_checks(targets, WaitPolicy())
         checks += 1
         elapsed = clock() - started

@@ -21,6 +21,7 @@ import yaml
 
 from .files import atomic_write
 from .manifests import ValidationReport, load_documents, manifest_path, validate_objects
+from .staging import PROJECT_PLAN
 
 CREATED, UPDATED, UNCHANGED, REMOVED = "created", "updated", "unchanged", "removed"
 
@@ -280,7 +281,8 @@ def summarise(root: str | Path, region: str, mode: str) -> dict[str, str]:
             {"path": rel, "sha256": hashlib.sha256(text).hexdigest(), "bytes": str(len(text))})
     total = sum(len(v) for v in artifacts.values())
     lines = [
-        f"# Plan of region {region}",
+        "# Project-wide plan (every region)" if region == PROJECT_PLAN
+        else f"# Plan of region {region}",
         "",
         f"Mode: **{mode}**. {total} artifacts in {len(artifacts)} roles. Every Kubernetes manifest",
         "below was validated before it was written; apply mode sends exactly these files.",

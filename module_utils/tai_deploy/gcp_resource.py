@@ -21,10 +21,11 @@ Item kinds (all keys are plain JSON; ``title`` names the object in sentences):
     A GET whose ``outputs`` later items use; a list GET retried until it returns items.
 ``iam_policy``
     ``resource`` (path without verb), ``get`` (``POST`` or ``GET``) and ``bindings`` (role,
-    members). Read-modify-write with the etag: only missing members are added, nobody else's
-    binding is dropped; 409/ABORTED (a concurrent edit) re-reads and retries; a member the API
-    says does not exist yet (IAM is eventually consistent after a service account is created)
-    is retried within ``iam_retry_seconds``.
+    members); ``style: storage`` for a Cloud Storage bucket (``GET``/``PUT`` ``<resource>/iam``
+    with the Policy itself as the body). Read-modify-write with the etag: only missing members
+    are added, nobody else's binding is dropped; 409/ABORTED (a concurrent edit) re-reads and
+    retries; a member the API says does not exist yet (IAM is eventually consistent after a
+    service account is created) is retried within ``iam_retry_seconds``.
 
 Strings of the form ``$(item_id.output)`` in later items are replaced by values read back
 from earlier ones (the load balancer's forwarding rule takes the address Google allocated).
@@ -348,8 +349,13 @@ class Converger:
             if not added or self.check_mode:
                 return result
             try:
-                client.call("POST", f"{resource}:setIamPolicy", {"policy": merged},
-                            action=f"add {', '.join(added)} to the IAM policy of {title}")
+                if item.get("style") == "storage":
+                    # Cloud Storage: buckets.setIamPolicy is PUT b/{bucket}/iam with the Policy
+                    client.call("PUT", f"{resource}/iam", merged,
+                                action=f"add {', '.join(added)} to the IAM policy of {title}")
+                else:
+                    client.call("POST", f"{resource}:setIamPolicy", {"policy": merged},
+                                action=f"add {', '.join(added)} to the IAM policy of {title}")
                 return result
             except GcpApiError as exc:
                 if exc.status == 409 or exc.api_status == "ABORTED":
@@ -371,6 +377,9 @@ class Converger:
 
 def _policy_call(client: RestClient, item: Mapping[str, Any], resource: str,
                  title: str) -> dict[str, Any]:
+    if item.get("style") == "storage":  # Cloud Storage JSON API: buckets.getIamPolicy
+        return client.call("GET", f"{resource}/iam?optionsRequestedPolicyVersion=3",
+                           action=f"read the IAM policy of {title}")
     if item.get("get", "POST") == "GET":  # Cloud KMS: GET with the version as a query
         return client.call("GET", f"{resource}:getIamPolicy?options.requestedPolicyVersion=3",
                            action=f"read the IAM policy of {title}")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_text import ConfigTextError, fluent_bit_value
+from .services import IMAGE_TAG, SERVICES, SLOTS
 
 TIERS = ("primary", "secondary", "tertiary")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -126,6 +127,7 @@ GKE_CLUSTER_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 # e2-custom-4-8192, c3-highmem-22-lssd (https://cloud.google.com/compute/docs/machine-resource).
 MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)+$")
 # Kubernetes DNS-1123 label (namespaces, ConfigMaps, label-like names).
+GCP_REGION = re.compile(r"^([a-z]+-[a-z]+[0-9]+)?$")  # charts/tai-chart values.schema.json
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # Tags every playbook understands besides the ones written in it (Ansible's special tags).
@@ -424,6 +426,7 @@ def _gke(v: Mapping[str, Any], c: Context) -> list[str]:
     for key in ("gke_max_pods_per_node", "gke_wait_timeout", "gke_poll_interval"):
         if key in v:
             out += check_range(key, r, v[key], LIMITS[key])
+    out += _gke_hardening(v, r, c)
     defaults, over = v.get("gke_default_node_pools"), v.get("gke_node_pools")
     if not isinstance(defaults, Mapping) or not isinstance(over, Mapping):
         return out
@@ -471,6 +474,32 @@ def _gke(v: Mapping[str, Any], c: Context) -> list[str]:
             out.append(f"gke_node_pools.{pool_name}.spot of region {r} must be true or false, "
                        f"got {_type_name(spot)} {spot!r}.")
     return out
+
+
+# The gke role's hardened-cluster inputs, as gke_checks reads them (roles/gke/vars gke_inputs).
+_GKE_HARDENING = {"control_plane_access": "gke_control_plane_access",
+                  "authorized_networks": "gke_authorized_networks",
+                  "datapath_provider": "gke_datapath_provider",
+                  "private_nodes": "gke_private_nodes", "kms_key_ring": "gke_kms_key_ring",
+                  "kms_key": "gke_kms_key", "node_service_account": "gke_node_service_account",
+                  "maintenance_start": "gke_maintenance_start",
+                  "maintenance_hours": "gke_maintenance_hours",
+                  "maintenance_recurrence": "gke_maintenance_recurrence"}
+
+
+def _gke_hardening(v: Mapping[str, Any], r: str, c: Context) -> list[str]:
+    """gke_checks' rules (names GKE and KMS accept, maintenance windows, control plane access)
+    run here too, so that the validation play refuses them before anything is written."""
+    if not all(name in v for name in _GKE_HARDENING.values()):
+        return []
+    from .gke_checks import problems as gke_problems
+    values: dict[str, Any] = {key: v[name] for key, name in _GKE_HARDENING.items()}
+    if isinstance(values["maintenance_hours"], str) and values["maintenance_hours"].isdigit():
+        values["maintenance_hours"] = int(values["maintenance_hours"])  # -e key=value
+    if "tai_environment" in c.variables:
+        values["environment"] = c.variables["tai_environment"]
+    # The network names (tai_network_name, ...) are the project phase's inputs, checked there.
+    return [p for p in gke_problems(r, values) if not p.startswith("tai_")]
 
 
 def _namespaces(v: Mapping[str, Any], c: Context) -> list[str]:
@@ -774,8 +803,8 @@ def _vault(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
     return out
 
 
-_SERVICES = ("governor", "coordinator", "scheduler")
-_SLOTS = ("blue", "green")
+_SERVICES = SERVICES
+_SLOTS = SLOTS
 _HPA_KEYS = ("enabled", "min_replicas", "max_replicas", "cpu_utilization", "slots", "regions")
 _KEDA_KEYS = (*_HPA_KEYS, "grpc_rps_per_replica", "redis_list_name", "redis_list_length")
 _REGION_KEYS = ("min_replicas", "max_replicas", "cpu_utilization", "grpc_rps_per_replica",
@@ -895,6 +924,16 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     """The merged values the tai_services role renders the chart with, against
     charts/tai-chart/values.schema.json and the replica ceiling, before Helm sees them (Helm
     reads JSON numbers as floats and answers 1000000 with "'1e+06' is not of type 'integer'")."""
+    named = v.get("tai_services_region")
+    if isinstance(named, str) and not GCP_REGION.match(named):
+        # said first: the checks below stop at an unreadable chart
+        return [f"tai_services_region of region {c.region} is {named!r}; it must be a Google "
+                "Cloud region name such as europe-west1 (the chart's values.schema.json).",
+                *_chart_values_problems({**v, "tai_services_region": c.region}, c)]
+    env = v.get("tai_services_environment")
+    if env is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", str(env)):
+        return [f"tai_services_environment of region {c.region} is {_shown('env', env)}; it must "
+                "be an environment name such as production or development."]
     chart = v.get("tai_services_chart_path")
     over = v.get("tai_services_values")
     if not isinstance(chart, str) or not isinstance(over, Mapping):
@@ -1123,8 +1162,28 @@ def role_problems(role: str, inputs: Mapping[str, Any], context: Context,
             role, context.region, {n: options[n]}, {n: inputs[n]})}
         inputs = {n: v for n, v in inputs.items() if n not in bad}
     rules = ROLE_RULES.get(role)
-    return shapes + _namespace_names(inputs, context.region) + (
+    return shapes + _namespace_names(inputs, context.region) + \
+        _object_names(inputs, context.region) + (
         rules(inputs, context) if rules else [])
+
+
+# Inputs that become the name of a Kubernetes object (DNS-1123: lowercase letters, digits and
+# hyphens, at most 63) or of a Helm release (at most 53), outside a *_namespace input.
+OBJECT_NAMES = {"vault_backup_service_account": ("a ServiceAccount", 63),
+                "vault_tls_secret_name": ("a Secret", 63),
+                "vault_tls_ca_secret_name": ("a Secret", 63),
+                "monitoring_alertmanager_secret_name": ("a Secret", 63),
+                "tai_services_release": ("a Helm release", 53)}
+
+
+def _object_names(inputs: Mapping[str, Any], region: str) -> list[str]:
+    out: list[str] = []
+    for name, (what, most) in OBJECT_NAMES.items():
+        value = inputs.get(name)
+        if isinstance(value, str) and not (DNS_LABEL.match(value) and len(value) <= most):
+            out.append(f"{name} of region {region} is {value!r}, which is not a name of {what} "
+                       f"(lowercase letters, digits and hyphens, at most {most}).")
+    return out
 
 
 def _namespace_names(inputs: Mapping[str, Any], region: str) -> list[str]:
@@ -1275,3 +1334,64 @@ def check_plan(p: PlanInputs) -> list[str]:
             if problem not in errors:
                 errors.append(problem)
     return errors
+
+
+# ---- blue-green operations: the run's own inputs ---------------------------------------------
+
+def _json(value: Any) -> str:
+    """``value`` as Ansible's to_json writes it (the sentences quote what was given)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def check_upgrade_inputs(versions: Any, *, known_services: Sequence[str], inventory: Sequence[str],
+                         selected: Sequence[str], canary: Any = MISSING,
+                         region_order: Any = MISSING) -> list[str]:
+    """The rolling upgrade's -e inputs (roles/bluegreen, playbooks/rolling-upgrade.yml).
+
+    ``versions`` is tai_upgrade_versions (None when not given); ``canary`` and
+    ``region_order`` are MISSING (or None) when not given. The version rule is the swap's
+    (services.IMAGE_TAG), so a tag the swap would refuse stops the run before any write.
+    """
+    out: list[str] = []
+    if versions is None:
+        out.append("tai_upgrade_versions is required: give the new version per service, e.g. "
+                   "-e '{\"tai_upgrade_versions\": {\"governor\": \"v1.1.0\"}}'")
+    elif not isinstance(versions, Mapping) or not versions:
+        out.append("tai_upgrade_versions must map service names to versions, e.g. "
+                   f"{{\"governor\": \"v1.1.0\"}}, got {_json(versions)}")
+    else:
+        for name, version in versions.items():
+            if name not in known_services:
+                out.append(f"tai_upgrade_versions names an unknown service {name} "
+                           f"(known: {', '.join(known_services)})")
+            elif not isinstance(version, str) or not IMAGE_TAG.match(version):
+                out.append(f"tai_upgrade_versions.{name} must be an image tag such as v1.1.0 "
+                           f"(quoted), got {_json(version)}")
+    if canary is not MISSING and canary is not None and canary not in inventory:
+        out.append(f"tai_upgrade_canary_region {_json(canary)} is not a region of the inventory "
+                   f"({', '.join(inventory)})")
+    if region_order is not MISSING and region_order is not None and (
+            isinstance(region_order, (str, Mapping)) or not isinstance(region_order, Sequence)
+            or set(map(str, region_order)) - set(inventory)
+            or set(selected) - set(map(str, region_order))):
+        out.append(f"tai_upgrade_region_order must list every selected region "
+                   f"({', '.join(selected)}) and only regions of the inventory, got "
+                   f"{_json(region_order)}")
+    return out
+
+
+def check_rollback_inputs(services: Any, *, known_services: Sequence[str], limited: bool,
+                          all_regions: bool) -> list[str]:
+    """The rollback's inputs (roles/bluegreen, playbooks/rollback.yml)."""
+    out: list[str] = []
+    if not limited and not all_regions:
+        out.append("choose the regions to roll back: -l <region> for one, or "
+                   "-e tai_rollback_all_regions=true for all of them")
+    if (isinstance(services, (str, Mapping)) or not isinstance(services, Sequence) or not services
+            or any(not isinstance(s, str) or s not in known_services for s in services)):
+        out.append(f"tai_rollback_services must be a list of services among "
+                   f"{', '.join(known_services)}, got {_json(services)}")
+    return out

@@ -7,12 +7,15 @@ validation module, which prepares the folder, does not import the manifest valid
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 
 class StagingError(ValueError):
     """A filesystem problem, phrased for the person running the play."""
 
+# The project-wide plan (build/_project/), staged and promoted like a region's.
+PROJECT_PLAN = "_project"
 _RENAME_EXCHANGE = 2  # renameat2(2) flag (Linux 3.15+): swap two paths in one step
 
 
@@ -21,6 +24,10 @@ def staging_dir(root: str | Path, region: str) -> Path:
     was, and the same filesystem lets the finished plan be renamed into place."""
     root_path = Path(root)
     return root_path.parent / f".{root_path.name}.staging" / region
+
+
+def _plan_of(region: str) -> str:
+    return "the project-wide plan" if region == PROJECT_PLAN else f"the plan of region {region}"
 
 
 def _fs_error(action: str, path: Path, exc: OSError) -> StagingError:
@@ -49,7 +56,7 @@ def begin_staging(root: str | Path, region: str) -> Path:
         else:
             staging.mkdir()
     except OSError as exc:
-        raise _fs_error("prepare the plan of region " + region + " in", staging.parent,
+        raise _fs_error(f"prepare {_plan_of(region)} in", staging.parent,
                         exc) from exc
     return staging
 
@@ -87,7 +94,9 @@ def promote_staging(root: str | Path, region: str) -> Path:
             if old.exists():
                 shutil.rmtree(old)
         if staging.parent.is_dir() and not any(staging.parent.iterdir()):
-            staging.parent.rmdir()
+            # Regions are promoted in parallel: another one may remove it, or stage beside it.
+            with contextlib.suppress(OSError):
+                staging.parent.rmdir()
     except OSError as exc:
-        raise _fs_error("move the plan of region " + region + " into", final, exc) from exc
+        raise _fs_error(f"move {_plan_of(region)} into", final, exc) from exc
     return final

@@ -52,7 +52,7 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         inputs_lookup = lookup_loader.get("tai_role_inputs", loader=self._loader,
                                           templar=self._templar)
         found = inputs_lookup.run([role], variables, roles_dir=roles_dir)[0]
-        context_names = ("tai_charts", "tai_region_zones", "tai_gcp_project")
+        context_names = ("tai_charts", "tai_region_zones", "tai_gcp_project", "tai_environment")
         templar = self._templar.copy_with_new_env(available_variables=variables)
         known = {n: templar.template(variables[n]) for n in context_names if n in variables}
         groups = variables.get("groups") or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -50,3 +51,15 @@ def run_playbook(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None
         capture_output=True, text=True, timeout=timeout, check=False,
     )
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def tree_digest(root: Path) -> str:
+    """One hash over every path and byte under root (empty string for a missing root)."""
+    if not root.exists():
+        return ""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -128,7 +128,7 @@ CKV_K8S_15=Pinned immutable release tags make IfNotPresent safe, and pod restart
 {{/* checkov skips of the service Deployments. */}}
 {{- define "tai.checkovSkipsApp" -}}
 checkov.io/skip1: {{ include "tai.checkovSkipPullPolicy" . | quote }}
-checkov.io/skip2: "CKV_K8S_40=The service images run as their built-in user uid 1000 (the seed's runAsUser); runAsNonRoot, no privilege escalation and dropped capabilities are enforced"
+checkov.io/skip2: "CKV_K8S_40=The service images run as their built-in user uid 1000 (app.runAsUser); runAsNonRoot, no privilege escalation and dropped capabilities are enforced"
 {{- end -}}
 
 {{/* checkov skips of the Redis StatefulSet. */}}

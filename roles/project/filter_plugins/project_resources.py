@@ -11,8 +11,18 @@ Pure functions, no Ansible import beyond the FilterModule hook; tests import the
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+# Filters run on the controller, where Ansible does not put the project's module_utils on the
+# import path.
+_MODULE_UTILS = Path(__file__).resolve().parents[3] / "module_utils"
+if str(_MODULE_UTILS) not in sys.path:
+    sys.path.insert(0, str(_MODULE_UTILS))
+
+from tai_deploy import backup_bucket  # noqa: E402
 
 COMPUTE = "compute.googleapis.com"
 IAM = "iam.googleapis.com"
@@ -20,6 +30,7 @@ KMS = "cloudkms.googleapis.com"
 CRM = "cloudresourcemanager.googleapis.com"
 FIRESTORE = "firestore.googleapis.com"
 BINAUTHZ = "binaryauthorization.googleapis.com"
+STORAGE = "storage.googleapis.com"
 
 
 def _compute_item(ident: str, title: str, project: str, scope: str, collection: str, *,
@@ -56,6 +67,58 @@ def _service_account(project: str, account: Mapping[str, Any]) -> dict[str, Any]
         "outputs": {"email": "email"}}
 
 
+def _backup_accounts(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The two writers of the backup buckets (vault-backup, redis-backup) as service accounts
+    of the list: no project role (they are granted on the buckets only), each bound to the
+    Kubernetes service account of its snapshot CronJob through workload identity."""
+    if not cfg.get("backup_identities"):
+        return []
+    project = str(cfg["project"])
+    writers = backup_bucket.identities(cfg["backup_identities"])
+    bodies = backup_bucket.service_accounts(project, writers)
+    return [{"name": w.account_id, "display_name": b["serviceAccount"]["displayName"],
+             "description": b["serviceAccount"]["description"], "project_roles": [],
+             "workload": f"{w.namespace}/{w.kubernetes_service_account}"}
+            for w, b in zip(writers, bodies, strict=True)]
+
+
+def _backup_items(project: str, region: str, backup: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The region's backup bucket (storage v1 buckets.insert) and its IAM policy: the backup
+    writers may create objects, the listed readers may read them, nobody else is granted."""
+    writers = backup_bucket.identities(backup["identities"])
+    body = backup_bucket.bucket_body(
+        project, region, retention_days=int(backup["retention_days"]),
+        noncurrent_days=int(backup["noncurrent_days"]),
+        soft_delete_days=int(backup["soft_delete_days"]), protection=str(backup["protection"]),
+        labels={"environment": str(backup["environment"])})
+    name = body["name"]
+    if str(backup.get("bucket") or name) != name:
+        raise backup_bucket.BucketError(
+            f"tai_backup_bucket of region {region} is {backup['bucket']}, but the project "
+            f"phase creates {name}; leave tai_backup_bucket at its default")
+    # Fields we own as the API returns them (int64 as strings, location upper case).
+    owned = {k: body[k] for k in ("location", "storageClass", "iamConfiguration",
+                                  "softDeletePolicy", "labels", "versioning")}
+    for key in ("retentionPolicy", "lifecycle"):
+        if key in body:
+            owned[key] = body[key]
+    path = f"/storage/v1/b/{name}"
+    return [
+        {"id": "backup-bucket", "kind": "rest", "service": STORAGE, "api": "storage.v1",
+         "title": f"backup bucket {name}", "self": path,
+         "create": {"method": "POST", "path": f"/storage/v1/b?project={project}",
+                    "method_id": "storage.buckets.insert", "body": body},
+         "compare": owned, "immutable": ["location", "storageClass"],
+         "update": {"method": "PATCH", "path": path, "method_id": "storage.buckets.patch",
+                    "body": {k: v for k, v in owned.items()
+                             if k not in ("location", "storageClass")}}},
+        {"id": "backup-bucket-iam", "kind": "iam_policy", "service": STORAGE, "style": "storage",
+         "title": f"backup bucket {name}", "resource": path,
+         "bindings": backup_bucket.bucket_bindings(project, writers,
+                                                   [str(r) for r in backup["readers"]])},
+    ]
+
+
 def project_global_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Services, the VPC, the service accounts, the project IAM, Firestore: once per project."""
     project = str(cfg["project"])
@@ -70,7 +133,7 @@ def project_global_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
          "autoCreateSubnetworks": False, "routingConfig": routing},
         compare={"autoCreateSubnetworks": False, "routingConfig": routing},
         update={"routingConfig": routing}, immutable=["autoCreateSubnetworks"]))
-    accounts = list(cfg["service_accounts"])
+    accounts = list(cfg["service_accounts"]) + _backup_accounts(cfg)
     items += [_service_account(project, a) for a in accounts]
     roles: dict[str, list[str]] = {}
     for account in accounts:
@@ -141,7 +204,7 @@ def project_workload_identity_items(cfg: Mapping[str, Any]) -> list[dict[str, An
     project = str(cfg["project"])
     pool = f"{project}.svc.id.goog"
     items: list[dict[str, Any]] = []
-    for account in cfg["service_accounts"]:
+    for account in list(cfg["service_accounts"]) + _backup_accounts(cfg):
         ksa = account.get("workload")
         if not ksa:
             continue
@@ -236,6 +299,8 @@ def project_region_items(cfg: Mapping[str, Any], region: str) -> list[dict[str, 
     items += _key_items(project, region, str(gke["key_ring"]), str(gke["crypto_key"]),
                         members={"roles/cloudkms.cryptoKeyEncrypterDecrypter": [agent]},
                         labels=labels)
+    if cfg.get("backup"):
+        items += _backup_items(project, region, cfg["backup"])
     return items
 
 

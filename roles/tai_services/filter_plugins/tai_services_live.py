@@ -29,11 +29,11 @@ if _MODULE_UTILS not in sys.path:
 
 from tai_deploy.inventory import placeholder_digest_problems  # noqa: E402
 
-SLOTS = ("blue", "green")
+# The chart's two slots, named once for the Python code (module_utils/tai_deploy/services.py);
+# importable only once module_utils is on the path (above).
+from tai_deploy.services import SLOTS, other_slot  # noqa: E402
 
-
-def _other(slot: str) -> str:
-    return "green" if slot == "blue" else "blue"
+_other = other_slot
 
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:

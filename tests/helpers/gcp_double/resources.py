@@ -22,6 +22,7 @@ Binary Authorization (binaryauthorization v1)  GET | PUT /v1/projects/{p}/policy
   discovery document); until a PUT, GET answers the default policy Google documents
   (https://cloud.google.com/binary-authorization/docs/key-concepts#default_policy: allow all
   images, globalPolicyEvaluationMode ENABLE); PUT replaces it (the request is a Policy).
+Cloud Storage (storage v1)  buckets and their IAM policies: storage.py
 
 Every body is checked against the discovery schema of the method it serves (schema.py), then
 against the documented cross-field rules (rules.py). A service that Service Usage has not
@@ -53,6 +54,7 @@ TITLES = {"container.googleapis.com": "Kubernetes Engine API",
           "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
           "firestore.googleapis.com": "Cloud Firestore API",
           "binaryauthorization.googleapis.com": "Binary Authorization API",
+          "storage.googleapis.com": "Cloud Storage API",
           "serviceusage.googleapis.com": "Service Usage API"}
 
 
@@ -172,10 +174,18 @@ class ProjectApis:
     before_set_policy: Callable[[ProjectApis, str], None] | None = None
     # workload identity pools that exist (GcpDouble: those of its clusters)
     workload_pools: Callable[[], set[str]] = set
+    storage: Any = None  # StorageApi (storage.py), made in __post_init__
     _pending: dict[str, tuple[int, Callable[[], None]]] = field(default_factory=dict)
     _unseen: dict[str, int] = field(default_factory=dict)
     _seq: int = 0
     _addr: int = 0
+
+    def __post_init__(self) -> None:
+        from .storage import StorageApi
+
+        if self.storage is None:
+            self.storage = StorageApi(account_exists=lambda email: any(
+                k.endswith(f"/serviceAccounts/{email}") for k in self.resources))
 
     # --- fixtures -----------------------------------------------------------------------
     def is_enabled(self, service: str) -> bool:
@@ -214,6 +224,11 @@ class ProjectApis:
         path, _, query = raw_path.partition("?")
         path = unquote(path)
         params = {k: v[0] for k, v in parse_qs(query).items()}
+        if path.startswith("/storage/v1/"):
+            owner = self.storage.project_of(path, params)
+            if owner and not self.is_enabled("storage.googleapis.com"):
+                return 403, service_disabled("storage.googleapis.com", owner)
+            return self.storage.handle(method, path, params, body)  # type: ignore[no-any-return]
         project = self._project_of(path)
         service = self._service_of(path)
         if service is None:

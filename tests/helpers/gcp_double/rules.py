@@ -109,3 +109,20 @@ def crypto_key_rotation(key: dict[str, Any]) -> str | None:
     if key.get("rotationPeriod") and not key.get("nextRotationTime"):
         return "next_rotation_time must be set if rotation_period is set."
     return None
+
+
+def storage_retention_policy_excludes_versioning(bucket: dict[str, Any]) -> str | None:
+    """A bucket has a retention policy or Object Versioning, never both.
+
+    https://cloud.google.com/storage/docs/bucket-lock ("Retention policies and Object
+    Versioning are mutually exclusive features in Cloud Storage: for a given bucket, only one of
+    them can be enabled at a time") and https://cloud.google.com/storage/docs/object-versioning
+    ("Object Versioning cannot be enabled on a bucket that currently has a retention policy").
+    The sentence below paraphrases those pages; the 400 is what the JSON API answers.
+    """
+    retention = (bucket.get("retentionPolicy") or {}).get("retentionPeriod")
+    versioning = (bucket.get("versioning") or {}).get("enabled")
+    if retention and versioning:
+        return ("Object Versioning cannot be enabled on a bucket that has a retention policy: "
+                "they are mutually exclusive.")
+    return None
