@@ -41,10 +41,11 @@ def test_load_balancer_matches_the_architecture(plan: Path, region: str) -> None
     prefix = f"tai-{region}"
     hc = body(plan, region, "health-check.json")
     # gRPC health (grpc.health.v1 Check of tai.Governor), not TCP: a TCP check passes whenever
-    # Envoy accepts a connection, even when nothing behind it can serve (compute v1
-    # HealthCheck.type GRPC with grpcHealthCheck, per Google's discovery document).
-    assert hc["type"] == "GRPC" and "tcpHealthCheck" not in hc
-    assert hc["grpcHealthCheck"] == {"port": 50051, "portSpecification": "USE_FIXED_PORT",
+    # Envoy accepts a connection, even when nothing behind it can serve; over TLS, which the
+    # gateway's health listener terminates (compute v1 HealthCheck.type GRPC_WITH_TLS with
+    # grpcTlsHealthCheck, per Google's discovery document).
+    assert hc["type"] == "GRPC_WITH_TLS" and "tcpHealthCheck" not in hc
+    assert hc["grpcTlsHealthCheck"] == {"port": 50051, "portSpecification": "USE_FIXED_PORT",
                                      "grpcServiceName": "tai.Governor"}
     assert (hc["checkIntervalSec"], hc["timeoutSec"], hc["healthyThreshold"],
             hc["unhealthyThreshold"]) == (10, 5, 2, 3)

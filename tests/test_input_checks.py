@@ -121,11 +121,47 @@ def test_replica_ceiling_before_helm_reads_it_as_a_float() -> None:
         "tai-chart/values.schema.json: 'grpc' is not of type 'integer'."]
 
 
+GREEN_WITHOUT_DIGEST = {"services": {"governor": {"slots": {"green": {"tag": "v1.1.0"}}}}}
+
+
+def test_a_production_image_without_a_digest_is_refused() -> None:
+    inputs: dict[str, object] = {
+              "tai_services_chart_path": str(REPO / "charts" / "tai-chart"),
+              "tai_services_region_values_file": "",
+              "tai_services_environment": "production",
+              "tai_services_values": GREEN_WITHOUT_DIGEST}
+    refused = ("services.governor.slots.green (gcr.io/ggen-project/governor:v1.1.0) of region "
+               "europe-west1 has no image digest; production images must be pinned as "
+               "tag@sha256: set services.governor.slots.green.digest (tai_services_values).")
+    assert role_problems("tai_services", inputs, Context(region=REGION)) == [refused]
+    # The override is for development only: in production it is refused, and so is the image.
+    inputs["tai_services_allow_undigested_images"] = True
+    assert role_problems("tai_services", inputs, Context(region=REGION)) == [
+        "tai_services_allow_undigested_images of region europe-west1 is true in environment "
+        "production; it is meant for development environments only, and production images "
+        "must be pinned by digest.", refused]
+    assert role_problems("tai_services", {**inputs, "tai_services_environment": "development"},
+                         Context(region=REGION)) == []
+    # Outside production a digest is still required unless the override says otherwise.
+    inputs["tai_services_allow_undigested_images"] = False
+    assert role_problems("tai_services", {**inputs, "tai_services_environment": "staging"},
+                         Context(region=REGION)) == [
+        "services.governor.slots.green (gcr.io/ggen-project/governor:v1.1.0) of region "
+        "europe-west1 has no image digest; pin it as tag@sha256 with "
+        "services.governor.slots.green.digest (tai_services_values), or set "
+        "tai_services_allow_undigested_images: true in this staging environment."]
+    digest = "sha256:" + "ab" * 32
+    inputs["tai_services_values"] = {"services": {"governor": {"slots": {"green": {
+        "tag": "v1.1.0", "digest": digest}}}}}
+    assert role_problems("tai_services", inputs, Context(region=REGION)) == []
+
+
 def test_vault_token_ttls_and_autoscaler_ceilings() -> None:
     vault = yaml.safe_load((ROLES / "vault" / "defaults" / "main.yml").read_text())
     vault.update(vault_seal_type="shamir",
                  vault_rotate_key_shares=5, vault_rotate_key_threshold=3,
-                 vault_backup_service_account="vault-snapshot")  # a template among the defaults
+                 # templates among the defaults, as the play would resolve them
+                 vault_backup_service_account="vault-snapshot", vault_tls_ca_secret_name="vault-ca")
     ctx = Context(region=REGION, charts={"vault": {"repository": "r", "chart": "c",
                                                    "version": "1.0.0"}})
     assert role_problems("vault", {**vault, "vault_token_ttl": "-5m"}, ctx) == [

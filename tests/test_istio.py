@@ -47,6 +47,7 @@ def test_istiod_is_ha_with_hpa_pdb_and_cni(region: str) -> None:
     assert values["global"]["platform"] == "gke"
     assert values["global"]["multiCluster"]["clusterName"] == region
     assert values["meshConfig"]["defaultConfig"]["holdApplicationUntilProxyStarts"] is True
+    assert values["meshConfig"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
     assert render().values(region, "istio", "istio-cni") == {"global": {"platform": "gke"}}
 
 

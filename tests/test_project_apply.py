@@ -22,7 +22,8 @@ REGION = "europe-west1"
 ZONES = ("europe-west1-b", "europe-west1-c", "europe-west1-d")
 SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
-            "firestore.googleapis.com", "dns.googleapis.com", "storage.googleapis.com")
+            "firestore.googleapis.com", "dns.googleapis.com", "storage.googleapis.com",
+            "binaryauthorization.googleapis.com")
 
 
 def apply(url: str, build: Path, *playbooks: str, region: str = REGION,

@@ -39,7 +39,7 @@ def test_cronjob_is_valid_restricted_and_uses_workload_identity(tmp_path: Path) 
     assert pod["serviceAccountName"] == "redis-snapshot"
     assert pod["automountServiceAccountToken"] is False
     (container,) = pod["containers"]
-    assert container["image"] == "python:3.13.9-alpine3.22"
+    assert container["image"] == "python:3.13.9-alpine3.22@sha256:" + "0" * 64
     assert container["command"] == ["python3", "-m", "tai_deploy.backup_job", "redis"]
     context = container["securityContext"]
     assert context["readOnlyRootFilesystem"] and context["capabilities"] == {"drop": ["ALL"]}

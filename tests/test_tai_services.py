@@ -103,6 +103,43 @@ def test_a_new_tag_for_the_serving_slot_is_not_rolled_in_place() -> None:
         "slot green and swap)"]
 
 
+def test_a_kept_live_image_never_takes_the_digest_of_another_tag() -> None:
+    new = "sha256:" + "2" * 64
+    planned = planned_with(governor={"slots": {"blue": {"tag": "v2.0.0", "digest": new},
+                                               "green": {}}})
+    result = live.live_values(
+        planned, [service("governor", "blue")],
+        [deployment("governor", "blue", "gcr.io/ggen-project/governor:v1.0.0", 3)])
+    # The live image has no digest, and the planned one pins v2.0.0: none is rendered.
+    assert result["values"]["services"]["governor"]["slots"]["blue"] == {
+        "tag": "v1.0.0", "digest": "", "replicas": 3}
+    pinned = "gcr.io/ggen-project/governor:v1.0.0@sha256:" + "1" * 64
+    result = live.live_values(planned, [service("governor", "blue")],
+                              [deployment("governor", "blue", pinned, 3)])
+    assert result["values"]["services"]["governor"]["slots"]["blue"] == {
+        "tag": "v1.0.0", "digest": "sha256:" + "1" * 64, "replicas": 3}
+
+
+def test_a_production_install_refuses_the_placeholder_digest() -> None:
+    problems = live.tai_services_placeholder_digests(PLANNED, "europe-west1", "production")
+    assert problems[0] == (
+        "services.coordinator.slots.blue (gcr.io/ggen-project/coordinator:v1.0.0) of region "
+        "europe-west1 carries the placeholder digest sha256:000…; set "
+        "services.coordinator.slots.blue.digest to the registry's digest of "
+        "gcr.io/ggen-project/coordinator:v1.0.0 before applying.")
+    # The service slots and the exporter; Redis carries the registry's digest.
+    assert [p.split(" (")[0] for p in problems] == [
+        "services.coordinator.slots.blue", "services.governor.slots.blue",
+        "services.scheduler.slots.blue", "redis.exporter.image"]
+    blue = {"tag": "v1.0.0", "digest": "sha256:" + "c" * 64}
+    pinned = planned_with(**{s: {"slots": {"blue": blue, "green": {}}}
+                             for s in ("governor", "coordinator", "scheduler")})
+    pinned["redis"]["exporter"]["image"]["digest"] = "sha256:" + "d" * 64
+    assert live.tai_services_placeholder_digests(pinned, "europe-west1", "production") == []
+    # A test environment pulls nothing.
+    assert live.tai_services_placeholder_digests(PLANNED, "europe-west1", "test") == []
+
+
 def test_update_active_slot_rolls_the_serving_slot_in_place() -> None:
     planned = planned_with(governor={"slots": {"blue": {"tag": "v2.0.0"}, "green": {}}})
     result = live.live_values(

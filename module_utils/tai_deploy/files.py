@@ -7,6 +7,25 @@ import tempfile
 from pathlib import Path
 
 
+def make_dirs(folder: Path, mode: int) -> None:
+    """Create folder and every missing parent with exactly ``mode``, whatever the umask
+    (``Path.mkdir(parents=True)`` gives the parents the default mode, and the umask masks all)."""
+    missing: list[Path] = []
+    here = folder
+    while not here.is_dir():
+        missing.append(here)
+        if here.parent == here:
+            break
+        here = here.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=mode)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+        path.chmod(mode)
+
+
 def atomic_write(target: Path, data: bytes | str, *, mode: int = 0o644, durable: bool = False,
                  dir_mode: int = 0o755) -> None:
     """Replace target with data: readers see the old file or the new one, never a mix.
@@ -15,7 +34,7 @@ def atomic_write(target: Path, data: bytes | str, *, mode: int = 0o644, durable:
     readable by others even for a moment. ``durable`` also fsyncs the file and its folder,
     for files whose loss cannot be repaired (Vault's shards).
     """
-    target.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+    make_dirs(target.parent, dir_mode)
     blob = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     tmp_path = Path(tmp)

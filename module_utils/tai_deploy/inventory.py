@@ -981,6 +981,10 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
                 "Cloud region name such as europe-west1 (the chart's values.schema.json).",
                 *_chart_values_problems({**v, "tai_services_region": c.region}, c)]
     ca_problems = _vault_ca_problems(v, c)
+    env = v.get("tai_services_environment")
+    if env is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", str(env)):
+        return [f"tai_services_environment of region {c.region} is {_shown('env', env)}; it must "
+                "be an environment name such as production or development."]
     chart = v.get("tai_services_chart_path")
     over = v.get("tai_services_values")
     if not isinstance(chart, str) or not isinstance(over, Mapping):
@@ -1005,7 +1009,9 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     values = combine(values, {"region": c.region, "serviceAccounts": {
         "gcpProject": c.variables.get("tai_gcp_project") or ""}})
     values = combine(values, dict(over))
-    out: list[str] = list(ca_problems)
+    out: list[str] = [*ca_problems, *digest_problems(
+        values, c.region, environment=str(v.get("tai_services_environment") or "production"),
+        allow_undigested=_true(v.get("tai_services_allow_undigested_images")))]
     for path, number in _replica_fields(values, ""):
         if as_int(number) is None or not 0 <= as_int(number) <= REPLICAS_MAX:  # type: ignore[operator]
             out.append(f"tai_services_values{path} of region {c.region} is "
@@ -1043,6 +1049,74 @@ def _vault_ca_problems(v: Mapping[str, Any], c: Context) -> list[str]:
     if isinstance(vault, Mapping) and "caSecret" in vault and not str(vault["caSecret"] or ""):
         out.append(f"tai_services_values.vault.caSecret of region {c.region} {_VAULT_CA_WHY}")
     return out
+
+
+# The digest the chart's defaults carry where the registry's digest is not recorded yet: the
+# plan renders with it; the tai_services role refuses to install it in production
+# (placeholder_digest_problems), where a pull by it would fail anyway.
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+
+
+def chart_images(values: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
+    """(values path, image mapping holding tag and digest, repository) of every image the chart
+    deploys with these values: each service slot that has a tag, Redis, its exporter and, when
+    enabled, the snapshot job."""
+    def mapping(value: Any) -> Mapping[str, Any]:
+        return value if isinstance(value, Mapping) else {}
+
+    out: list[tuple[str, Mapping[str, Any], str]] = []
+    for name, svc in sorted(mapping(values.get("services")).items()):
+        if not isinstance(svc, Mapping):
+            continue
+        repo = str(mapping(svc.get("image")).get("repository") or name)
+        for slot, spec in sorted(mapping(svc.get("slots")).items()):
+            if isinstance(spec, Mapping) and spec.get("tag"):
+                out.append((f"services.{name}.slots.{slot}", spec, repo))
+    redis = mapping(values.get("redis"))
+    images = [("redis.image", redis.get("image")),
+              ("redis.exporter.image", mapping(redis.get("exporter")).get("image"))]
+    backup = mapping(redis.get("backup"))
+    if _true(backup.get("enabled")):
+        images.append(("redis.backup.image", backup.get("image")))
+    for path, image in images:
+        if isinstance(image, Mapping) and image.get("tag"):
+            out.append((path, image, str(image.get("repository") or "")))
+    return out
+
+
+def digest_problems(values: Mapping[str, Any], region: str, *, environment: str,
+                    allow_undigested: bool) -> list[str]:
+    """Images by digest: a production image without one is refused; outside production
+    tai_services_allow_undigested_images lets tags alone through (development)."""
+    out: list[str] = []
+    production = environment == "production"
+    if allow_undigested and production:
+        out.append(f"tai_services_allow_undigested_images of region {region} is true in "
+                   "environment production; it is meant for development environments only, "
+                   "and production images must be pinned by digest.")
+    for path, image, repo in chart_images(values):
+        ref = f"{repo}:{image.get('tag')}"
+        digest = image.get("digest")
+        if not digest:
+            if production:
+                out.append(f"{path} ({ref}) of region {region} has no image digest; production "
+                           f"images must be pinned as tag@sha256: set {path}.digest "
+                           "(tai_services_values).")
+            elif not allow_undigested:
+                out.append(f"{path} ({ref}) of region {region} has no image digest; pin it as "
+                           f"tag@sha256 with {path}.digest (tai_services_values), or set "
+                           "tai_services_allow_undigested_images: true in this "
+                           f"{environment} environment.")
+    return out
+
+
+def placeholder_digest_problems(values: Mapping[str, Any], region: str) -> list[str]:
+    """Images that still carry PLACEHOLDER_DIGEST: a production install refuses them."""
+    return [f"{path} ({repo}:{image.get('tag')}) of region {region} carries the placeholder "
+            f"digest sha256:000…; set {path}.digest to the registry's digest of "
+            f"{repo}:{image.get('tag')} before applying."
+            for path, image, repo in chart_images(values)
+            if image.get("digest") == PLACEHOLDER_DIGEST]
 
 
 # ACL rules that would give a service's Redis user more than its own keys and data commands.

@@ -47,12 +47,15 @@ def service_policies(services: Sequence[Any], mount: str, prefix: str = "tai-",
 
 
 def service_roles(services: Sequence[Any], namespace: str, token_ttl: str, token_max_ttl: str,
-                  prefix: str = "tai-") -> dict[str, dict[str, Any]]:
+                  prefix: str = "tai-", *, audience: str | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """tai-<svc>: the Kubernetes auth role of the service account <svc> in the namespace, with
-    that service's policy alone."""
+    that service's policy alone; with audience, only tokens issued for it are accepted (the
+    agents' projected tokens)."""
     return {f"{prefix}{_service(s)}": {
         "bound_service_account_names": [_service(s)],
         "bound_service_account_namespaces": [namespace],
+        **({"audience": audience} if audience else {}),
         "token_policies": [f"{prefix}{_service(s)}"],
         "token_ttl": token_ttl, "token_max_ttl": token_max_ttl,
     } for s in services}

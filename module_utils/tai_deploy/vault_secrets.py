@@ -27,6 +27,7 @@ import base64
 import binascii
 import hmac
 import os
+import stat
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +37,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from .files import atomic_write
+from .files import atomic_write, make_dirs
 
 FORMAT_VERSION = 1
 KEY_TYPES = ("unseal", "recovery")
@@ -415,4 +416,20 @@ def save_material(path: str | Path, material: InitMaterial, cipher: Cipher) -> N
 
 def write_private_atomic(target: Path, blob: bytes, *, mode: int = 0o600) -> None:
     """Replace target with blob atomically and durably, in a folder only the owner reads."""
+    private_folder(target.parent)
     atomic_write(target, blob, mode=mode, durable=True, dir_mode=0o700)
+
+
+def private_folder(folder: Path) -> None:
+    """folder and every missing parent 0700; when folder lies under the project's secrets/
+    folder, secrets/ itself and every folder under it are made 0700 as well, also those an
+    earlier version created 0755 (secrets/<environment>/ holds every region's material)."""
+    folder = Path(folder).absolute()
+    make_dirs(folder, 0o700)
+    root = next((p for p in (folder, *folder.parents) if p.name == "secrets"), None)
+    if root is None:
+        return
+    for here, dirs, _ in os.walk(root):
+        for path in (Path(here), *(Path(here) / d for d in dirs)):
+            if not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) != 0o700:
+                path.chmod(0o700)

@@ -120,31 +120,24 @@ METRICS_PORT: {{ .Values.app.metricsPort | toString | quote }}
 {{/*
 checkov skips, each with its reason (checkov reads checkov.io/skip<N> annotations).
 */}}
-{{- define "tai.checkovSkipDigest" -}}
-CKV_K8S_43=Images are pinned to exact release tags (the schema refuses latest and floating tags); a digest can be added per image (digest value) where the registry workflow provides one
-{{- end -}}
 {{- define "tai.checkovSkipPullPolicy" -}}
 CKV_K8S_15=Pinned immutable release tags make IfNotPresent safe, and pod restarts must not depend on the registry being reachable
 {{- end -}}
 
 {{/* checkov skips of the service Deployments. */}}
 {{- define "tai.checkovSkipsApp" -}}
-checkov.io/skip1: {{ include "tai.checkovSkipDigest" . | quote }}
-checkov.io/skip2: {{ include "tai.checkovSkipPullPolicy" . | quote }}
-checkov.io/skip3: "CKV_K8S_40=The service images run as their built-in user uid 1000 (app.runAsUser); runAsNonRoot, no privilege escalation and dropped capabilities are enforced"
-checkov.io/skip4: "CKV_K8S_38=The Vault agent sidecar logs in to Vault's Kubernetes auth method with the pod's service account token, so the token must be mounted"
+checkov.io/skip1: {{ include "tai.checkovSkipPullPolicy" . | quote }}
+checkov.io/skip2: "CKV_K8S_40=The service images run as their built-in user uid 1000 (app.runAsUser); runAsNonRoot, no privilege escalation and dropped capabilities are enforced"
 {{- end -}}
 
 {{/* checkov skips of the Redis StatefulSet. */}}
 {{- define "tai.checkovSkipsRedis" -}}
-checkov.io/skip1: {{ include "tai.checkovSkipDigest" . | quote }}
-checkov.io/skip2: {{ include "tai.checkovSkipPullPolicy" . | quote }}
-checkov.io/skip3: "CKV_K8S_40=The official redis image runs as its redis user (uid 999) and the exporter as uid 59000; both non-root without privilege escalation"
+checkov.io/skip1: {{ include "tai.checkovSkipPullPolicy" . | quote }}
+checkov.io/skip2: "CKV_K8S_40=The official redis image runs as its redis user (uid 999) and the exporter as uid 59000; both non-root without privilege escalation"
 {{- end -}}
 
 {{/* checkov skips of the cluster-forming Job. */}}
 {{- define "tai.checkovSkipsJob" -}}
-checkov.io/skip1: {{ include "tai.checkovSkipDigest" . | quote }}
-checkov.io/skip2: {{ include "tai.checkovSkipPullPolicy" . | quote }}
-checkov.io/skip3: "CKV_K8S_40=The Job runs the redis image as its redis user (uid 999), non-root without privilege escalation"
+checkov.io/skip1: {{ include "tai.checkovSkipPullPolicy" . | quote }}
+checkov.io/skip2: "CKV_K8S_40=The Job runs the redis image as its redis user (uid 999), non-root without privilege escalation"
 {{- end -}}

@@ -52,10 +52,11 @@ def dns_bodies(cfg: Mapping[str, Any]) -> dict[str, Any]:
             "description": f"gRPC health of {cfg['health_check_grpc_service']} through the "
                            f"ingress gateway ({region})",
             # gRPC, not TCP: Envoy accepts TCP connections whether or not anything behind it
-            # can serve; grpc.health.v1 Check answers SERVING only when the service does
-            # (compute v1 HealthCheck.type GRPC, GRPCHealthCheck; NEG backends supported).
-            "type": "GRPC",
-            "grpcHealthCheck": {"port": int(cfg["health_check_port"]),
+            # can serve; grpc.health.v1 Check answers SERVING only when the service does. With
+            # TLS: the gateway's listener terminates TLS (compute v1 HealthCheck.type
+            # GRPC_WITH_TLS, GRPCTLSHealthCheck; NEG backends supported).
+            "type": "GRPC_WITH_TLS",
+            "grpcTlsHealthCheck": {"port": int(cfg["health_check_port"]),
                                 "portSpecification": "USE_FIXED_PORT",
                                 "grpcServiceName": str(cfg["health_check_grpc_service"])},
             "checkIntervalSec": int(hc["interval"]), "timeoutSec": int(hc["timeout"]),

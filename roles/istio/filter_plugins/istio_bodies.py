@@ -73,6 +73,8 @@ def istio_releases(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "accessLogFile": "/dev/stdout",
                 "accessLogEncoding": str(cfg["access_log_encoding"]),
                 "enablePrometheusMerge": True,
+                # REGISTRY_ONLY: a sidecar reaches only Services and ServiceEntries.
+                "outboundTrafficPolicy": {"mode": str(cfg["outbound_traffic_policy"])},
                 "defaultConfig": {"holdApplicationUntilProxyStarts":
                                   bool(cfg["hold_application_until_proxy_starts"])}}}),
         # Backend of the dns role's load balancer through NEGs: no Service load balancer of

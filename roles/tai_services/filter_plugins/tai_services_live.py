@@ -10,7 +10,10 @@ this filter turns them into values layered over the planned ones, so that a re-c
 * keeps a live idle slot (the rollback target) when the plan does not name a tag for it,
 * keeps the replicas that the HPA or the swap set on existing Deployments.
 
-Pure function, no Ansible import beyond the FilterModule hook; tests import it directly.
+Filter tai_services_placeholder_digests: the images of the values that still carry the
+placeholder digest (module_utils/tai_deploy/inventory.py), which a production install refuses.
+
+Pure functions, no Ansible import beyond the FilterModule hook; tests import them directly.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 _MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "module_utils")
 if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
+
+from tai_deploy.inventory import placeholder_digest_problems  # noqa: E402
 
 # The chart's two slots, named once for the Python code (module_utils/tai_deploy/services.py);
 # importable only once module_utils is on the path (above).
@@ -126,6 +131,10 @@ def live_values(
                 # The plan names no tag for it: left out, Helm removes the Deployment.
                 notes.append(f"{svc}: removing the idle slot {slot} ({live_slot['tag']})")
                 continue
+            if ("tag" in entry and "digest" not in entry and plan_slot.get("digest")
+                    and plan_tag != entry["tag"]):
+                # The planned digest pins the planned tag, not the live one: keep none.
+                entry["digest"] = ""
             out_slots[slot] = entry
         svc_overlay: dict[str, Any] = {"activeSlot": active}
         if out_slots:
@@ -142,8 +151,18 @@ def tai_services_live_values(planned: Mapping[str, Any], services: Sequence[Mapp
                        update_active_slot=update_active_slot)
 
 
+def tai_services_placeholder_digests(values: Mapping[str, Any], region: str,
+                                     environment: str) -> list[str]:
+    """One sentence per image with the placeholder digest, in production; [] elsewhere (a test
+    environment pulls nothing)."""
+    if environment != "production":
+        return []
+    return placeholder_digest_problems(values, region)
+
+
 class FilterModule:
     """Ansible filter plugin hook."""
 
     def filters(self) -> dict[str, Any]:
-        return {"tai_services_live_values": tai_services_live_values}
+        return {"tai_services_live_values": tai_services_live_values,
+                "tai_services_placeholder_digests": tai_services_placeholder_digests}

@@ -17,6 +17,11 @@ Resource Manager (cloudresourcemanager v1)  GET /v1/projects/{p},
   POST /v1/projects/{p}:getIamPolicy | :setIamPolicy
 Firestore (firestore v1)  GET/POST /v1/projects/{p}/databases[/{d}]?databaseId=  (LRO on
   /v1/projects/{p}/databases/{d}/operations/{op}: done)
+Binary Authorization (binaryauthorization v1)  GET | PUT /v1/projects/{p}/policy: one policy per
+  project, which always exists ("There is at most one policy per project", Policy.name in the
+  discovery document); until a PUT, GET answers the default policy Google documents
+  (https://cloud.google.com/binary-authorization/docs/key-concepts#default_policy: allow all
+  images, globalPolicyEvaluationMode ENABLE); PUT replaces it (the request is a Policy).
 Cloud Storage (storage v1)  buckets and their IAM policies: storage.py
 
 Every body is checked against the discovery schema of the method it serves (schema.py), then
@@ -48,6 +53,7 @@ TITLES = {"container.googleapis.com": "Kubernetes Engine API",
           "cloudkms.googleapis.com": "Cloud Key Management Service (KMS) API",
           "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
           "firestore.googleapis.com": "Cloud Firestore API",
+          "binaryauthorization.googleapis.com": "Binary Authorization API",
           "storage.googleapis.com": "Cloud Storage API",
           "serviceusage.googleapis.com": "Service Usage API"}
 
@@ -243,6 +249,8 @@ class ProjectApis:
             return self._iam(method, m.group(2), f"projects/{m.group(1)}", body,
                              api="cloudresourcemanager.v1",
                              method_id=f"cloudresourcemanager.projects.{m.group(2)}")
+        if service == "binaryauthorization.googleapis.com":
+            return self._binauthz_policy(method, path, body)
         m = re.fullmatch(r"(/compute/v1/projects/[^/]+/(?:global|regions/[^/]+))/operations/"
                          r"([^/]+)", path)
         if m or re.fullmatch(r"/v1/projects/[^/]+/databases/[^/]+/operations/[^/]+", path):
@@ -291,7 +299,35 @@ class ProjectApis:
             return "cloudkms.googleapis.com"
         if re.match(r"/v1/projects/[^/]+/databases", path):
             return "firestore.googleapis.com"
+        if re.fullmatch(r"/v1/projects/[^/]+/policy", path):
+            return "binaryauthorization.googleapis.com"
         return None
+
+    # --- Binary Authorization: one policy per project ----------------------------------
+    def _binauthz_policy(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        name = path.removeprefix("/v1/")
+        if method == "PUT":
+            bad = self._validate("binaryauthorization.v1",
+                                 "binaryauthorization.projects.updatePolicy", body or {})
+            if bad:
+                return bad
+            if not (body or {}).get("defaultAdmissionRule"):
+                return 400, error(400, "Policy.default_admission_rule is required.",
+                                  "INVALID_ARGUMENT")
+            stored = {**copy.deepcopy(body), "name": name}
+            stored.pop("updateTime", None)
+            stored["etag"] = hashlib.sha256(json.dumps(stored, sort_keys=True).encode()
+                                            ).hexdigest()[:16]
+            stored["updateTime"] = "2026-01-01T00:00:00Z"
+            self.resources[path] = stored
+            return 200, copy.deepcopy(stored)
+        if method != "GET":
+            return 400, error(400, f"The double serves GET and PUT on {name}.",
+                              "INVALID_ARGUMENT")
+        return 200, copy.deepcopy(self.resources.get(path) or {
+            "name": name, "globalPolicyEvaluationMode": "ENABLE",
+            "defaultAdmissionRule": {"evaluationMode": "ALWAYS_ALLOW",
+                                     "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG"}})
 
     # --- generic collections ------------------------------------------------------------
     def _validate(self, api: str, method_id: str, body: Any) -> tuple[int, Any] | None:
