@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import re
 import sys
@@ -37,6 +38,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "module_utils"))
     from helpers.ansible_run import BIN, PlaybookRun, run_playbook
     from helpers.chart_repo import chart_repo
     from helpers.gcp_double import GcpDouble, serve
@@ -50,11 +52,16 @@ else:
     from .k8s_double import KubeApiDouble
     from .static_credential import TOKEN
     from .vault_server import BaoServer
+from tai_deploy.services import SERVICES as TAI_SERVICES
 
 PROJECT = "tai-production"
 SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
             "firestore.googleapis.com", "dns.googleapis.com", "container.googleapis.com")
+
+
+def _digest(name: str) -> str:
+    return "sha256:" + hashlib.sha256(f"rehearsal stand-in image {name}".encode()).hexdigest()
 
 
 @dataclass
@@ -130,6 +137,14 @@ class Rehearsal:
             "vault_kubernetes_auth_config": {"kubernetes_host": self.kube.url,
                                              "kubernetes_ca_cert": self.kube.ca_pem.decode()},
             "vault_secrets_password_file": str(self.root / "vault-password"),
+            # the secrets the agents pre-populate, from the operator's ansible-vault file
+            "vault_service_secrets": {s: {"api-key": f"rehearsal-{s}"} for s in TAI_SERVICES},
+            # the digests an operator records for the images (the chart carries placeholders
+            # that a production apply refuses); stand-in digests, the images are never pulled
+            "tai_services_values": {
+                "services": {s: {"slots": {"blue": {"digest": _digest(s)}}} for s in TAI_SERVICES},
+                "redis": {"exporter": {"image": {"digest": _digest("redis-exporter")}},
+                          "backup": {"image": {"digest": _digest("redis-backup")}}}},
         }
 
     def apply(self, *extra: str) -> RunReport:
@@ -144,31 +159,6 @@ class Rehearsal:
         return RunReport(run, self.region, time.monotonic() - start)
 
 
-def _cert_manager_crds() -> list[dict[str, Any]]:
-    """Stand-in CRDs of cert-manager.io/v1 (permissive schemas; see the TODO above)."""
-    out = []
-    for kind, plural, scope in (("Certificate", "certificates", "Namespaced"),
-                                ("Issuer", "issuers", "Namespaced"),
-                                ("ClusterIssuer", "clusterissuers", "Cluster")):
-        out.append({
-            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.cert-manager.io",
-                         "labels": {"tai.test/double": "stand-in"}},
-            "spec": {"group": "cert-manager.io", "scope": scope,
-                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
-                               "listKind": f"{kind}List"},
-                     "versions": [{"name": "v1", "served": True, "storage": True,
-                                   "subresources": {"status": {}},
-                                   "schema": {"openAPIV3Schema": {
-                                       "type": "object", "properties": {
-                                           "spec": {"type": "object",
-                                                    "x-kubernetes-preserve-unknown-fields": True},
-                                           "status": {"type": "object",
-                                                      "x-kubernetes-preserve-unknown-fields":
-                                                          True}}}}}]}})
-    return out
-
-
 @contextmanager
 def rehearsal(region: str, root: Path | None = None) -> Iterator[Rehearsal]:
     with ExitStack() as stack:
@@ -178,11 +168,6 @@ def rehearsal(region: str, root: Path | None = None) -> Iterator[Rehearsal]:
         kube = stack.enter_context(KubeApiDouble(name=region, tls=True, token=TOKEN,
                                                  namespaces=("default", "kube-system",
                                                              "kube-public")))
-        # TODO(issue #15, cert-manager owner, branch issue-15b): the TAI chart's Redis TLS
-        # creates cert-manager Issuers and Certificates, but no role installs cert-manager yet;
-        # until one does, the rehearsal's cluster starts with cert-manager's CRDs (stand-ins)
-        # so that the TAI release can be installed. Remove once cert-manager is a release.
-        kube.seed(*_cert_manager_crds())
         gcp = GcpDouble.empty_project(op_polls=1)
         gcp.cluster_endpoint = f"127.0.0.1:{kube.port}"
         gcp.cluster_ca = base64.b64encode(kube.ca_pem).decode()
