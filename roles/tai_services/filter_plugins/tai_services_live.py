@@ -131,16 +131,29 @@ def live_values(
                 # The plan names no tag for it: left out, Helm removes the Deployment.
                 notes.append(f"{svc}: removing the idle slot {slot} ({live_slot['tag']})")
                 continue
-            if ("tag" in entry and "digest" not in entry and plan_slot.get("digest")
-                    and plan_tag != entry["tag"]):
-                # The planned digest pins the planned tag, not the live one: keep none.
-                entry["digest"] = ""
-            out_slots[slot] = entry
-        svc_overlay: dict[str, Any] = {"activeSlot": active}
+            entry = _differences(entry, plan_slot, want.get("replicas"))
+            if entry:
+                out_slots[slot] = entry
+        svc_overlay: dict[str, Any] = {} if active == planned_active else {"activeSlot": active}
         if out_slots:
             svc_overlay["slots"] = out_slots
-        overlay[svc] = svc_overlay
+        if svc_overlay:
+            overlay[svc] = svc_overlay
     return {"values": {"services": overlay} if overlay else {}, "notes": notes}
+
+
+def _differences(entry: Mapping[str, Any], plan_slot: Mapping[str, Any],
+                 planned_replicas: Any) -> dict[str, Any]:
+    """What of a live slot differs from the plan. Only that goes into the overlay: a cluster
+    that runs what was planned adds nothing, so the second apply renders the same values as
+    the first (a copy of a planned value would change values.yaml and upgrade the release)."""
+    planned = {"tag": plan_slot.get("tag"), "digest": plan_slot.get("digest"),
+               "replicas": plan_slot.get("replicas", planned_replicas)}
+    out = {k: v for k, v in entry.items() if k not in planned or planned[k] != v}
+    if "tag" in out and "digest" not in entry and planned["digest"]:
+        # The planned digest pins the planned tag, not the live one: keep none.
+        out["digest"] = ""
+    return out
 
 
 def tai_services_live_values(planned: Mapping[str, Any], services: Sequence[Mapping[str, Any]],
