@@ -97,6 +97,7 @@ def test_a_global_address_value_is_refused_and_an_allocated_one_read_back(
         "backend_service": "b", "target_proxy": "t", "forwarding_rule": "r"},
         "network": "tai-vpc", "pods_range": "10.20.0.0/14",
         "lb_source_ranges": ["35.191.0.0/16"], "backend_port": 8443, "health_check_port": 50051,
+        "health_check_grpc_service": "tai.Governor",
         "health_check": {"interval": 10, "timeout": 5, "healthy": 2, "unhealthy": 3},
         "lb_scheme": "EXTERNAL_MANAGED", "backend_timeout": 3600, "draining_timeout": 60,
         "zones": ["europe-west1-b"], "neg_name": "neg", "neg_wait_seconds": 1,

@@ -980,11 +980,13 @@ def _chart_values_problems(v: Mapping[str, Any], c: Context) -> list[str]:
         return [f"tai_services_region of region {c.region} is {named!r}; it must be a Google "
                 "Cloud region name such as europe-west1 (the chart's values.schema.json).",
                 *_chart_values_problems({**v, "tai_services_region": c.region}, c)]
-    ca_problems = _vault_ca_problems(v, c)
     env = v.get("tai_services_environment")
     if env is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", str(env)):
+        # said first, and the checks below still run (as for the production environment)
         return [f"tai_services_environment of region {c.region} is {_shown('env', env)}; it must "
-                "be an environment name such as production or development."]
+                "be an environment name such as production or development.",
+                *_chart_values_problems({**v, "tai_services_environment": "production"}, c)]
+    ca_problems = _vault_ca_problems(v, c)
     chart = v.get("tai_services_chart_path")
     over = v.get("tai_services_values")
     if not isinstance(chart, str) or not isinstance(over, Mapping):
