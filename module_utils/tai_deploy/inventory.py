@@ -1243,6 +1243,8 @@ OBJECT_NAMES = {"vault_backup_service_account": ("a ServiceAccount", 63),
                 "vault_tls_secret_name": ("a Secret", 63),
                 "vault_tls_ca_secret_name": ("a Secret", 63),
                 "monitoring_alertmanager_secret_name": ("a Secret", 63),
+                "istio_tls_issuer_name": ("a ClusterIssuer", 63),
+                "istio_tls_secret_name": ("a Certificate and its Secret", 63),
                 "tai_services_release": ("a Helm release", 53)}
 
 
