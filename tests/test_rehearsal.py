@@ -37,12 +37,5 @@ def test_the_first_apply_of_a_region_converges_and_a_second_changes_nothing() ->
         second = lab.apply()
         print(second.summary("second apply"))
         assert second.run.returncode == 0, second.run.output[-6000:]
-        # TODO(issue #15): the second apply re-renders the TAI chart and upgrades the release
-        # (found by this rehearsal: the values folded from the live slots differ from the
-        # first run's); tolerated, by name, until the tai_services role converges. Remove this
-        # and keep only `changed == 0` once fixed.
-        known = {"tai_services : Validate and write the rendered chart and its values",
-                 "tai_services : Install or upgrade the TAI release with the planned values",
-                 "Index every artifact of the region's plan and move it into place"}
-        assert set(second.changed_tasks) <= known, second.changed_tasks
-        assert second.recap["changed"] <= len(known), second.changed_tasks
+        # Nothing changes: the live overlay holds only what differs from the plan.
+        assert second.changed_tasks == [] and second.recap["changed"] == 0, second.changed_tasks

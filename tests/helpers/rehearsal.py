@@ -57,7 +57,8 @@ from tai_deploy.services import SERVICES as TAI_SERVICES
 PROJECT = "tai-production"
 SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
-            "firestore.googleapis.com", "dns.googleapis.com", "container.googleapis.com")
+            "firestore.googleapis.com", "dns.googleapis.com", "container.googleapis.com",
+            "storage.googleapis.com", "binaryauthorization.googleapis.com")
 
 
 def _digest(name: str) -> str:
@@ -132,6 +133,7 @@ class Rehearsal:
             # Vault: the real OpenBao server, reached directly
             "vault_access": "direct", "vault_api_addr": self.vault.addr,
             "vault_secrets_dir": str(secrets),
+            "vault_audit_file_path": str(self.vault.audit_file),
             # Outside a pod, OpenBao cannot read the service-account CA file: it is given the
             # cluster's (the Kubernetes double's) address and CA, as vault_lab does.
             "vault_kubernetes_auth_config": {"kubernetes_host": self.kube.url,
@@ -176,7 +178,10 @@ def rehearsal(region: str, root: Path | None = None) -> Iterator[Rehearsal]:
             gcp.apis.add_neg(PROJECT, zone, "tai-istio-ingress-443")
         _, gcp_url = stack.enter_context(serve(gcp))
         repo = stack.enter_context(chart_repo(str(BIN / "helm"), root / "charts"))
-        vault = BaoServer(root / "openbao", seal="static", lifetime=1800)
+        # the audit device declared in the server's configuration, as the role renders it
+        # for the cluster (OpenBao refuses audit devices through its API)
+        vault = BaoServer(root / "openbao", seal="static", lifetime=1800,
+                          audit_file=root / "openbao-audit.log")
         vault.start()
         stack.callback(vault.stop)
         yield Rehearsal(region, root, gcp, gcp_url, kube, repo.url, vault, repo.requests)
