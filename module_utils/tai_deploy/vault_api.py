@@ -87,13 +87,34 @@ LEADERSHIP_WAIT = 10.0
 # non-versioned to versioned data" to every request until it is done (usually milliseconds,
 # seconds on a busy server); a write sent in that window is refused.
 KV_UPGRADE_WAIT = 30.0
+# OpenBao 2.7+ (Integrated Storage) serves reads on standby nodes, which apply the active node's
+# log a moment later: a mount or role just written through a standby may read back 404 (about
+# one read in four on a three-node cluster, tests/test_vault_ha.py). Every response carries the
+# storage index in X-Vault-Index; a request that sends the index of the client's last write with
+# X-Vault-Inconsistent: forward-active-node is forwarded to the active node whenever the standby
+# has not applied it yet (openbao.org/docs/concepts/consistency, RFC "index headers"). Vault
+# Enterprise uses the same two headers; Vault and OpenBao releases without them ignore them.
+READ_YOUR_WRITES = {"X-Vault-Inconsistent": "forward-active-node"}
+_READ_METHODS = frozenset({"GET", "LIST", "HEAD"})
+
+
+class _LastWrite:
+    """The storage index of the last write of a client and of its with_token() copies."""
+
+    def __init__(self) -> None:
+        self.index: str | None = None
 
 
 class VaultClient:
-    """A thin client for one Vault address. The token is kept out of ``repr`` and messages."""
+    """A thin client for one Vault address. The token is kept out of ``repr`` and messages.
+
+    It reads its own writes on an HA cluster: once it has written, every request carries the
+    index of that write (READ_YOUR_WRITES), so a standby never answers from older state.
+    """
 
     def __init__(self, addr: str, *, token: str | None = None, ca_cert: str | None = None,
-                 timeout: float = 10.0, session: requests.Session | None = None) -> None:
+                 timeout: float = 10.0, session: requests.Session | None = None,
+                 _last_write: _LastWrite | None = None) -> None:
         if not re.match(r"^https?://[^/\s]+", addr):
             raise VaultError(f"Vault address {addr!r} is not an http:// or https:// URL")
         self.addr = addr.rstrip("/")
@@ -101,6 +122,7 @@ class VaultClient:
         self._ca_cert = ca_cert
         self._token = token
         self._session = session or requests.Session()
+        self._last_write = _last_write or _LastWrite()
 
     def __repr__(self) -> str:
         return f"VaultClient({self.addr!r}, token={'set' if self._token else 'none'})"
@@ -108,7 +130,7 @@ class VaultClient:
     def with_token(self, token: str | None) -> VaultClient:
         """The same address and TLS settings with another token (or none)."""
         return VaultClient(self.addr, token=token, ca_cert=self._ca_cert, timeout=self.timeout,
-                           session=self._session)
+                           session=self._session, _last_write=self._last_write)
 
     @property
     def has_token(self) -> bool:
@@ -136,6 +158,9 @@ class VaultClient:
         headers = {"X-Vault-Request": "true"}
         if self._token:
             headers["X-Vault-Token"] = self._token
+        if self._last_write.index:
+            headers.update(READ_YOUR_WRITES)
+            headers["X-Vault-Index"] = self._last_write.index
         try:
             resp = self._session.request(
                 method, url, json=dict(body) if body is not None else None, headers=headers,
@@ -153,6 +178,9 @@ class VaultClient:
         except requests.exceptions.RequestException as exc:
             raise VaultError(f"request to Vault at {self.addr} failed: {_first_line(exc)}"
                              ) from None
+        index = resp.headers.get("X-Vault-Index")
+        if index and method.upper() not in _READ_METHODS and resp.status_code < 400:
+            self._last_write.index = index
         if not resp.content:
             return resp.status_code, {}
         try:
