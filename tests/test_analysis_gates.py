@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,47 @@ class Rig:
             (NAMESPACE, "governor")]]
 
 
+@dataclass
+class Telemetry:
+    """What the module's tests share: the slot servers with their traffic, and Prometheus."""
+
+    between_tests: BlueGreenLab
+    fleet: Fleet
+    prometheus: PrometheusServer
+
+
+@pytest.fixture(scope="module")
+def telemetry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Telemetry]:
+    # One fleet and one Prometheus for every test: each test brings its own lab, which the
+    # fleet's traffic and restarts exporters follow; between tests they follow a lab where
+    # every region runs the old version, as at the start of a test.
+    root = tmp_path_factory.mktemp("analysis-gates")
+    with (BlueGreenLab(root / "between-tests") as idle,
+          Fleet(idle, max_seconds=3600, max_calls=10_000_000) as fleet,
+          PrometheusServer(root / "prometheus", fleet.scrape_targets(),
+                           honor_labels_targets=fleet.restart_targets()) as prom):
+        yield Telemetry(idle, fleet, prom)
+
+
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    with BlueGreenLab(tmp_path / "lab") as lab, Fleet(lab) as fleet:
-        prom = PrometheusServer(tmp_path / "prometheus", fleet.scrape_targets(),
-                                honor_labels_targets=fleet.restart_targets())
-        with prom:
-            # Every region's old version has traffic in the window before the run starts.
+def rig(telemetry: Telemetry, tmp_path: Path) -> Iterator[Rig]:
+    fleet, prom = telemetry.fleet, telemetry.prometheus
+    with BlueGreenLab(tmp_path / "lab") as lab:
+        fleet.lab, fleet.spike = lab, 0.0
+        try:
+            # Every region's old version has traffic in the window before the run starts, and
+            # nothing else does: no new slot serves, nothing fails (the window holds nothing
+            # of an earlier test).
             for region in (CANARY, SECOND, LAST):
                 prom.wait_for(f'sum(rate(grpc_server_handled_total{{region="{region}", '
                               f'slot="blue"}}[{WINDOW}])) > 0')
+            prom.wait_for_none(f'sum(rate(grpc_server_handled_total{{slot="green"}}'
+                               f'[{WINDOW}])) > 0')
+            prom.wait_for_none(f'sum(rate(grpc_server_handled_total{{grpc_code!="OK"}}'
+                               f'[{WINDOW}])) > 0')
             yield Rig(lab, fleet, prom, tmp_path)
+        finally:
+            fleet.lab, fleet.spike = telemetry.between_tests, 0.0
 
 
 def said(run: PlaybookRun) -> str:

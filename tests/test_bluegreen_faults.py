@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from helpers.ansible_run import REPO, PlaybookRun, ansible_env, run_playbook
 from helpers.bluegreen_env import NAMESPACE, BlueGreenLab
 from helpers.k8s_double import Behaviour, Fault, behaviour_for_tag, image_tag
+from tai_deploy.bluegreen_lease import parse_time
 
 pytestmark = pytest.mark.playbook
 
@@ -80,12 +82,13 @@ def lease(lab: BlueGreenLab, region: str) -> dict[str, Any] | None:
 class Background:
     """An ansible-playbook run in the background, its output kept in a file."""
 
-    def __init__(self, lab: BlueGreenLab, playbook: str, *args: str) -> None:
+    def __init__(self, lab: BlueGreenLab, playbook: str, *args: str,
+                 env: dict[str, str] | None = None) -> None:
         self.log = lab.dir / f"background-{time.time_ns()}.log"
         self._out = self.log.open("w")
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY, playbook,
-             *args], cwd=REPO, env=ansible_env(lab.env()), stdout=self._out,
+             *args], cwd=REPO, env=ansible_env({**lab.env(), **(env or {})}), stdout=self._out,
             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
     def finish(self, timeout: float = 120) -> tuple[int, str]:
@@ -197,20 +200,62 @@ def test_an_operator_rollback_during_the_soak_stops_the_upgrade(lab: BlueGreenLa
 # 4. one operation at a time per region and namespace: a Lease
 
 
+def kubeconfig_with_token(lab: BlueGreenLab, token: str) -> Path:
+    """The lab's kubeconfig for another operator: the same clusters, a user with ``token``."""
+    config = yaml.safe_load(lab.kubeconfig.read_text(encoding="utf-8"))
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path = lab.dir / f"kubeconfig-{token}"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
 def test_a_second_upgrade_is_refused_while_the_first_one_soaks(lab: BlueGreenLab) -> None:
+    # The lease lasts 5 s (tests/inventories/bluegreen), the soak twice that: the first
+    # upgrade keeps the region only by renewing the lease while it soaks. The double paces the
+    # two runs, so that what is checked never depends on how fast either ansible-playbook
+    # starts: the second run starts once the first holds the lease; the first run's switch
+    # waits until the second run asks for the lease; that
+    # request is answered once the first run has renewed the lease past the moment the lease
+    # of the switch would have expired; the first run's scale-down waits until the second run
+    # has ended.
+    double = lab.doubles[CANARY]
+    asked = double.add_fault(Fault("GET", f"{LEASE}/tai-bluegreen", action="hold",
+                                   token="second-operator"))
+    switch = double.add_fault(Fault("PATCH", SVC, body=SELECTOR_WRITE, action="hold"))
+    scale_down = double.add_fault(Fault("PATCH", f"{DEPLOY}/governor-blue", action="hold",
+                                        body=r'"replicas":\s*0\b'))
     first = Background(lab, "playbooks/rolling-upgrade.yml", "-e", versions(governor="v1.1.0"),
-                       "-l", CANARY, "-e", "tai_upgrade_soak_seconds=15")
-    lab.doubles[CANARY].wait_for(lambda: lab.active_slot(CANARY, "governor") == "green", 60)
+                       "-l", CANARY, "-e", "tai_upgrade_soak_seconds=10")
+    double.wait_for(lambda: lease(lab, CANARY) is not None, 120)
+    second = Background(lab, "playbooks/rolling-upgrade.yml", "-e", versions(governor="v1.2.0"),
+                        "-l", CANARY, env={"KUBECONFIG": str(
+                            kubeconfig_with_token(lab, "second-operator"))})
+    double.wait_for(lambda: asked.hits == 1, 120)
+    switch.release.set()
+    double.wait_for(lambda: lab.active_slot(CANARY, "governor") == "green", 60)
     held = lease(lab, CANARY)
     assert held is not None and "rolling-upgrade" in held["spec"]["holderIdentity"]
     assert held["spec"]["leaseDurationSeconds"] > 0 and held["spec"]["acquireTime"]
-    second = upgrade(lab, "-e", versions(governor="v1.2.0"), "-l", CANARY)
-    assert second.returncode != 0
+    expiry_at_switch = (selector_stored_at(lab, CANARY, "green")
+                        + held["spec"]["leaseDurationSeconds"])
+
+    def renewed_past_that_expiry() -> bool:
+        spec = (lease(lab, CANARY) or {}).get("spec") or {}
+        renewed = parse_time(spec.get("renewTime"))
+        return spec.get("holderIdentity") == held["spec"]["holderIdentity"] and (
+            renewed is not None and renewed > expiry_at_switch)
+
+    double.wait_for(renewed_past_that_expiry, 60)
+    asked.release.set()
+    code, text = second.finish()
+    assert code != 0
     assert (f"Lease {NAMESPACE}/tai-bluegreen is held by {held['spec']['holderIdentity']} "
-            f"since {held['spec']['acquireTime']}") in said(second)
+            f"since {held['spec']['acquireTime']}") in text
     # The first upgrade's rollback slot was not touched.
     assert lab.image(CANARY, "governor-blue") == "gcr.io/ggen-project/governor:v1.0.0"
     assert lab.replicas(CANARY, "governor-blue") == 3
+    scale_down.release.set()
     code, text = first.finish()
     assert code == 0, text[-3000:]
     renewals = [r for r in lab.doubles[CANARY].writes(LEASE) if r.method == "PATCH"

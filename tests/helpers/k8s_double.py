@@ -145,9 +145,12 @@ class Fault:
     ``reset`` resets the connection (RST) without doing anything; ``delay`` handles the
     request normally. ``delay`` seconds pass before the request is handled (the store time
     moves with it) and ``delay_after`` seconds between storing and answering, with any action.
+    ``hold`` handles the request normally once the test sets ``release`` (a slow answer whose
+    end the test chooses, at most ``hold_timeout`` seconds).
     ``body``, a regular expression, also has to be found in the request body (e.g. only the
-    patches that change a selector). The first ``skip`` matching requests pass untouched;
-    then ``times`` of them misbehave.
+    patches that change a selector); ``token``, when set, is the bearer token the request has
+    to carry (one client among several: a kubeconfig user with that token). The first
+    ``skip`` matching requests pass untouched; then ``times`` of them misbehave.
     """
 
     method: str
@@ -162,6 +165,9 @@ class Fault:
     delay_after: float = 0.0
     retry_after: float | None = None
     body: str | None = None
+    token: str | None = None
+    release: threading.Event = field(default_factory=threading.Event)
+    hold_timeout: float = 60.0
     seen: int = 0
     hits: int = 0
 
@@ -1012,9 +1018,12 @@ class KubeApiDouble:
             if method == "GET" and query.get("watch", ["false"])[0] in ("true", "1"):
                 self._watch(h, path, query)
                 return
-            fault = self._fault(method, path, raw.decode("utf-8", "replace"))
+            fault = self._fault(method, path, raw.decode("utf-8", "replace"),
+                                h.headers.get("Authorization"))
             if fault is not None and fault.delay > 0:
                 time.sleep(fault.delay)
+            if fault is not None and fault.action == "hold":
+                fault.release.wait(fault.hold_timeout)
             if fault is not None and fault.action == "error":
                 if fault.retry_after is not None:
                     headers["Retry-After"] = f"{fault.retry_after:g}"
@@ -1145,11 +1154,13 @@ class KubeApiDouble:
         self.requests.append(RequestRecord(time.time(), method, path, query, status,
                                            content_type, body))
 
-    def _fault(self, method: str, path: str, raw: str = "") -> Fault | None:
+    def _fault(self, method: str, path: str, raw: str = "",
+               authorization: str | None = None) -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if fault.hits < fault.times and fault.method == method and re.fullmatch(
-                        fault.path, path) and (fault.body is None or re.search(fault.body, raw)):
+                        fault.path, path) and (fault.body is None or re.search(fault.body, raw)
+                        ) and (fault.token is None or authorization == f"Bearer {fault.token}"):
                     fault.seen += 1
                     if fault.seen <= fault.skip:
                         continue

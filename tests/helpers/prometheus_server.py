@@ -98,3 +98,12 @@ class PrometheusServer:
                 return found
             time.sleep(0.2)
         raise TimeoutError(f"no result for {promql}")
+
+    def wait_for_none(self, promql: str, timeout: float = 30.0) -> None:
+        """Wait until ``promql`` returns nothing (for example: no rate above 0 any more)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not self.query(promql):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"still a result for {promql}")
