@@ -256,6 +256,24 @@ def test_a_corrupt_or_incomplete_snapshot_is_refused(tmp_path: Path,
         latest_set(store, "us-central1")
 
 
+def test_an_rdb_newer_than_the_checker_is_not_called_corrupt(tmp_path: Path) -> None:
+    # The chart's Redis 7.4 writes RDB format version 12 (rdb.h of Redis 7.4: RDB_VERSION 12);
+    # Debian bookworm's redis-check-rdb (7.0) reads up to version 10. The smallest RDB of a
+    # version: the magic REDIS, four version digits, the EOF opcode 0xFF and a zero checksum
+    # (checksum disabled), as rdb.c writes and reads it. Version 99: newer than any checker.
+    newer = tmp_path / "newer.rdb"
+    newer.write_bytes(b"REDIS0099\xff" + bytes(8))
+    with pytest.raises(RedisError) as refused:
+        check_rdb(newer, "redis/europe-west1/set/master-0.rdb")
+    assert str(refused.value) == (
+        "snapshot redis/europe-west1/set/master-0.rdb is an RDB of format version 99, newer "
+        "than redis-check-rdb on this controller reads; install the redis-check-rdb of the "
+        "Redis that wrote it (the chart's redis.image.tag) and restore again")
+    older = tmp_path / "v10.rdb"
+    older.write_bytes(b"REDIS0010\xff" + bytes(8))
+    assert check_rdb(older, "redis/europe-west1/set/master-1.rdb") == 0
+
+
 def test_reform_refuses_a_node_loaded_with_another_masters_rdb(tmp_path: Path) -> None:
     with redis_nodes(tmp_path / "n") as pool:
         (node,) = pool.start(1)
