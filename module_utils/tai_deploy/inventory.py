@@ -29,6 +29,7 @@ from typing import Any
 from .backup_bucket import PROTECTIONS, bucket_name, is_member
 from .chart_source import mirror_problems
 from .config_text import ConfigTextError, fluent_bit_value
+from .project_checks import check_project
 from .services import IMAGE_TAG, SERVICES, SLOTS
 from .vault_custody import holder_problems
 
@@ -591,7 +592,8 @@ def _gke_hardening(v: Mapping[str, Any], r: str, c: Context) -> list[str]:
         values["maintenance_hours"] = int(values["maintenance_hours"])  # -e key=value
     if "tai_environment" in c.variables:
         values["environment"] = c.variables["tai_environment"]
-    # The network names (tai_network_name, ...) are the project phase's inputs, checked there.
+    # The network names (tai_network_name, ...) are the project phase's inputs: check_plan
+    # checks them (project_checks.check_project), and the project role again when used alone.
     return [p for p in gke_problems(r, values) if not p.startswith("tai_")]
 
 
@@ -1485,6 +1487,10 @@ def check_plan(p: PlanInputs) -> list[str]:
         variables = {k: v for k, v in variables.items() if k != "gke_node_pools"}
     errors = check_region(RegionVars(p.region, variables))
     errors += check_backups(p.region, p.variables)
+    if "tai_network_name" in p.variables:
+        # The project phase's network names and subnet ranges, against every region's ranges.
+        errors += check_project(p.region, {**p.variables, "all_subnet_ranges": {
+            r: (vals or {}).get("tai_region_subnet_ranges") for r, vals in p.regions.items()}})
     errors += check_across_regions(p.region, p.regions, p.tier_groups)
     errors += check_chart_pins(p.charts)
     context = Context(region=p.region, regions=sorted(p.regions), charts=p.charts,
