@@ -338,6 +338,36 @@ def test_the_module_refuses_live_nodes_without_confirmation(tmp_path: Path,
         assert f"MASTERS {len(keys)} 3" in done.output
 
 
+@pytest.mark.playbook
+def test_a_set_of_another_region_is_restored_only_when_told(
+        tmp_path: Path, bucket: tuple[BackupStore, GcsDouble]) -> None:
+    store, state = bucket
+    playbook = tmp_path / "prepare.yml"
+    playbook.write_text(PREPARE.replace(
+        "        auth_kind: none\n",
+        "        auth_kind: none\n        source_region: us-central1\n"
+        "        allow_other_region: \"{{ allow }}\"\n"))
+    with redis_nodes(tmp_path / "nodes") as pool:
+        nodes = pool.start(3)
+        assert run_cluster_init([n.address for n in nodes]).returncode == 0
+        keys = write_keys(nodes[0].port)
+        taken = take_snapshots([nodes[0].address], store, region="us-central1",
+                               workdir=tmp_path)
+        extra = {"ansible_python_interpreter": sys.executable, "bucket": state.bucket,
+                 "nodes": [n.address for n in nodes], "workdir": str(tmp_path / "dl"),
+                 "endpoint": store.endpoint, "confirm": True, "allow": False}
+        vars_file = tmp_path / "vars.json"
+        vars_file.write_text(json.dumps(extra))
+        args = ("-i", "localhost,", "-c", "local", "-e", f"@{vars_file}", str(playbook))
+        refused = run_playbook(*args)
+        assert refused.returncode != 0
+        assert (f"snapshot {taken.name} comes from region us-central1, not europe-west1; "
+                "refusing to restore it unless") in " ".join(refused.output.split())
+        done = run_playbook(*args, "-e", "allow=true")
+        assert done.returncode == 0, done.output[-2000:]
+        assert f"MASTERS {len(keys)} 3" in done.output
+
+
 def test_a_node_still_loading_its_dataset_is_waited_for_not_fatal() -> None:
     """A replica's first full sync of a large master answers LOADING (seen with 1M keys)."""
     from tai_deploy.redis_snapshot import _ready
