@@ -328,15 +328,15 @@ def check_backups(region: str, values: Mapping[str, Any]) -> list[str]:
     project = values.get("tai_gcp_project")
     bucket = values.get("tai_backup_bucket")
     if bucket is not None and isinstance(project, str) and _PROJECT.match(project):
-        name = f"tai-{project}-{region}-backups"
-        if bucket != name:
-            out.append(f"tai_backup_bucket of region {region} is {bucket!r}, but the project "
-                       f"phase creates {name}; leave tai_backup_bucket at its default.")
+        try:
+            name = bucket_name(project, region)
+        except ValueError as exc:
+            out.append(f"tai_backup_bucket of region {region}: {exc}.")
         else:
-            try:
-                bucket_name(project, region)
-            except ValueError as exc:
-                out.append(f"tai_backup_bucket of region {region}: {exc}.")
+            if bucket != name:
+                out.append(f"tai_backup_bucket of region {region} is {bucket!r}, but the "
+                           f"project phase creates {name}; leave tai_backup_bucket at its "
+                           "default.")
     protection = values.get("tai_backup_protection")
     if protection is not None and protection not in PROTECTIONS:
         out.append(f"tai_backup_protection of region {region} is {_shown('', protection)}; it "
