@@ -311,3 +311,21 @@ def test_a_writer_added_by_hand_is_removed_and_the_reruns_change_nothing() -> No
         again.converge(items)
         assert {r.action for r in again.results} == {"unchanged"}
         assert [p for m, p, _ in double.requests[start:] if m == "PUT" or "setIam" in p] == []
+
+
+def test_a_concurrent_edit_of_the_bucket_policy_is_read_again_and_retried() -> None:
+    from helpers.gcp_double import serve
+    from helpers.project_inputs import global_cfg, region_cfg
+    from project_resources import project_global_items, project_region_items
+    glob = {**global_cfg(), "backup_identities": BACKUPS["tai_backup_identities"]}
+    items = project_global_items(glob) + project_region_items(
+        {**region_cfg("europe-west1"), "backup": _backup_cfg()}, "europe-west1")
+    name = f"tai-{PROJECT}-europe-west1-backups"
+    with serve() as (double, url):
+        # buckets.setIamPolicy with a stale etag answers 412 Precondition Failed
+        double.fail("PUT", f"/storage/v1/b/{name}/iam", 412, "Precondition Failed")
+        _converger(url).converge(items)
+        puts = [p for m, p, _ in double.requests if m == "PUT"]
+        assert puts == [f"/storage/v1/b/{name}/iam"] * 2
+        assert double.apis.storage.policies[name]["bindings"] == bucket_bindings(
+            PROJECT, WRITERS, ["group:sre@example.com"])
