@@ -147,8 +147,8 @@ def test_a_production_image_without_a_digest_is_refused() -> None:
     assert role_problems("tai_services", {**inputs, "tai_services_environment": "staging"},
                          Context(region=REGION)) == [
         "services.governor.slots.green (gcr.io/ggen-project/governor:v1.1.0) of region "
-        "europe-west1 has no image digest; pin it as tag@sha256 with "
-        "services.governor.slots.green.digest (tai_services_values), or set "
+        "europe-west1 has no image digest; pin it as tag@sha256 (set "
+        "services.governor.slots.green.digest (tai_services_values)), or set "
         "tai_services_allow_undigested_images: true in this staging environment."]
     digest = "sha256:" + "ab" * 32
     inputs["tai_services_values"] = {"services": {"governor": {"slots": {"green": {

@@ -28,7 +28,7 @@ from typing import Any
 
 from .chart_source import mirror_problems
 from .config_text import ConfigTextError, fluent_bit_value
-from .services import IMAGE_TAG, SERVICES, SLOTS
+from .services import IMAGE_VERSION, SERVICES, SLOTS
 from .vault_custody import holder_problems
 
 TIERS = ("primary", "secondary", "tertiary")
@@ -1086,29 +1086,48 @@ def chart_images(values: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]
     return out
 
 
+# The development override of the digest rule, named once: the plan and the rolling upgrade
+# read the same variable.
+ALLOW_UNDIGESTED = "tai_services_allow_undigested_images"
+
+
+def override_problems(region: str, *, environment: str, allow_undigested: bool) -> list[str]:
+    """The development override set where it must not be: in production."""
+    if allow_undigested and environment == "production":
+        return [f"{ALLOW_UNDIGESTED} of region {region} is true in environment production; it "
+                "is meant for development environments only, and production images must be "
+                "pinned by digest."]
+    return []
+
+
+def undigested_problem(subject: str, region: str, *, pin: str, environment: str,
+                       allow_undigested: bool) -> str | None:
+    """The digest rule of every image the project deploys, for one image without a digest:
+    refused in production; elsewhere refused unless the development override is set.
+    ``subject`` names the image and the variable carrying it, ``pin`` says how to pin it."""
+    if environment == "production":
+        return (f"{subject} of region {region} has no image digest; production images must "
+                f"be pinned as tag@sha256: {pin}.")
+    if not allow_undigested:
+        return (f"{subject} of region {region} has no image digest; pin it as tag@sha256 "
+                f"({pin}), or set {ALLOW_UNDIGESTED}: true in this {environment} environment.")
+    return None
+
+
 def digest_problems(values: Mapping[str, Any], region: str, *, environment: str,
                     allow_undigested: bool) -> list[str]:
     """Images by digest: a production image without one is refused; outside production
     tai_services_allow_undigested_images lets tags alone through (development)."""
-    out: list[str] = []
-    production = environment == "production"
-    if allow_undigested and production:
-        out.append(f"tai_services_allow_undigested_images of region {region} is true in "
-                   "environment production; it is meant for development environments only, "
-                   "and production images must be pinned by digest.")
+    out = override_problems(region, environment=environment, allow_undigested=allow_undigested)
     for path, image, repo in chart_images(values):
-        ref = f"{repo}:{image.get('tag')}"
-        digest = image.get("digest")
-        if not digest:
-            if production:
-                out.append(f"{path} ({ref}) of region {region} has no image digest; production "
-                           f"images must be pinned as tag@sha256: set {path}.digest "
-                           "(tai_services_values).")
-            elif not allow_undigested:
-                out.append(f"{path} ({ref}) of region {region} has no image digest; pin it as "
-                           f"tag@sha256 with {path}.digest (tai_services_values), or set "
-                           "tai_services_allow_undigested_images: true in this "
-                           f"{environment} environment.")
+        if image.get("digest"):
+            continue
+        problem = undigested_problem(
+            f"{path} ({repo}:{image.get('tag')})", region,
+            pin=f"set {path}.digest (tai_services_values)", environment=environment,
+            allow_undigested=allow_undigested)
+        if problem:
+            out.append(problem)
     return out
 
 
@@ -1439,9 +1458,10 @@ def check_upgrade_inputs(versions: Any, *, known_services: Sequence[str], invent
             if name not in known_services:
                 out.append(f"tai_upgrade_versions names an unknown service {name} "
                            f"(known: {', '.join(known_services)})")
-            elif not isinstance(version, str) or not IMAGE_TAG.match(version):
+            elif not isinstance(version, str) or not IMAGE_VERSION.match(version):
                 out.append(f"tai_upgrade_versions.{name} must be an image tag such as v1.1.0 "
-                           f"(quoted), got {_json(version)}")
+                           "(quoted), optionally with its digest (v1.1.0@sha256:<64 hex "
+                           f"digits>), got {_json(version)}")
     if canary is not MISSING and canary is not None and canary not in inventory:
         out.append(f"tai_upgrade_canary_region {_json(canary)} is not a region of the inventory "
                    f"({', '.join(inventory)})")
@@ -1452,6 +1472,32 @@ def check_upgrade_inputs(versions: Any, *, known_services: Sequence[str], invent
         out.append(f"tai_upgrade_region_order must list every selected region "
                    f"({', '.join(selected)}) and only regions of the inventory, got "
                    f"{_json(region_order)}")
+    return out
+
+
+def check_upgrade_digests(versions: Any, region: str, *, environment: str,
+                          allow_undigested: bool) -> list[str]:
+    """The digest rule of the plan (undigested_problem) for the versions the rolling upgrade
+    deploys to ``region``: in production each must be tag@sha256:... and not the chart's
+    placeholder digest; elsewhere a tag alone needs tai_services_allow_undigested_images.
+    Versions check_upgrade_inputs refuses are left to it."""
+    out = override_problems(region, environment=environment, allow_undigested=allow_undigested)
+    if not isinstance(versions, Mapping):
+        return out
+    for name, version in sorted(versions.items(), key=lambda item: str(item[0])):
+        match = IMAGE_VERSION.match(version) if isinstance(version, str) else None
+        if match is None:
+            continue
+        subject = f"tai_upgrade_versions.{name} ({_json(version)})"
+        if match["digest"] is None:
+            problem = undigested_problem(
+                subject, region, environment=environment, allow_undigested=allow_undigested,
+                pin=f"give it as {version}@sha256:<the registry's digest of {version}>")
+            if problem:
+                out.append(problem)
+        elif match["digest"] == PLACEHOLDER_DIGEST and environment == "production":
+            out.append(f"{subject} of region {region} carries the placeholder digest "
+                       f"sha256:000…; give the registry's digest of {match['tag']}.")
     return out
 
 
