@@ -822,6 +822,37 @@ def _vault(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
     return out
 
 
+_REDIS_USER = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _vault_redis_users(v: Mapping[str, Any], c: Context) -> list[str]:
+    """The Redis users whose passwords apply generates, and the length of one."""
+    r, out = c.region, list[str]()
+    users = v.get("vault_redis_users")
+    if users is not None:
+        if isinstance(users, (str, Mapping)) or not isinstance(users, Sequence):
+            out.append(f"vault_redis_users of {r} must be a list of Redis user names, got "
+                       f"{_json(users)}.")
+        else:
+            bad = [u for u in users if not isinstance(u, str) or not _REDIS_USER.match(u)]
+            if bad:
+                out.append(f"vault_redis_users of {r} holds {_json(bad)}; each Redis user name "
+                           "is a DNS label (a-z, 0-9, -), as in the chart's redis.auth.users.")
+            elif v.get("vault_redis_secrets_path"):
+                missing = [s for s in v.get("vault_services") or [] if s not in users]
+                if missing:
+                    out.append(f"vault_redis_users of {r} lacks {', '.join(map(str, missing))}; "
+                               "each service logs in to Redis as the user of its name, and its "
+                               "pods do not start without that user's password.")
+    length = v.get("vault_redis_password_length")
+    number = as_int(length)
+    if length is not None and (number is None or not 24 <= number <= 256):
+        shown = number if number is not None else _json(length)
+        out.append(f"vault_redis_password_length of {r} is {shown}; it must be a whole "
+                   "number from 24 to 256.")
+    return out
+
+
 def _vault_custody(v: Mapping[str, Any], c: Context) -> list[str]:
     """The shard holders against the share count and threshold, and the service secrets."""
     r, out = c.region, list[str]()
@@ -834,6 +865,7 @@ def _vault_custody(v: Mapping[str, Any], c: Context) -> list[str]:
             out.append(f"vault_rotate_key_shares of {r} is {rotate} but vault_key_holders "
                        f"lists {len(holders)} holders; a rotation encrypts one shard to each "
                        "holder (change the holders and the shares together).")
+    out += _vault_redis_users(v, c)
     secrets = v.get("vault_service_secrets")
     services = v.get("vault_services") or []
     if secrets is not None and not isinstance(secrets, Mapping):
