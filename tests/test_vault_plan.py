@@ -118,9 +118,17 @@ def test_bootstrap_and_configuration_are_planned_without_secrets(planned: Path) 
     assert config["secrets_engines"][0]["path"] == "tai"
     assert config["secrets_engines"][0]["options"] == {"version": "2"}
     policies = {p["name"]: p["policy"] for p in config["policies"]}
-    assert sorted(policies) == ["tai-coordinator", "tai-governor", "tai-redis",
+    assert sorted(policies) == ["keda-redis", "tai-coordinator", "tai-governor", "tai-redis",
                                 "tai-redis-cluster-admin", "tai-redis-snapshot",
                                 "tai-scheduler", "vault-snapshot"]
+    # KEDA's operator reads the password of the Redis user keda, nothing else.
+    assert policies["keda-redis"].count("path ") == 1
+    assert 'path "tai/data/redis/keda" {\n  capabilities = ["read"]' in policies["keda-redis"]
+    keda = next(e for e in config["endpoints"]
+                if e["path"] == "auth/kubernetes/role/keda-redis")["data"]
+    assert keda["bound_service_account_names"] == ["keda-operator"]
+    assert keda["bound_service_account_namespaces"] == ["keda"]
+    assert keda["token_policies"] == ["keda-redis"]
     for svc in ("governor", "coordinator", "scheduler"):
         # Each service reads its own secrets and its own Redis password, nothing else.
         assert policies[f"tai-{svc}"].count("path ") == 2
