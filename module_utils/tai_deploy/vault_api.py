@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
+import secrets
+import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -681,12 +683,15 @@ class Configuration:
     audit_devices: list[dict[str, Any]] = field(default_factory=list)
     # {mount, path, fields}: KV v2 secrets the agents read; the values come separately (secret).
     kv_secrets: list[dict[str, Any]] = field(default_factory=list)
+    # {mount, path, field, length}: KV v2 secrets whose value Vault keeps and nobody gives (the
+    # Redis ACL passwords): a missing one is generated at random, an existing one never touched.
+    generated_secrets: list[dict[str, Any]] = field(default_factory=list)
     controller: ControllerSpec = field(default_factory=ControllerSpec)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Configuration:
         known = {"auth_methods", "secrets_engines", "policies", "endpoints", "audit_devices",
-                 "kv_secrets", "controller"}
+                 "kv_secrets", "generated_secrets", "controller"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise VaultError(f"configuration has unknown sections {', '.join(unknown)} "
@@ -694,7 +699,8 @@ class Configuration:
         out = cls(controller=ControllerSpec.from_mapping(data.get("controller")))
         required = {"auth_methods": ("path", "type"), "secrets_engines": ("path", "type"),
                     "policies": ("name", "policy"), "endpoints": ("path", "data"),
-                    "audit_devices": ("path", "type"), "kv_secrets": ("mount", "path")}
+                    "audit_devices": ("path", "type"), "kv_secrets": ("mount", "path"),
+                    "generated_secrets": ("mount", "path", "field")}
         for section, keys in required.items():
             items = data.get(section) or []
             if not isinstance(items, list):
@@ -706,6 +712,13 @@ class Configuration:
                 if missing:
                     raise VaultError(f"{section}[{i}] lacks {', '.join(missing)}")
                 getattr(out, section).append(dict(item))
+        for i, item in enumerate(out.generated_secrets):
+            length = item.get("length", GENERATED_LENGTH)
+            if isinstance(length, bool) or not isinstance(length, int) or not (
+                    GENERATED_MIN_LENGTH <= length <= GENERATED_MAX_LENGTH):
+                raise VaultError(f"generated_secrets[{i}] ({item['mount']}/{item['path']}) has "
+                                 f"length {length!r}; it must be a whole number from "
+                                 f"{GENERATED_MIN_LENGTH} to {GENERATED_MAX_LENGTH}")
         if any(p["name"] == out.controller.policy for p in out.policies):
             raise VaultError(f"policy {out.controller.policy} is the controller's own policy; "
                              "the configuration may not define it (the controller would grant "
@@ -746,7 +759,7 @@ class Configuration:
             rules.append((f"sys/policies/acl/{item['name']}", ["create", "read", "update"]))
         for item in self.endpoints:
             rules.append((str(item["path"]).strip("/"), ["create", "read", "update"]))
-        for item in self.kv_secrets:
+        for item in [*self.kv_secrets, *self.generated_secrets]:
             mount = _mount_key(item["mount"])[:-1]
             rules.append((f"{mount}/data/{str(item['path']).strip('/')}",
                           ["create", "read", "update"]))
@@ -765,13 +778,15 @@ class Configuration:
 
 
 def apply_configuration(client: VaultClient, config: Configuration, *, check: bool = False,
-                        secret_values: Mapping[str, Mapping[str, Any]] | None = None
+                        secret_values: Mapping[str, Mapping[str, Any]] | None = None,
+                        on_secret: Callable[[Sequence[str]], None] | None = None
                         ) -> list[Change]:
     """Ensure every item, in dependency order: mounts, policies, config objects, secrets.
 
     The audit devices are checked (they must already be enabled: the controller identity may
     list them but never enable or disable one). ``secret_values`` maps each kv_secrets path to
-    its data; a secret listed in the configuration without values is refused.
+    its data; a secret listed in the configuration without values is refused. The generated
+    secrets are written only where missing; ``on_secret`` hears every value generated.
     """
     changes: list[Change] = []
     for item in config.audit_devices:
@@ -813,6 +828,16 @@ def apply_configuration(client: VaultClient, config: Configuration, *, check: bo
                                   {"keys": sorted(map(str, data))}))
             continue
         changes.append(ensure_kv_secret(client, item["mount"], path, data, check=check))
+    for item in config.generated_secrets:
+        path = str(item["path"]).strip("/")
+        if check and any(c.action == CREATED and c.kind == "secrets_engine"
+                         and c.name == _mount_key(item["mount"]) for c in changes):
+            changes.append(Change("secret", f"{item['mount']}/{path}", CREATED, None,
+                                  {"keys": [str(item["field"])], "generated": [item["field"]]}))
+            continue
+        changes.append(ensure_generated_secret(
+            client, item["mount"], path, str(item["field"]),
+            int(item.get("length", GENERATED_LENGTH)), check=check, on_secret=on_secret))
     return changes
 
 
@@ -937,3 +962,61 @@ def ensure_kv_secret(client: VaultClient, mount: str, path: str, data: Mapping[s
         client.request("POST", f"{mount}/data/{clean}", {"data": wanted})
     return Change("secret", name, UPDATED, {"keys": sorted(current)},
                   {"keys": sorted(wanted), "changed": changed_keys})
+
+
+# --- generated secrets ------------------------------------------------------------------------
+
+# Letters and digits: within every charset a consumer accepts (the chart's Redis passwords take
+# letters, digits and ._~+/=- only) and needing no quoting anywhere. 40 of them: 238 bits.
+GENERATED_ALPHABET = string.ascii_letters + string.digits
+GENERATED_LENGTH = 40
+GENERATED_MIN_LENGTH, GENERATED_MAX_LENGTH = 24, 256
+
+
+def generate_value(length: int = GENERATED_LENGTH) -> str:
+    """A random value from the operating system's CSPRNG (secrets), GENERATED_ALPHABET only."""
+    return "".join(secrets.choice(GENERATED_ALPHABET) for _ in range(length))
+
+
+def ensure_generated_secret(client: VaultClient, mount: str, path: str, key: str, length: int,
+                            *, check: bool = False,
+                            on_secret: Callable[[Sequence[str]], None] | None = None
+                            ) -> Change:
+    """<mount>/<path> holds a non-empty ``key``: left untouched when it does; otherwise a new
+    random value is written (beside the secret's other keys, if any), with check-and-set on the
+    version read, so a value written meanwhile by somebody else is never overwritten.
+
+    The value is never returned: ``before``/``after`` carry key names only (and which key was
+    generated); ``on_secret`` hears it (the module masks it in every output).
+    """
+    clean = path.strip().strip("/")
+    if not clean or ".." in clean.split("/"):
+        raise VaultError(f"secret path {path!r} is not valid")
+    name = f"{mount}/{clean}"
+    status, body = client.call("GET", f"{mount}/data/{clean}")
+    if status not in (200, 404):
+        raise VaultError(refusal(client.addr, "GET", f"{mount}/data/{clean}", status, body))
+    # A 404 of KV v2 still carries the metadata of a deleted latest version (its number is the
+    # check-and-set value a write needs); a path never written has none (version 0).
+    inner = _data(body) if status == 200 or isinstance(body.get("data"), Mapping) else {}
+    found = inner.get("data")
+    current = {str(k): v for k, v in found.items()} if isinstance(found, Mapping) else None
+    meta = inner.get("metadata")
+    version = int(meta.get("version") or 0) if isinstance(meta, Mapping) else 0
+    keys = sorted(current or {})
+    if current is not None and str(current.get(key) or ""):
+        return Change("secret", name, UNCHANGED, {"keys": keys}, {"keys": keys})
+    value = generate_value(length)
+    if on_secret is not None:
+        on_secret([value])
+    after = {"keys": sorted({*keys, key}), "generated": [key]}
+    if not check:
+        code, answer = client.call("POST", f"{mount}/data/{clean}",
+                                   {"options": {"cas": version},
+                                    "data": {**(current or {}), key: value}})
+        if code >= 400:
+            raise VaultError(refusal(client.addr, "POST", f"{mount}/data/{clean}", code, answer)
+                             + f"; {name} was not written (if another run wrote it meanwhile, "
+                             "run again: an existing value is kept)")
+    return Change("secret", name, CREATED if current is None else UPDATED,
+                  None if current is None else {"keys": keys}, after)

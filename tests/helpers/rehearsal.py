@@ -58,7 +58,8 @@ PROJECT = "tai-production"
 SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
             "firestore.googleapis.com", "dns.googleapis.com", "container.googleapis.com",
-            "storage.googleapis.com", "binaryauthorization.googleapis.com")
+            "storage.googleapis.com", "binaryauthorization.googleapis.com",
+            "artifactregistry.googleapis.com")
 
 
 def _digest(name: str) -> str:
@@ -176,6 +177,8 @@ def rehearsal(region: str, root: Path | None = None) -> Iterator[Rehearsal]:
         zones = [f"{region}-{z}" for z in ("a", "b", "c", "d")]
         for zone in zones:  # GKE's NEG controller, from the gateway Service's annotation
             gcp.apis.add_neg(PROJECT, zone, "tai-istio-ingress-443")
+        # the TAI images' registry (gcr.io/ggen-project): another project's repository
+        gcp.apis.add_repository("ggen-project", "us", "gcr.io")
         _, gcp_url = stack.enter_context(serve(gcp))
         repo = stack.enter_context(chart_repo(str(BIN / "helm"), root / "charts"))
         # the audit device declared in the server's configuration, as the role renders it
