@@ -749,6 +749,11 @@ class _Pods:
     image: str = ""
     ready: int = 0
     pending: list[float] = field(default_factory=list)
+    # Pods the ReplicaSet controller still has to create (refused by admission so far), the
+    # delay before each becomes ready once created, and the API server's refusal.
+    to_create: int = 0
+    create_delay: float = 0.0
+    refusal: str | None = None
     old_ready: int = 0
     old_image: str = ""
     progress_started: float = 0.0
@@ -1844,6 +1849,12 @@ class KubeApiDouble:
             dep: dict[str, Any] = obj
             pods = self._pods.setdefault((ns, name), _Pods())
             self._observe(pods, dep, now)
+            if pods.to_create:  # the ReplicaSet controller creates them, through admission
+                pods.refusal = self._admission_refusal(
+                    ns, (dep["spec"].get("template") or {}).get("metadata") or {})
+                if pods.refusal is None:
+                    pods.pending += [now + pods.create_delay] * pods.to_create
+                    pods.to_create = 0
             desired = int(dep["spec"].get("replicas", 1))
             done = [t for t in pods.pending if t <= now]
             if done:
@@ -1869,6 +1880,87 @@ class KubeApiDouble:
                 dep["metadata"]["resourceVersion"] = str(next(self._rv))
                 self.status_history.setdefault((ns, name), []).append((now, status))
 
+    # -- admission webhooks --------------------------------------------------------------
+
+    def _admission_refusal(self, ns: str, pod_meta: Mapping[str, Any]) -> str | None:
+        """Why the API server refuses to create a pod in ``ns`` with these labels, or None.
+
+        Admission as the API server plays it for registered webhooks (Kubernetes docs,
+        "Dynamic Admission Control": https://kubernetes.io/docs/reference/access-authn-authz/
+        extensible-admission-controllers/): a webhook of a Mutating- or
+        ValidatingWebhookConfiguration is called for a pod CREATE when one of its ``rules``
+        matches (operations, apiGroups, apiVersions, resources, with ``*``), its
+        ``namespaceSelector`` matches the namespace's labels and its ``objectSelector`` the
+        pod's labels (both label selectors; absent or empty match everything). A webhook whose
+        Service has no available endpoint cannot be called; with ``failurePolicy: Fail`` (the
+        v1 default) "an error calling the webhook causes the admission to fail and the API
+        request to be rejected", with ``Ignore`` the pod is created without it. The message is
+        the API server's (an InternalError, "failed calling webhook"). The double calls no
+        webhook: a reachable one admits the pod unchanged; ``clientConfig.url`` webhooks are
+        taken as reachable.
+        """
+        namespace = self._objects.get(("namespaces", "", ns)) or {}
+        ns_labels = (namespace.get("metadata") or {}).get("labels") or {}
+        labels = pod_meta.get("labels") or {}
+        for (q, _, _), obj in sorted(self._objects.items()):
+            if q not in ("mutatingwebhookconfigurations.admissionregistration.k8s.io",
+                         "validatingwebhookconfigurations.admissionregistration.k8s.io"):
+                continue
+            for hook in obj.get("webhooks") or []:
+                if not (any(_rule_matches_pod_create(r) for r in hook.get("rules") or [])
+                        and _selector_matches(hook.get("namespaceSelector"), ns_labels)
+                        and _selector_matches(hook.get("objectSelector"), labels)):
+                    continue
+                service = (hook.get("clientConfig") or {}).get("service")
+                if not service:
+                    continue
+                problem = self._webhook_service_problem(service)
+                if problem is None or hook.get("failurePolicy", "Fail") == "Ignore":
+                    continue
+                url = (f"https://{service['name']}.{service['namespace']}.svc:"
+                       f"{service.get('port', 443)}{service.get('path', '')}"
+                       f"?timeout={hook.get('timeoutSeconds', 10)}s")
+                return (f'Internal error occurred: failed calling webhook "{hook.get("name")}": '
+                        f'failed to call webhook: Post "{url}": {problem}')
+        return None
+
+    def _webhook_service_problem(self, service: Mapping[str, Any]) -> str | None:
+        svc_ns, svc_name = str(service.get("namespace")), str(service.get("name"))
+        svc = self._objects.get(("services", svc_ns, svc_name))
+        if svc is None:
+            return f'service "{svc_name}" not found'
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        if not any(pods.ready + pods.old_ready > 0 for _, pods in self._selected(svc_ns,
+                                                                                selector)):
+            return f'no endpoints available for service "{svc_name}"'
+        return None
+
+    def _record_event(self, about: Mapping[str, Any], reason: str, message: str) -> None:
+        """A Warning Event about an object, as a controller records it (core/v1 Event); one
+        per object and reason, its count bumped when it repeats."""
+        meta = about["metadata"]
+        ns, name = str(meta.get("namespace", "")), str(meta["name"])
+        event_name = f"{name}.{hashlib.sha256(reason.encode()).hexdigest()[:16]}"
+        key = ("events", ns, event_name)
+        event = self._objects.get(key)
+        if event is not None:
+            if event.get("message") != message:
+                event["message"] = message
+                event["count"] = int(event.get("count", 1)) + 1
+                event["lastTimestamp"] = _now_iso()
+                event["metadata"]["resourceVersion"] = str(next(self._rv))
+            return
+        self._objects[key] = {
+            "apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason,
+            "message": message, "count": 1, "firstTimestamp": _now_iso(),
+            "lastTimestamp": _now_iso(),
+            "involvedObject": {"kind": about.get("kind"), "namespace": ns, "name": name,
+                               "uid": meta.get("uid")},
+            "source": {"component": "statefulset-controller"},
+            "metadata": {"name": event_name, "namespace": ns, "uid": str(uuid.uuid4()),
+                         "creationTimestamp": _now_iso(),
+                         "resourceVersion": str(next(self._rv))}}
+
     # -- the other controllers the apply waits for ----------------------------------------
 
     def _set_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
@@ -1891,12 +1983,13 @@ class KubeApiDouble:
                 replicas = int(spec.get("replicas", 1))
                 template = json.dumps(spec.get("template"), sort_keys=True).encode()
                 revision = f"{name}-{hashlib.sha256(template).hexdigest()[:10]}"
-                ready = replicas if age >= self.pod_ready_delay else 0
-                self._sync_pods(ns, name, obj, replicas, revision, ready=ready > 0)
+                created = self._sync_pods(ns, name, obj, replicas, revision,
+                                          ready=age >= self.pod_ready_delay)
+                ready = created if age >= self.pod_ready_delay else 0
                 self._set_status(obj, {
-                    "observedGeneration": generation, "replicas": replicas,
-                    "readyReplicas": ready, "currentReplicas": replicas,
-                    "updatedReplicas": replicas, "availableReplicas": ready,
+                    "observedGeneration": generation, "replicas": created,
+                    "readyReplicas": ready, "currentReplicas": created,
+                    "updatedReplicas": created, "availableReplicas": ready,
                     "currentRevision": revision, "updateRevision": revision,
                     "collisionCount": 0})
             elif q == "daemonsets.apps":
@@ -1939,12 +2032,20 @@ class KubeApiDouble:
                     self._set_status(obj, status)
 
     def _sync_pods(self, ns: str, owner: str, sts: Mapping[str, Any], replicas: int,
-                   revision: str, *, ready: bool) -> None:
+                   revision: str, *, ready: bool) -> int:
+        """Create, update and delete the pods of a StatefulSet; the number that exist."""
         template = (sts.get("spec") or {}).get("template") or {}
+        created = replicas
         for i in range(replicas):
             key = ("pods", ns, f"{owner}-{i}")
             pod = self._objects.get(key)
             if pod is None:
+                refusal = self._admission_refusal(ns, template.get("metadata") or {})
+                if refusal is not None:  # the controller records it and retries later
+                    self._record_event(sts, "FailedCreate", f"create Pod {owner}-{i} in "
+                                       f"StatefulSet {owner} failed error: {refusal}")
+                    created = i
+                    break
                 pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
                     **copy.deepcopy(template.get("metadata") or {}), "name": f"{owner}-{i}",
                     "namespace": ns, "uid": str(uuid.uuid4()), "creationTimestamp": _now_iso(),
@@ -1975,6 +2076,7 @@ class KubeApiDouble:
                     and k[2].startswith(owner + "-") and k[2][len(owner) + 1:].isdigit()
                     and int(k[2][len(owner) + 1:]) >= replicas]:
             del self._objects[key]
+        return created
 
     def _observe(self, pods: _Pods, dep: Mapping[str, Any], now: float) -> None:
         generation = int(dep["metadata"].get("generation", 1))
@@ -1992,19 +2094,23 @@ class KubeApiDouble:
         beh = self.behaviour(image)
         delay = beh.ready_delay if beh.ready_delay is not None else self.ready_delay
         ready_at = now + delay if beh.available else math.inf
+        pods.create_delay = ready_at - now
         if template != pods.template:
             pods.old_ready += pods.ready
             pods.old_image = pods.image or image
-            pods.ready, pods.pending = 0, [ready_at] * desired
+            pods.ready, pods.pending, pods.to_create = 0, [], desired
             pods.template, pods.image = template, image
             pods.progress_started = now
         else:
-            current = pods.ready + len(pods.pending)
+            current = pods.ready + len(pods.pending) + pods.to_create
             if desired > current:
-                pods.pending += [ready_at] * (desired - current)
+                pods.to_create += desired - current
                 pods.progress_started = now
             elif desired < current:
                 extra = current - desired
+                for_create = min(extra, pods.to_create)
+                pods.to_create -= for_create
+                extra -= for_create
                 drop = min(extra, len(pods.pending))
                 pods.pending = pods.pending[: len(pods.pending) - drop]
                 pods.ready -= extra - drop
@@ -2057,12 +2163,12 @@ class KubeApiDouble:
                                  message="Deployment has minimum availability." if ok else
                                  "Deployment does not have minimum availability.", now=now)]
         deadline = int(dep["spec"].get("progressDeadlineSeconds", 600))
-        if pods.pending and now - pods.progress_started > deadline:
+        if (pods.pending or pods.to_create) and now - pods.progress_started > deadline:
             conds.append(self._condition(pods, "Progressing", "False",
                                          reason="ProgressDeadlineExceeded",
                                          message=f'ReplicaSet "{rs}" has timed out progressing.',
                                          now=now))
-        elif not pods.pending and pods.old_ready == 0:
+        elif not pods.pending and not pods.to_create and pods.old_ready == 0:
             conds.append(self._condition(pods, "Progressing", "True",
                                          reason="NewReplicaSetAvailable",
                                          message=f'ReplicaSet "{rs}" has successfully '
@@ -2070,6 +2176,14 @@ class KubeApiDouble:
         else:
             conds.append(self._condition(pods, "Progressing", "True", reason="ReplicaSetUpdated",
                                          message=f'ReplicaSet "{rs}" is progressing.', now=now))
+        if pods.to_create and pods.refusal:
+            # The ReplicaSet's ReplicaFailure condition, which the Deployment controller copies
+            # onto the Deployment (API reference: DeploymentCondition; the message is the error
+            # the pod creation met).
+            conds.append(self._condition(pods, "ReplicaFailure", "True", reason="FailedCreate",
+                                         message=pods.refusal, now=now))
+        else:
+            pods.conditions.pop("ReplicaFailure", None)
         status["conditions"] = conds
         return status
 
@@ -2098,6 +2212,35 @@ def _label_problems(labels: Any, where: str) -> list[str]:
             out.append(f"{where}: Invalid value: {value!r}: a valid label must be an empty "
                        "string or consist of alphanumeric characters, '-', '_' or '.'")
     return out
+
+
+def _rule_matches_pod_create(rule: Mapping[str, Any]) -> bool:
+    """A webhook rule (admissionregistration/v1 RuleWithOperations) that covers pod CREATE."""
+    def has(key: str, value: str) -> bool:
+        return any(v in (value, "*") for v in rule.get(key) or [])
+    return (has("operations", "CREATE") and has("apiGroups", "") and has("apiVersions", "v1")
+            and any(r in ("pods", "*", "*/*") for r in rule.get("resources") or [])
+            and rule.get("scope", "*") in ("*", "Namespaced"))
+
+
+def _selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A metav1.LabelSelector (matchLabels, matchExpressions with In, NotIn, Exists,
+    DoesNotExist) against labels; an absent or empty selector matches everything."""
+    if not selector:
+        return True
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
 
 
 def _parse_selector(text: str) -> list[tuple[str, str, str | None]]:
