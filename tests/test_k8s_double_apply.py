@@ -9,9 +9,11 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from helpers.k8s_double import KubeApiDouble
 
 CRD: dict[str, Any] = {
@@ -216,3 +218,43 @@ def test_a_failing_webhook_without_endpoints_refuses_pods_until_its_service_has_
     assert "ReplicaFailure" not in _conditions(double, "apps", "api")
     double.wait_for(lambda: (double.find("StatefulSet", "apps", "db") or {}).get(
         "status", {}).get("readyReplicas") == 1)
+
+
+CERT_MANAGER_CRDS = (Path(__file__).parent / "helpers" / "standin_charts" / "cert-manager"
+                     / "crds" / "cert-manager.io.yaml")
+
+
+def test_a_certificate_is_issued_once_its_issuer_exists(double: KubeApiDouble) -> None:
+    for crd in yaml.safe_load_all(CERT_MANAGER_CRDS.read_text()):
+        if crd:
+            call(double, "POST",
+                 "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    base = "/apis/cert-manager.io/v1"
+    status, _ = call(double, "POST", base + "/namespaces/default/certificates", {
+        "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "gw"},
+        "spec": {"secretName": "gw-tls", "dnsNames": ["api.example.com", "*.example.com"],
+                 "secretTemplate": {"labels": {"team": "a"}},
+                 "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer",
+                               "name": "acme"}}})
+    assert status == 201
+
+    def ready() -> dict[str, Any]:
+        cert = call(double, "GET", base + "/namespaces/default/certificates/gw")[1]
+        return next((c for c in (cert.get("status") or {}).get("conditions") or []
+                     if c["type"] == "Ready"), {})
+
+    double.wait_for(lambda: ready().get("status") == "False")
+    assert ready()["message"] == ('Referenced "ClusterIssuer" not found: '
+                                  'clusterissuer.cert-manager.io "acme" not found')
+    assert call(double, "GET", "/api/v1/namespaces/default/secrets/gw-tls")[0] == 404
+    call(double, "POST", base + "/clusterissuers", {
+        "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "acme"},
+        "spec": {"selfSigned": {}}})
+    double.wait_for(lambda: ready().get("status") == "True")
+    status, secret = call(double, "GET", "/api/v1/namespaces/default/secrets/gw-tls")
+    assert status == 200
+    assert secret["type"] == "kubernetes.io/tls"
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(secret["data"])
+    assert secret["metadata"]["labels"]["team"] == "a"
+    assert secret["metadata"]["annotations"]["cert-manager.io/certificate-name"] == "gw"

@@ -811,6 +811,28 @@ def _tls_material() -> tuple[bytes, bytes, bytes]:
                               serialization.NoEncryption()))
 
 
+def _self_signed(dns_names: list[str]) -> tuple[bytes, bytes]:
+    """A self-signed certificate for dns_names and its key (PEM), issued by the double."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8s double cert-manager")])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now).not_valid_after(now + timedelta(days=90)))
+    if dns_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(n) for n in dns_names]), critical=False)
+    cert = builder.sign(key, hashes.SHA256())
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
 class KubeApiDouble:
     """A loopback Kubernetes API TEST DOUBLE (see the module docstring)."""
 
@@ -846,6 +868,8 @@ class KubeApiDouble:
         self._crd_schemas: dict[str, dict[str, Any]] = {}
         self._deleted: list[tuple[str, str, str, str, dict[str, Any]]] = []
         self.tls = tls
+        # cert-manager's double issues Certificates (False: their orders never complete)
+        self.certificates_issued = True
         self.ca_pem = b""
         self._proxies: dict[tuple[str, str], _ServiceProxy] = {}
         self._stop = threading.Event()
@@ -2022,6 +2046,8 @@ class KubeApiDouble:
                 index = sum(map(ord, f"{ns}/{name}")) % 250
                 self._set_status(obj, {"loadBalancer": {"ingress": [
                     {"ip": f"10.128.0.{index + 2}", "ipMode": "VIP"}]}})
+            elif q == "certificates.cert-manager.io":
+                self._issue_certificate(ns, obj, now)
             elif q in {"horizontalpodautoscalers.autoscaling", "poddisruptionbudgets.policy"}:
                 status = dict(obj.get("status") or {})
                 if status.get("observedGeneration") != generation:
@@ -2030,6 +2056,68 @@ class KubeApiDouble:
                         status.update({"currentHealthy": 0, "desiredHealthy": 0,
                                        "disruptionsAllowed": 0, "expectedPods": 0})
                     self._set_status(obj, status)
+
+    def _issue_certificate(self, ns: str, cert: dict[str, Any], now: float) -> None:
+        """cert-manager's controller, minimally (a DOUBLE, not cert-manager): a Certificate whose
+        issuer (``spec.issuerRef``: an Issuer of its namespace or a ClusterIssuer) exists gets its
+        Secret ``spec.secretName`` of type kubernetes.io/tls (tls.crt, tls.key, ca.crt; a
+        self-signed key pair for ``spec.dnsNames``; labels of ``spec.secretTemplate``; the
+        cert-manager.io/* annotations) and the condition Ready=True; without its issuer, or
+        while ``certificates_issued`` is False (an ACME order that does not complete), Ready is
+        False as cert-manager reports it (cert-manager.io/v1 CertificateStatus, docs
+        "Certificate resource": https://cert-manager.io/docs/usage/certificate/). Nothing is
+        asked of any ACME server or DNS."""
+        spec = cert.get("spec") or {}
+        generation = cert["metadata"].get("generation", 1)
+        status = cert.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"),
+                     None)
+        if ready and ready.get("status") == "True" and ready.get(
+                "observedGeneration") == generation:
+            return
+        ref = spec.get("issuerRef") or {}
+        kind = str(ref.get("kind") or "Issuer")
+        issuer = self._objects.get(("clusterissuers.cert-manager.io", "", ref.get("name"))
+                                   if kind == "ClusterIssuer"
+                                   else ("issuers.cert-manager.io", ns, ref.get("name")))
+        stamp = _now_iso(now)
+        if issuer is None or not self.certificates_issued:
+            message = (f'Referenced "{kind}" not found: {kind.lower()}.cert-manager.io '
+                       f'"{ref.get("name")}" not found' if issuer is None
+                       else "Issuing certificate as Secret does not exist")
+            reason = "Pending" if issuer is None else "DoesNotExist"
+            if not ready or ready.get("message") != message:
+                self._set_status(cert, {**status, "conditions": [
+                    {"type": "Ready", "status": "False", "reason": reason, "message": message,
+                     "lastTransitionTime": stamp, "observedGeneration": generation}]})
+            return
+        names = [str(n) for n in spec.get("dnsNames") or []]
+        crt, key = _self_signed(names)
+        template = spec.get("secretTemplate") or {}
+        secret_name = str(spec.get("secretName"))
+        self._objects[("secrets", ns, secret_name)] = {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": secret_name, "namespace": ns, "uid": str(uuid.uuid4()),
+                         "creationTimestamp": stamp, "resourceVersion": str(next(self._rv)),
+                         "labels": {**(template.get("labels") or {}),
+                                    "controller.cert-manager.io/fao": "true"},
+                         "annotations": {
+                             **(template.get("annotations") or {}),
+                             "cert-manager.io/certificate-name": cert["metadata"]["name"],
+                             "cert-manager.io/issuer-name": str(ref.get("name")),
+                             "cert-manager.io/issuer-kind": kind,
+                             "cert-manager.io/issuer-group": str(ref.get("group") or ""),
+                             "cert-manager.io/alt-names": ",".join(names)}},
+            "data": {"tls.crt": base64.b64encode(crt).decode(),
+                     "tls.key": base64.b64encode(key).decode(),
+                     "ca.crt": base64.b64encode(crt).decode()}}
+        self._set_status(cert, {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                            "message": "Certificate is up to date and has not expired",
+                            "lastTransitionTime": stamp, "observedGeneration": generation}],
+            "notBefore": stamp, "notAfter": _now_iso(now + 90 * 86400),
+            "renewalTime": _now_iso(now + 60 * 86400),
+            "revision": int(status.get("revision", 0)) + 1})
 
     def _sync_pods(self, ns: str, owner: str, sts: Mapping[str, Any], replicas: int,
                    revision: str, *, ready: bool) -> int:
