@@ -2076,10 +2076,10 @@ class KubeApiDouble:
                 "observedGeneration") == generation:
             return
         ref = spec.get("issuerRef") or {}
-        kind = str(ref.get("kind") or "Issuer")
-        issuer = self._objects.get(("clusterissuers.cert-manager.io", "", ref.get("name"))
+        kind, issuer_name = str(ref.get("kind") or "Issuer"), str(ref.get("name"))
+        issuer = self._objects.get(("clusterissuers.cert-manager.io", "", issuer_name)
                                    if kind == "ClusterIssuer"
-                                   else ("issuers.cert-manager.io", ns, ref.get("name")))
+                                   else ("issuers.cert-manager.io", ns, issuer_name))
         stamp = _now_iso(now)
         if issuer is None or not self.certificates_issued:
             message = (f'Referenced "{kind}" not found: {kind.lower()}.cert-manager.io '
