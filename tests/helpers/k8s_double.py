@@ -34,6 +34,14 @@ to talk to it through the real REST paths and JSON:
   new pods become ready after a delay (or never), the old template's ready pods stay until the
   new ones are all ready, status counts and the Available/Progressing conditions follow,
   ProgressDeadlineExceeded is reported after ``spec.progressDeadlineSeconds``;
+- it plays admission webhooks for pods: a pod the Deployment or StatefulSet controller would
+  create is refused while a matching Mutating- or ValidatingWebhookConfiguration with
+  ``failurePolicy: Fail`` has no available endpoint (the API server's InternalError "failed
+  calling webhook"; the Deployment reports ReplicaFailure/FailedCreate, the StatefulSet a
+  FailedCreate event) and created once it has one; no webhook is ever called;
+- it plays cert-manager's controller minimally: a Certificate whose issuer exists gets its
+  kubernetes.io/tls Secret and Ready=True (``certificates_issued = False``: orders that never
+  complete); nothing is asked of any ACME server;
 - it plays the pods and kube-proxy: each Deployment with pods runs a real grpcio server with
   the standard health service on loopback (status driven by a Behaviour chosen from the image
   tag), and each Service with a port named ``grpc`` gets a loopback TCP proxy that, like
