@@ -152,8 +152,9 @@ def test_an_available_deployment_or_one_still_rolling_out() -> None:
 
 
 def test_a_certificate_is_ready_only_for_its_current_generation() -> None:
-    cert = {"metadata": {"name": "tai-tls-cert", "generation": 2}, "status": {"conditions": [
-        {"type": "Ready", "status": "True", "observedGeneration": 1}]}}
+    cert: dict[str, Any] = {
+        "metadata": {"name": "tai-tls-cert", "generation": 2},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "observedGeneration": 1}]}}
     assert certificate_wait(cert)["done"] is False
     cert["status"]["conditions"][0]["observedGeneration"] = 2
     assert certificate_wait(cert) == {"done": True, "message": ""}
