@@ -110,6 +110,7 @@ LIMITS: dict[str, Limit] = {
     # clients enforce on server certificates).
     "vault_tls_validity_days": Limit(1, 825),
     "vault_pods_timeout": Limit(1, 86400),
+    "vault_pods_poll_interval": Limit(1, 3600),
     # Kubernetes ResourceQuota pods: a non-negative count.
     "logging_critical_pods_quota": Limit(1, 100000),
     # Cloud Storage: a bucket's retention period is at most 100 years (3,155,760,000 s); its
@@ -866,9 +867,9 @@ def _vault(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
             out.append(f"vault_tls_renew_before_days of region {r} is "
                        f"{v.get('vault_tls_renew_before_days')}; it must be a whole number from "
                        f"0 to vault_tls_validity_days - 1 ({days - 1}).")
-    if "vault_pods_timeout" in v:
-        out += check_range("vault_pods_timeout", r, v["vault_pods_timeout"],
-                           LIMITS["vault_pods_timeout"])
+    for key in ("vault_pods_timeout", "vault_pods_poll_interval"):
+        if key in v:
+            out += check_range(key, r, v[key], LIMITS[key])
     if "vault_token_ttl" in v:
         out += _ttl("vault_token_ttl", r, v["vault_token_ttl"])
     out += _vault_custody(v, c)
