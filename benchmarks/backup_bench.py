@@ -112,7 +112,7 @@ def bench_vault(count: int, root: Path) -> dict[str, float]:
 
 def bench_redis(count: int, root: Path) -> dict[str, float]:
     out: dict[str, float] = {}
-    from test_redis_backup import crc16, load, slot_owners  # the tests' own helpers
+    from chart.test_redis_backup import crc16, load, slot_owners  # the tests' own helpers
 
     with redis_nodes(root / "nodes") as pool, gcs_double("bench-backups") as (endpoint, _):
         nodes = pool.start(6, extra_args=("--appendonly", "yes"))

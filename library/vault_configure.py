@@ -86,7 +86,7 @@ attributes:
   diff_mode:
     support: full
 notes:
-  - Runs on the controller. Tested against OpenBao (API-compatible), see tests/test_vault*.py.
+  - Runs on the controller. Tested against OpenBao (API-compatible), see tests/*/test_vault*.py.
 seealso:
   - module: vault_init_unseal
 """

@@ -81,7 +81,7 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - Runs on the controller. Test it against OpenBao (API-compatible), see tests/test_vault*.py.
+  - Runs on the controller. Test it against OpenBao (API-compatible), see tests/*/test_vault*.py.
 seealso:
   - module: vault_configure
 """

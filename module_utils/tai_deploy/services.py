@@ -3,7 +3,7 @@
 The playbooks and roles read the same list from ``group_vars/all/services.yml``
 (``tai_service_names``, ``tai_service_slots``); both follow the chart
 (``charts/tai-chart/values.yaml``: ``services``; the templates' ``<service>-<slot>``
-Deployments). tests/test_bluegreen_inputs.py holds the three together.
+Deployments). tests/cores/test_bluegreen_inputs.py holds the three together.
 """
 
 from __future__ import annotations

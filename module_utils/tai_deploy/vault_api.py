@@ -89,13 +89,13 @@ LEADERSHIP_WAIT = 10.0
 # non-versioned to versioned data" to every request until it is done (usually milliseconds,
 # seconds on a busy server); a write sent in that window is refused.
 KV_UPGRADE_WAIT = 30.0
-# OpenBao 2.7+ (Integrated Storage) serves reads on standby nodes, which apply the active node's
-# log a moment later: a mount or role just written through a standby may read back 404 (about
-# one read in four on a three-node cluster, tests/test_vault_ha.py). Every response carries the
-# storage index in X-Vault-Index; a request that sends the index of the client's last write with
-# X-Vault-Inconsistent: forward-active-node is forwarded to the active node whenever the standby
-# has not applied it yet (openbao.org/docs/concepts/consistency, RFC "index headers"). Vault
-# Enterprise uses the same two headers; Vault and OpenBao releases without them ignore them.
+# OpenBao 2.7+ (Integrated Storage) serves reads on standby nodes, which apply the active node's log
+# a moment later: a mount or role just written through a standby may read back 404 (about one read
+# in four on a three-node cluster, tests/cores/test_vault_ha.py). Every response carries the storage
+# index in X-Vault-Index; a request that sends the index of the client's last write with
+# X-Vault-Inconsistent: forward-active-node is forwarded to the active node whenever the standby has
+# not applied it yet (openbao.org/docs/concepts/consistency, RFC "index headers"). Vault Enterprise
+# uses the same two headers; Vault and OpenBao releases without them ignore them.
 READ_YOUR_WRITES = {"X-Vault-Inconsistent": "forward-active-node"}
 _READ_METHODS = frozenset({"GET", "LIST", "HEAD"})
 

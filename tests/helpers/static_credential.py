@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """TEST DOUBLE of the GKE credential plugin (scripts/tai-gke-token) for the rehearsal: prints a
 client.authentication.k8s.io/v1 ExecCredential with the fixed token the Kubernetes API double
-accepts (the real plugin, tested in tests/test_gke_token.py, needs Google credentials)."""
+accepts (the real plugin, tested in tests/cores/test_gke_token.py, needs Google credentials)."""
 
 import json
 import sys

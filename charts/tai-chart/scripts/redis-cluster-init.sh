@@ -2,7 +2,7 @@
 # Form the Redis cluster of the TAI chart when it is not formed; do nothing when it is.
 #
 # Runs as the chart's post-install/post-upgrade hook Job, in the redis image (POSIX sh and
-# redis-cli). Tested against real redis-server processes (tests/test_redis_cluster_init.py).
+# redis-cli). Tested against real redis-server processes (tests/chart/test_redis_cluster_init.py).
 #
 # Usage: redis-cluster-init.sh [HOST:PORT ...]
 #   The nodes come from the arguments, else from REDIS_NODES (space-separated HOST:PORT).

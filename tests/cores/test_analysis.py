@@ -20,7 +20,7 @@ from tai_deploy import analysis
 from tai_deploy.analysis import Analysis, AnalysisError, Gate, Prometheus, Settings, Source, Target
 
 REGIONS = ("asia-southeast1", "europe-west1", "us-central1")
-SHIPPED = Path(__file__).resolve().parents[1] / "group_vars" / "all" / "analysis.yml"
+SHIPPED = Path(__file__).resolve().parents[2] / "group_vars" / "all" / "analysis.yml"
 QUERY = "max(tai_test_ratio{${selector}})"
 SETTINGS = Settings(namespace="tai-system", window="5s", error_codes=("Internal", "Unavailable"),
                     interval=0.2, duration=0.0)

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,6 @@ STATE = "bluegreen.tai-deploy.io/state"
 NEEDS_OPERATOR = "bluegreen.tai-deploy.io/needs-operator"
 # Only the patches that move the selector (not the ones that only rewrite annotations).
 SELECTOR_WRITE = r'"selector"'
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[BlueGreenLab]:
-    with BlueGreenLab(tmp_path / "lab") as running:
-        yield running
 
 
 def versions(**services: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from helpers.grpc_servers import HealthServer, free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODULE_PATH = REPO / "library" / "grpc_health_check.py"
 BIN = Path(sys.executable).parent
 MODULE_NAMES = {"grpc_health_check", "tai_deploy.grpc_health_check"}

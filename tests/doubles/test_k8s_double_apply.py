@@ -220,7 +220,7 @@ def test_a_failing_webhook_without_endpoints_refuses_pods_until_its_service_has_
         "status", {}).get("readyReplicas") == 1)
 
 
-CERT_MANAGER_CRDS = (Path(__file__).parent / "helpers" / "standin_charts" / "cert-manager"
+CERT_MANAGER_CRDS = (Path(__file__).parents[1] / "helpers" / "standin_charts" / "cert-manager"
                      / "crds" / "cert-manager.io.yaml")
 
 

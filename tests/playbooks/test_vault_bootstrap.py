@@ -36,7 +36,7 @@ from tai_deploy.vault_secrets import InitMaterial, save_material
 
 pytestmark = [pytest.mark.playbook, pytest.mark.xdist_group("vault_bootstrap")]
 
-HELPERS = Path(__file__).parent / "helpers"
+HELPERS = Path(__file__).parents[1] / "helpers"
 POLICY_MARK = 'path "tai/data/governor/*"'
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from tai_deploy.project_checks import check_project
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GOOD: dict[str, Any] = {
     "tai_network_name": "tai-vpc", "tai_subnet_name": "tai-europe-west1",
     "tai_pods_range_name": "pods", "tai_services_range_name": "services",

@@ -77,7 +77,7 @@ def test_platform_playbook_runs_namespaces_first_and_passes_apply_syntax_check()
 def test_checkov_passes_every_planned_manifest_and_each_skip_has_a_reason(
         tmp_path: Path) -> None:
     """checkov over every manifest the platform roles plan, all regions in one run (the TAI
-    chart's are checked by tests/test_chart.py); a skip must say why."""
+    chart's are checked by tests/chart/test_chart.py); a skip must say why."""
     plan = render()
     assert plan.run.returncode == 0, plan.run.output[-3000:]
     count = 0

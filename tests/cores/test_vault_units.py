@@ -31,7 +31,7 @@ from tai_deploy.vault_secrets import (
 )
 from tai_deploy.vault_tls import ServerSpec, TlsMaterial, ensure_tls
 
-HELPERS = Path(__file__).parent / "helpers"
+HELPERS = Path(__file__).parents[1] / "helpers"
 
 
 def _material(root_token: str | None = "s.rootTokenForTests1234567") -> InitMaterial:

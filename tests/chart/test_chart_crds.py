@@ -11,7 +11,7 @@ import pytest
 import yaml
 from tai_deploy.chart_crds import ChartCrdError, chart_crds, show_crds_argv
 
-HELM = shutil.which("helm") or str(Path(__file__).resolve().parents[1] / ".venv/bin/helm")
+HELM = shutil.which("helm") or str(Path(__file__).resolve().parents[2] / ".venv/bin/helm")
 
 # The shape of a CRD as kubernetes-validate's apiextensions.k8s.io/v1 schema requires it.
 CRD = {

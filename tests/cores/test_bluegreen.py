@@ -44,17 +44,6 @@ SVC_PATH = f"/api/v1/namespaces/{NAMESPACE}/services/governor"
 
 
 @pytest.fixture
-def double() -> Iterator[KubeApiDouble]:
-    with KubeApiDouble(ready_delay=0.1, observe_delay=0.02) as d:
-        for name, port in SERVICES.items():
-            d.seed(*chart_objects(name, port))
-        d.wait_for(lambda: all(
-            (d.find("Deployment", NAMESPACE, f"{s}-blue") or {}).get("status", {}).get(
-                "availableReplicas") == 3 for s in SERVICES))
-        yield d
-
-
-@pytest.fixture
 def client(double: KubeApiDouble) -> Iterator[KubeClient]:
     with KubeClient(ClusterAccess(server=double.url)) as c:
         yield c

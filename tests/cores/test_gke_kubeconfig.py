@@ -1,6 +1,6 @@
 """The kubeconfig entry that replaces `gcloud container clusters get-credentials`.
 
-That kubectl really runs the exec plugin is tested in tests/test_gke_token.py."""
+That kubectl really runs the exec plugin is tested in tests/cores/test_gke_token.py."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ def test_the_filter_tells_an_until_when_to_stop() -> None:
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "tai_pods", Path(__file__).resolve().parents[1] / "plugins/filter/tai_pods.py")
+        "tai_pods", Path(__file__).resolve().parents[2] / "plugins/filter/tai_pods.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

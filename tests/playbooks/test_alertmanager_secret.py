@@ -18,7 +18,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("tai_secrets",
                                               REPO / "plugins/filter/tai_secrets.py")
 assert spec and spec.loader

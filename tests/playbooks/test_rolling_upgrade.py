@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.playbook
 INVENTORY = "tests/inventories/bluegreen"
 CANARY, SECOND, LAST = "asia-southeast1", "europe-west1", "us-central1"
 IMAGE = "gcr.io/ggen-project/{}:{}"
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[BlueGreenLab]:
-    with BlueGreenLab(tmp_path / "lab") as running:
-        yield running
 
 
 def versions(**services: str) -> str:

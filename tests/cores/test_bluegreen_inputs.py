@@ -8,14 +8,13 @@ the Kubernetes API TEST DOUBLE.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
-from helpers.bluegreen_env import NAMESPACE, SERVICES, chart_objects
+from helpers.bluegreen_env import NAMESPACE
 from helpers.k8s_double import KubeApiDouble
 from tai_deploy import analysis, services
 from tai_deploy.bluegreen import BlueGreen, Settings, SwapError, Target
@@ -23,7 +22,7 @@ from tai_deploy.bluegreen_lease import LeaseLock
 from tai_deploy.bluegreen_soak import SoakWatch
 from tai_deploy.k8s_api import ClusterAccess, KubeClient
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KNOWN = ["governor", "coordinator", "scheduler"]
 REGIONS = ["asia-southeast1", "europe-west1", "us-central1"]
 
@@ -210,17 +209,6 @@ def test_the_analysis_calls_its_watch_before_every_measurement_and_stops_on_it()
     with pytest.raises(SwapError, match="lost its lock"):  # even a single measurement
         analysis.run(analysis.Analysis([gate], [analysis.Target("governor", "green")],
                                        settings, source), on_tick=lost)
-
-
-@pytest.fixture
-def double() -> Iterator[KubeApiDouble]:
-    with KubeApiDouble(ready_delay=0.1, observe_delay=0.02) as d:
-        for name, port in SERVICES.items():
-            d.seed(*chart_objects(name, port))
-        d.wait_for(lambda: all(
-            (d.find("Deployment", NAMESPACE, f"{s}-blue") or {}).get("status", {}).get(
-                "availableReplicas") == 3 for s in SERVICES))
-        yield d
 
 
 def test_the_soak_watch_renews_the_lease_and_stops_on_a_rollback_or_a_lost_lease(

@@ -3,7 +3,7 @@
 Every string input of every role (the str and path options of its meta/argument_specs.yml that
 have no choices) gets a payload with a colon and braces that names the option,
 ``p: {tai_injected: <option>} ,x``. A newline is refused for every string input by the shape check
-(tests/test_input_checks.py); the colon and the braces are what a YAML text template turns into
+(test_input_checks.py); the colon and the braces are what a YAML text template turns into
 structure. Each payload is either refused by the validation play, in a sentence that names the
 option, or planned: then it may appear in the plan only inside string values, never as the
 mapping ``{tai_injected: <option>}``, in every JSON and YAML artifact and in every YAML or JSON
