@@ -389,10 +389,28 @@ class Outcome:
         }
 
 
-# (outcome, view, slot, desired replicas, image): one Deployment to wait for.
-_Wait = tuple[Outcome, View, str, int, str]
-# (outcome, view, record, replicas to switch onto, replicas afterwards): one switch-back.
-_Plan = tuple[Outcome, "View", "Record", int, int]
+@dataclass(frozen=True)
+class SlotWait:
+    """One Deployment to wait for: the slot of a service's view, at its desired replicas and
+    image, for the operation's outcome."""
+
+    outcome: Outcome
+    view: View
+    slot: str
+    replicas: int
+    image: str
+
+
+@dataclass(frozen=True)
+class SwitchBack:
+    """One planned switch-back: onto ``record.previous`` at ``replicas``, then scaled up to
+    ``replicas_after`` (the active slot's count) once traffic is back."""
+
+    outcome: Outcome
+    view: View
+    record: Record
+    replicas: int
+    replicas_after: int
 
 
 # ------------------------------------------------------------------------------------------
@@ -863,24 +881,22 @@ class BlueGreen:
 
     # -- waiting -------------------------------------------------------------------------
 
-    def wait_available(self, waits: Sequence[_Wait],
-                       why: str) -> None:
-        """Wait until every (outcome, view, slot, replicas, image) is fully available."""
+    def wait_available(self, waits: Sequence[SlotWait], why: str) -> None:
+        """Wait until every slot of ``waits`` is fully available."""
         if self.check_mode or not waits:
             return
         deadline = self.clock() + self.s.progress_deadline
         pending = list(waits)
         pause = min(0.1, self.s.poll_interval)
         while True:
-            still: list[_Wait] = []
+            still: list[SlotWait] = []
             failed: list[str] = []
             for item in pending:
-                _, view, slot, desired, image = item
-                dep = view.slots[slot]
+                dep = item.view.slots[item.slot]
                 dep.obj = self.client.get_or_none(deployment_path(self.s.namespace,
                                                                   dep.deployment))
-                state = readiness(dep.obj, desired=desired, image=image,
-                                  container=view.container)
+                state = readiness(dep.obj, desired=item.replicas, image=item.image,
+                                  container=item.view.container)
                 if state.state == FAILED:
                     failed.append(f"Deployment {self.s.namespace}/{dep.deployment} "
                                   f"{state.detail}")
@@ -895,10 +911,10 @@ class BlueGreen:
             now = self.clock()
             if now >= deadline:
                 details = []
-                for _, view, slot, desired, image in still:
-                    dep = view.slots[slot]
-                    state = readiness(dep.obj, desired=desired, image=image,
-                                      container=view.container)
+                for item in still:
+                    dep = item.view.slots[item.slot]
+                    state = readiness(dep.obj, desired=item.replicas, image=item.image,
+                                      container=item.view.container)
                     details.append(f"Deployment {self.s.namespace}/{dep.deployment} did not "
                                    f"become fully available within "
                                    f"{self.s.progress_deadline:g} s ({state.detail})")
@@ -922,7 +938,7 @@ class BlueGreen:
             result.append(out)
         return result
 
-    def _prepare_one(self, target: Target) -> tuple[Outcome, View, _Wait | None]:
+    def _prepare_one(self, target: Target) -> tuple[Outcome, View, SlotWait | None]:
         view = self.read(target)
         out = self._outcome(target, view)
         image = self._target_image(target, view)
@@ -956,20 +972,20 @@ class BlueGreen:
         self._point_preview(out, view, view.inactive)
         out.after = view.summary()
         out.message = f"slot {view.inactive} prepared with {image}"
-        return out, view, (out, view, view.inactive, desired, image)
+        return out, view, SlotWait(out, view, view.inactive, desired, image)
 
     def _prepare_all(self, targets: Sequence[Target], wait: bool
                      ) -> list[tuple[Outcome, View, int | None]]:
         prepared = [self._prepare_one(t) for t in targets]
         waits = [w for _, _, w in prepared if w is not None]
         if wait:
-            names = ", ".join(sorted({w[1].service["metadata"]["name"] for w in waits}))
+            names = ", ".join(sorted({w.view.service["metadata"]["name"] for w in waits}))
             self.wait_available(waits, f"no Service was switched ({names} keep their "
                                        "active slot)")
         for out, view, _ in prepared:
             out.after = view.summary()
             self._finish(out, view)
-        return [(out, view, w[3] if w else None) for out, view, w in prepared]
+        return [(out, view, w.replicas if w else None) for out, view, w in prepared]
 
     def prepare(self, targets: Sequence[Target], *, wait: bool = True) -> list[Outcome]:
         """Deploy every target to its inactive slot, then wait for all of them together."""
@@ -1014,13 +1030,15 @@ class BlueGreen:
         rollback uses that. Every service is tried even when one switch-back fails.
         """
         outcomes: list[Outcome] = []
-        waits: list[_Wait] = []
-        plans: list[_Plan] = []
+        waits: list[SlotWait] = []
+        plans: list[SwitchBack] = []
         for target in targets:
             outcomes.append(self._plan_rollback(target, include_finalized, waits, plans))
         self.wait_available(waits, "no Service was switched back")
         failures: list[str] = []
-        for out, view, rec, count, full in plans:
+        for plan in plans:
+            out, view, rec = plan.outcome, plan.view, plan.record
+            count, full = plan.replicas, plan.replicas_after
             try:
                 record = self._switch_back(out, view, rec, count)
             except SwapError as exc:
@@ -1047,8 +1065,8 @@ class BlueGreen:
                             kind="switch_back")
         return outcomes
 
-    def _plan_rollback(self, target: Target, include_finalized: bool, waits: list[_Wait],
-                       plans: list[_Plan]) -> Outcome:
+    def _plan_rollback(self, target: Target, include_finalized: bool, waits: list[SlotWait],
+                       plans: list[SwitchBack]) -> Outcome:
         """Decide one service's rollback: nothing, switch at once, or scale up and wait."""
         view = self.read(target)
         out = self._outcome(target, view)
@@ -1086,12 +1104,12 @@ class BlueGreen:
                 back.obj, desired=back.replicas, image=rec.previous_image,
                 container=view.container).ready
             if as_it_stands:
-                plans.append((out, view, rec, back.replicas, full))
+                plans.append(SwitchBack(out, view, rec, back.replicas, full))
             else:
                 if back.replicas != full:
                     self._deploy_slot(out, view, rec.previous, rec.previous_image, full)
-                waits.append((out, view, rec.previous, full, rec.previous_image))
-                plans.append((out, view, rec, full, full))
+                waits.append(SlotWait(out, view, rec.previous, full, rec.previous_image))
+                plans.append(SwitchBack(out, view, rec, full, full))
         self._finish(out, view)
         return out
 
