@@ -20,8 +20,9 @@ Nothing here talks to an API.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 READER_ROLE = "roles/artifactregistry.reader"
 # Container Registry host -> location of its Artifact Registry gcr.io repository.
@@ -83,3 +84,17 @@ def repositories(images: Iterable[str]) -> list[Repository]:
     """The distinct repositories of the images, sorted."""
     found = {repository_of(i) for i in images}
     return sorted(r for r in found if r is not None)
+
+
+def chart_images(values: Mapping[str, Any], *overrides: Mapping[str, Any] | None) -> list[str]:
+    """The image repositories of the TAI services (``services.<name>.image.repository``) in the
+    chart's values with the inventory's overrides (the tai_services role's values, later ones
+    win), sorted."""
+    found: dict[str, str] = {}
+    for layer in (values, *overrides):
+        for name, svc in ((layer or {}).get("services") or {}).items():
+            repo = ((svc or {}).get("image") or {}).get("repository") if isinstance(
+                svc, Mapping) else None
+            if repo:
+                found[str(name)] = str(repo)
+    return sorted(set(found.values()))

@@ -16,11 +16,17 @@ import yaml
 from helpers.ansible_run import REPO
 from helpers.gcp_double import serve
 from helpers.project_inputs import PROJECT, global_cfg
-from project_resources import chart_images, image_registry_items, project_global_items
+from project_resources import image_registry_items, project_global_items
 from tai_deploy.gcp_resource import ConvergeError, Converger
 from tai_deploy.gcp_rest import RestClient, RetryPolicy, make_session
 from tai_deploy.gcp_schema import declared_problems
-from tai_deploy.image_registry import RegistryError, Repository, repositories, repository_of
+from tai_deploy.image_registry import (
+    RegistryError,
+    Repository,
+    chart_images,
+    repositories,
+    repository_of,
+)
 
 NODES = f"tai-gke-nodes@{PROJECT}.iam.gserviceaccount.com"
 GCR = "projects/ggen-project/locations/us/repositories/gcr.io"

@@ -4,6 +4,11 @@ The real playbooks (playbooks/project.yml, playbooks/traffic.yml) run in apply m
 loopback double of Service Usage, Compute, IAM, KMS, Resource Manager, Firestore and Cloud DNS:
 first from a project where only Service Usage is enabled, then again with changed=0. The API
 calls of each run are counted per region and printed (pytest -s shows them).
+
+The dns role publishes a region only once its gateway's certificate is Ready, which it reads from
+the region's cluster: each region's kube context points at a Kubernetes API test double that
+holds cert-manager's CRDs, a ClusterIssuer and the gateway's Certificate, issued by the double's
+minimal cert-manager controller (tests/helpers/k8s_double.py).
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+import yaml
 from helpers.ansible_run import PlaybookRun, run_playbook
 from helpers.gcp_double import GcpDouble, serve
+from helpers.k8s_double import KubeApiDouble
 
 PROJECT = "tai-production"
 REGION = "europe-west1"
@@ -25,6 +33,45 @@ SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.google
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
             "firestore.googleapis.com", "dns.googleapis.com", "storage.googleapis.com",
             "binaryauthorization.googleapis.com", "artifactregistry.googleapis.com")
+
+
+CERT_MANAGER_CRDS = (Path(__file__).parents[1] / "helpers" / "standin_charts" / "cert-manager"
+                     / "crds" / "cert-manager.io.yaml")
+# group_vars/all/paths.yml: tai_kube_context and the istio role's gateway Certificate
+CONTEXT = "gke_" + PROJECT + "_{region}_tai-cluster"
+KUBECONFIG: dict[str, str] = {}
+
+
+def gateway_certificate(directory: Path) -> KubeApiDouble:
+    """A cluster double whose gateway certificate (istio-system/tai-tls-cert) is issued, and a
+    kubeconfig naming it under every region's context."""
+    cluster = KubeApiDouble(name="cluster").start()
+    crds = [c for c in yaml.safe_load_all(CERT_MANAGER_CRDS.read_text(encoding="utf-8")) if c]
+    for path, body in [
+            *(("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", c) for c in crds),
+            ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                    "metadata": {"name": "istio-system"}}),
+            ("/apis/cert-manager.io/v1/clusterissuers", {
+                "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+                "metadata": {"name": "tai-acme-cloud-dns"}, "spec": {"selfSigned": {}}}),
+            ("/apis/cert-manager.io/v1/namespaces/istio-system/certificates", {
+                "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                "metadata": {"name": "tai-tls-cert", "namespace": "istio-system"},
+                "spec": {"secretName": "tai-tls-cert", "dnsNames": ["tai.example.com"],
+                         "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer",
+                                       "name": "tai-acme-cloud-dns"}}})]:
+        answer = requests.post(cluster.url + path, json=body, timeout=10)
+        assert answer.status_code == 201, answer.text
+    contexts = [CONTEXT.format(region=r) for r in (REGION, "us-central1")]
+    kubeconfig = directory / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": contexts[0],
+        "clusters": [{"name": "cluster", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "tester", "user": {}}],
+        "contexts": [{"name": c, "context": {"cluster": "cluster", "user": "tester"}}
+                     for c in contexts]}), encoding="utf-8")
+    KUBECONFIG["KUBECONFIG"] = str(kubeconfig)
+    return cluster
 
 
 def apply(url: str, build: Path, *playbooks: str, region: str = REGION,
@@ -37,7 +84,7 @@ def apply(url: str, build: Path, *playbooks: str, region: str = REGION,
                  "dns_change_poll_interval": 0,
                  # Google allocates the address: no expected value in a new project
                  "tai_region_lb_address": "", **(extra or {})}
-    return run_playbook(*playbooks, "-l", region, "-e", json.dumps(variables))
+    return run_playbook(*playbooks, "-l", region, "-e", json.dumps(variables), env=KUBECONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +97,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GcpDoubl
         double.apis.add_repository("ggen-project", "us", "gcr.io")
         double.apis.add_binding(REGISTRY, "roles/artifactregistry.writer",
                                 "group:ggen-release@example.com")
-        yield double, url, tmp_path_factory.mktemp("build")
+        cluster = gateway_certificate(tmp_path_factory.mktemp("cluster"))
+        try:
+            yield double, url, tmp_path_factory.mktemp("build")
+        finally:
+            cluster.stop()
 
 
 def calls(double: GcpDouble, start: int) -> Counter[str]:

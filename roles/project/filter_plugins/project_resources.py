@@ -169,20 +169,6 @@ def project_global_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-def chart_images(values: Mapping[str, Any], *overrides: Mapping[str, Any] | None) -> list[str]:
-    """The image repositories of the TAI services (``services.<name>.image.repository``) in the
-    chart's values with the inventory's overrides (the tai_services role's values, later ones
-    win), sorted."""
-    found: dict[str, str] = {}
-    for layer in (values, *overrides):
-        for name, svc in ((layer or {}).get("services") or {}).items():
-            repo = ((svc or {}).get("image") or {}).get("repository") if isinstance(
-                svc, Mapping) else None
-            if repo:
-                found[str(name)] = str(repo)
-    return sorted(set(found.values()))
-
-
 def image_registry_items(project: str, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     """roles/artifactregistry.reader for the node service account on each Artifact Registry
     repository the images are read from (module_utils/tai_deploy/image_registry.py): on the
@@ -358,5 +344,4 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"project_global_items": project_global_items,
                 "project_region_items": project_region_items,
-                "project_workload_identity_items": project_workload_identity_items,
-                "project_chart_images": chart_images}
+                "project_workload_identity_items": project_workload_identity_items}
