@@ -1,10 +1,16 @@
-"""A small Kubernetes REST client: JSON in, JSON out, errors as Status messages.
+"""The project's Kubernetes calls: JSON in, JSON out, errors as Status messages.
 
-It reads a kubeconfig the way kubectl does (``KUBECONFIG`` or ``~/.kube/config``, a named or
-the current context; server, CA, client certificate, bearer token, token file, ``exec``
-credential plugins such as GKE's ``gke-gcloud-auth-plugin``) or takes an API server URL and a
-token directly. Only what the blue-green swap needs: GET, POST, PUT and the three PATCH kinds,
-with ``fieldValidation=Strict`` on writes so that a misspelt field is refused, not dropped.
+Requests go through the ``kubernetes`` client's ApiClient (KubeClient). The connection options
+are kubernetes.core's (access_from_options: kubeconfig, context, host, api_key, ca_cert,
+client_cert, client_key, validate_certs, proxy). The kubeconfig is read here the way kubectl
+does (``KUBECONFIG`` or ``~/.kube/config``, a named or the current context; server, CA, client
+certificate, bearer token, token file, ``exec`` credential plugins such as GKE's
+``gke-gcloud-auth-plugin``) rather than by kubernetes.config.load_kube_config: its messages
+(the missing context, the plugin not on PATH with its install hint, the unsupported
+auth-provider) name the fix, and the file is read without importing the client. Only what the
+blue-green swap, the prune and the gates need: GET, POST, PUT, DELETE and the three PATCH
+kinds, with ``fieldValidation=Strict`` on writes so that a misspelt field is refused, not
+dropped.
 
 Errors carry the API server's own Status message. 429 (throttled) and 503 answers are retried
 after a short pause; a GET is retried once after a connection failure. Writes are never
@@ -29,7 +35,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import requests
 import yaml
 
 PATCH_TYPES = {
@@ -202,18 +207,37 @@ def load_kubeconfig(path: str | None = None, context: str | None = None) -> Clus
 
 
 def access_from_options(*, kubeconfig: str | None = None, context: str | None = None,
-                        api_server: str | None = None, api_token: str | None = None,
-                        ca_cert: str | None = None, validate_certs: bool = True) -> ClusterAccess:
-    """The module's connection options: api_server (+ token) or a kubeconfig context."""
-    if api_server:
-        if not api_server.startswith(("https://", "http://")):
-            raise KubeConfigError(f"api_server must be an http(s) URL, got {api_server!r}")
-        return ClusterAccess(server=api_server.rstrip("/"), token=api_token, ca_file=ca_cert,
-                             verify=validate_certs)
+                        host: str | None = None, api_key: str | None = None,
+                        ca_cert: str | None = None, client_cert: str | None = None,
+                        client_key: str | None = None, validate_certs: bool | None = None,
+                        proxy: str | None = None) -> ClusterAccess:
+    """The connection options of kubernetes.core's k8s modules (its args_common AUTH_ARG_SPEC).
+
+    ``host`` (with ``api_key``) names the API server instead of a kubeconfig context; otherwise
+    the kubeconfig context is read and any option given here overrides what it says, as in
+    kubernetes.core. ``validate_certs`` None means the kubeconfig's (or, with ``host``, yes).
+    """
+    if host:
+        if not host.startswith(("https://", "http://")):
+            raise KubeConfigError(f"host must be an http(s) URL, got {host!r}")
+        return ClusterAccess(server=host.rstrip("/"), token=api_key, ca_file=ca_cert,
+                             client_cert_file=client_cert, client_key_file=client_key,
+                             verify=validate_certs is not False, proxy_url=proxy)
     access = load_kubeconfig(kubeconfig, context)
-    if not validate_certs:
-        access = dataclasses.replace(access, verify=False)
-    return access
+    overrides: dict[str, Any] = {}
+    if api_key:
+        overrides.update(token=api_key, token_file=None, exec_config=None)
+    if ca_cert:
+        overrides.update(ca_file=ca_cert, ca_data=None)
+    if client_cert:
+        overrides.update(client_cert_file=client_cert, client_cert_data=None)
+    if client_key:
+        overrides.update(client_key_file=client_key, client_key_data=None)
+    if validate_certs is not None:
+        overrides["verify"] = validate_certs
+    if proxy:
+        overrides["proxy_url"] = proxy
+    return dataclasses.replace(access, **overrides) if overrides else access
 
 
 # ------------------------------------------------------------------------------------------
@@ -267,36 +291,68 @@ def run_exec_plugin(config: Mapping[str, Any], server: str) -> dict[str, Any]:
 # client
 
 
-def _status_message(resp: requests.Response) -> tuple[str, str, dict[str, Any] | None]:
+def _status_message(status: int, reason: str | None, data: bytes
+                    ) -> tuple[str, str, dict[str, Any] | None]:
     try:
-        body = resp.json()
+        body = json.loads(data) if data else None
     except ValueError:
-        text = resp.text.strip().splitlines()
-        return resp.reason or "Error", (text[0] if text else resp.reason or ""), None
+        text = data.decode("utf-8", "replace").strip().splitlines()
+        return reason or "Error", (text[0] if text else reason or ""), None
     if isinstance(body, dict):
-        return (str(body.get("reason") or resp.reason or "Error"),
-                str(body.get("message") or resp.reason or ""), body)
-    return resp.reason or "Error", str(body), None
+        return (str(body.get("reason") or reason or "Error"),
+                str(body.get("message") or reason or ""), body)
+    return reason or "Error", str(body) if body is not None else (reason or ""), None
 
 
 class KubeClient:
-    """JSON over the Kubernetes REST API; one requests session per client."""
+    """JSON over the Kubernetes REST API, sent through the kubernetes client's ApiClient.
+
+    The ``kubernetes`` package (the one kubernetes.core uses) builds and sends the requests:
+    its Configuration holds the server, TLS (CA, client certificate, verification) and the
+    bearer token (BearerToken auth setting, refreshed from an exec plugin by its
+    refresh_api_key_hook), and ApiClient serialises, authenticates and sends them over urllib3.
+    The typed API classes (AppsV1Api, DynamicClient) are not used: callers speak paths and
+    JSON bodies, the DynamicClient's discovery would cost a round trip per API group, and the
+    answers are classified here (Status messages, retries) as before.
+
+    Import cost in a module process (python -X importtime, on top of ansible.module_utils.basic,
+    requests and yaml; the transport before was requests, about 60 ms): ``kubernetes.client``
+    adds 0.9-1.3 s on the shared 2-core machine (minimum of 4 runs 0.90 s; it imports every
+    generated model and API class, and no part of it can be imported alone). Only the
+    apply-time modules (blue_green_swap, tai_prune, tai_analysis_gate) pay it, once per module
+    process; no plan step imports this file, and it is imported when the first client is made,
+    so input checks and the kubeconfig loader do not pay it. The one path where it counts is
+    the switch-back after a failed post-swap check (docs/bluegreen.md: goal worst < 2 s,
+    measured median 1.05 s with requests): its rescue task is a new module process and pays
+    the import once; re-measure with ``benchmarks/bluegreen_bench.py --only-rollback``.
+    """
 
     def __init__(self, access: ClusterAccess, *, timeout: float = 30.0,
                  user_agent: str = "tai-deploy/blue-green") -> None:
+        try:
+            from kubernetes.client import ApiClient, Configuration
+        except ImportError:
+            raise KubeConfigError("the kubernetes Python library is not installed on the "
+                                  "host that runs the module (pip install kubernetes)") from None
+
         self.access = access
         self.timeout = timeout
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._session = requests.Session()
-        self._session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
-        self._session.trust_env = False
-        if access.proxy_url:
-            self._session.proxies = {"https": access.proxy_url, "http": access.proxy_url}
         self._exec_expiry: float | None = None
+        config = Configuration(host=access.server)
+        # One attempt per request: the retries below are the ones the callers rely on (a GET
+        # after a connection failure, 429/503 after a pause); a write is never resent blindly.
+        config.retries = False
+        if access.proxy_url:
+            config.proxy = access.proxy_url
+        self._config = config
         self._configure_tls()
-        self._token = access.token
-        if access.token_file and not self._token:
-            self._token = self._read_token_file(access.token_file)
+        token = access.token
+        if access.token_file and not token:
+            token = self._read_token_file(access.token_file)
+        self._set_token(token)
+        self._api = ApiClient(config)
+        self._api.user_agent = user_agent
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -309,19 +365,26 @@ class KubeClient:
         return str(path)
 
     def _configure_tls(self) -> None:
-        a = self.access
+        a, config = self.access, self._config
         if not a.verify:
-            self._session.verify = False
+            config.verify_ssl = False
         elif a.ca_data:
-            self._session.verify = self._materialise("ca.crt", a.ca_data)
+            config.ca_cert_data = a.ca_data.decode("utf-8", "replace")
         elif a.ca_file:
-            self._session.verify = a.ca_file
+            config.ssl_ca_cert = a.ca_file
         cert = a.client_cert_file or (self._materialise("client.crt", a.client_cert_data)
                                       if a.client_cert_data else None)
         key = a.client_key_file or (self._materialise("client.key", a.client_key_data)
                                     if a.client_key_data else None)
         if cert and key:
-            self._session.cert = (cert, key)
+            config.cert_file, config.key_file = cert, key
+
+    def _set_token(self, token: str | None) -> None:
+        self._token = token
+        self._config.api_key.pop("BearerToken", None)
+        if token:
+            self._config.api_key["BearerToken"] = token
+            self._config.api_key_prefix["BearerToken"] = "Bearer"
 
     @staticmethod
     def _read_token_file(path: str) -> str:
@@ -336,17 +399,23 @@ class KubeClient:
         if not force and self._token and (self._exec_expiry is None
                                           or time.time() < self._exec_expiry - 10):
             return
+        from kubernetes.client import rest
+
         status = run_exec_plugin(self.access.exec_config, self.access.server)
-        self._token = status.get("token") or None
+        self._set_token(status.get("token") or None)
         if status.get("clientCertificateData") and status.get("clientKeyData"):
-            self._session.cert = (
-                self._materialise("exec.crt", str(status["clientCertificateData"]).encode()),
-                self._materialise("exec.key", str(status["clientKeyData"]).encode()))
+            self._config.cert_file = self._materialise(
+                "exec.crt", str(status["clientCertificateData"]).encode())
+            self._config.key_file = self._materialise(
+                "exec.key", str(status["clientKeyData"]).encode())
+            # The connection pool holds the certificate: a new one takes the new pair.
+            self._api.rest_client.close()
+            self._api.rest_client = rest.RESTClientObject(self._config)
         expiry = status.get("expirationTimestamp")
         self._exec_expiry = _parse_time(expiry) if isinstance(expiry, str) else None
 
     def close(self) -> None:
-        self._session.close()
+        self._api.close()  # type: ignore[no-untyped-call]
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -363,46 +432,52 @@ class KubeClient:
                 content_type: str = "application/json",
                 params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Send one request; return the JSON object or raise ApiError / KubeError."""
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
         self._exec_credentials()
-        url = self.access.server + path
-        data = None if body is None else json.dumps(body)
         attempt = 0
         refreshed = False
         while True:
             attempt += 1
-            headers = {"Content-Type": content_type} if data is not None else {}
-            if self._token:
-                headers["Authorization"] = f"Bearer {self._token}"
+            headers = {"Accept": "application/json"}
+            if body is not None:
+                headers["Content-Type"] = content_type
+            _, url, headers, data, _ = self._api.param_serialize(
+                method, path, query_params=list((params or {}).items()),
+                header_params=headers, body=body, auth_settings=["BearerToken"])
             try:
-                resp = self._session.request(method, url, data=data, headers=headers,
-                                             params=dict(params or {}), timeout=self.timeout)
-            except requests.exceptions.SSLError as exc:
+                # (connect, read) as requests' single timeout was: each phase, not the total.
+                resp = self._api.call_api(method, url, header_params=headers, body=data,
+                                          _request_timeout=(self.timeout, self.timeout))
+                content = resp.read() or b""  # type: ignore[no-untyped-call]
+            except ApiException as exc:  # the client's wrapping of urllib3's SSLError
                 raise KubeError(f"{method} {path}: TLS failure talking to "
-                                f"{self.access.server}: {exc}") from exc
-            except requests.exceptions.RequestException as exc:
+                                f"{self.access.server}: {exc.reason}") from exc
+            except urllib3.exceptions.HTTPError as exc:
                 if method == "GET" and attempt < 3:
                     time.sleep(0.2 * attempt)
                     continue
                 raise KubeError(f"{method} {path}: cannot reach the API server "
                                 f"{self.access.server}: {type(exc).__name__}: {exc}") from exc
-            if resp.status_code in _RETRY_STATUSES and attempt < 4:
+            if resp.status in _RETRY_STATUSES and attempt < 4:
                 try:
                     pause = float(resp.headers.get("Retry-After", "0.5"))
                 except ValueError:
                     pause = 0.5
                 time.sleep(min(max(pause, 0.1), _MAX_RETRY_AFTER))
                 continue
-            if (resp.status_code == 401 and self.access.exec_config is not None
-                    and not refreshed):
+            if resp.status == 401 and self.access.exec_config is not None and not refreshed:
                 refreshed = True
                 self._exec_credentials(force=True)
                 continue
-            if resp.status_code >= 400:
-                reason, message, status_body = _status_message(resp)
-                raise ApiError(resp.status_code, reason, message, method=method, path=path,
+            if resp.status >= 400:
+                reason, message, status_body = _status_message(resp.status, resp.reason,
+                                                               content)
+                raise ApiError(resp.status, reason, message, method=method, path=path,
                                body=status_body)
             try:
-                result = resp.json() if resp.content else {}
+                result = json.loads(content) if content else {}
             except ValueError as exc:
                 raise KubeError(f"{method} {path}: the API server did not answer JSON") from exc
             if not isinstance(result, dict):
