@@ -18,12 +18,13 @@ imports this package.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
 from hvac.adapters import RawAdapter
+
+from ..poll import poll
 
 
 class VaultError(RuntimeError):
@@ -102,13 +103,9 @@ class VaultClient:
         restart) a node answers HTTP 500 "active cluster node not found"; such answers are
         retried for up to LEADERSHIP_WAIT seconds before they are returned.
         """
-        deadline = time.monotonic() + LEADERSHIP_WAIT
-        while True:
-            status, data = self._call_once(method, path, body)
-            if status != 500 or time.monotonic() >= deadline or not any(
-                    m in " ".join(map(str, data.get("errors") or [])) for m in _LEADERSHIP_ERRORS):
-                return status, data
-            time.sleep(0.2)
+        return poll(lambda: self._call_once(method, path, body),
+                    lambda answer: not _leader_unknown(*answer), timeout=LEADERSHIP_WAIT,
+                    interval=0.2, on_timeout=lambda last: last)
 
     def _call_once(self, method: str, path: str, body: Mapping[str, Any] | None
                    ) -> tuple[int, dict[str, Any]]:
@@ -154,6 +151,11 @@ class VaultClient:
         if status == 404 and missing_ok:
             return None
         raise VaultError(refusal(self.addr, method, path, status, data))
+
+
+def _leader_unknown(status: int, data: Mapping[str, Any]) -> bool:
+    errors = " ".join(map(str, data.get("errors") or []))
+    return status == 500 and any(m in errors for m in _LEADERSHIP_ERRORS)
 
 
 def refusal(addr: str, method: str, path: str, status: int, data: Mapping[str, Any]) -> str:

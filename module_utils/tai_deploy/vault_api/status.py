@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..poll import poll
 from .client import VaultClient, VaultError, refusal
 
 # sys/health answers with these codes for an initialised, unsealed node (active, standby,
@@ -60,13 +60,7 @@ def health_code(client: VaultClient) -> int:
 
 def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
     """Call check until it returns True or timeout seconds have passed; True when it did."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+    return poll(check, timeout=timeout, interval=interval, on_timeout=lambda last: False)
 
 
 def initialize(client: VaultClient, shares: int, threshold: int, *, recovery: bool,
