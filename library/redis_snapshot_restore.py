@@ -9,8 +9,9 @@ DOCUMENTATION = r"""
 module: redis_snapshot_restore
 short_description: Fetch and check a Redis snapshot set, or re-form the cluster from it
 description:
-  - O(action=prepare) picks the set (O(set_stamp), else the newest complete one of O(region)),
-    downloads its manifest and every master's RDB into O(workdir) and refuses, in one sentence,
+  - O(action=prepare) picks the set (O(set_stamp), else the newest complete one of
+    O(source_region), by default O(region)), downloads its manifest and every master's RDB into
+    O(workdir) and refuses, in one sentence,
     a missing set or RDB, one from another region (unless O(allow_other_region)), an RDB whose
     sha256 differs from the recorded one, an RDB that C(redis-check-rdb) refuses, and a set
     that does not cover every slot exactly once. It then refuses nodes that hold keys or belong
@@ -42,6 +43,12 @@ options:
     required: true
   set_stamp:
     description: Stamp of the set (redis/<region>/<stamp>/); empty for the newest complete set.
+    type: str
+    default: ""
+  source_region:
+    description:
+      - Region whose sets are read (C(redis/<source_region>/) of O(bucket)); empty for O(region).
+      - A set of another region is restored only with O(allow_other_region).
     type: str
     default: ""
   allow_other_region:
@@ -185,6 +192,7 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
             "region": {"type": "str", "required": True},
             "bucket": {"type": "str", "required": True},
             "set_stamp": {"type": "str", "default": ""},
+            "source_region": {"type": "str", "default": ""},
             "allow_other_region": {"type": "bool", "default": False},
             "confirm": {"type": "bool", "default": False},
             "nodes": {"type": "list", "elements": "str", "default": []},
@@ -251,7 +259,7 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
         store = BackupStore(p["bucket"], controller_transport(p["auth_kind"],
                                                               p["storage_endpoint"]),
                             p["storage_endpoint"])
-        chosen = latest_set(store, p["region"], p["set_stamp"])
+        chosen = latest_set(store, p["source_region"] or p["region"], p["set_stamp"])
         check_origin(chosen, kind=SET_KIND, region=p["region"],
                      allow_other_region=p["allow_other_region"])
         workdir = Path(p["workdir"])

@@ -208,3 +208,65 @@ def test_the_double_refuses_a_retention_policy_with_versioning_as_cloud_storage_
         patch = requests.patch(f"{url}/storage/v1/b/{locked}",
                                json={"versioning": {"enabled": True}}, timeout=10)
         assert patch.status_code == 400
+
+
+# ---- the backup settings are checked by the validation play, before anything is written ---
+
+BAD_BACKUPS: dict[str, Any] = {
+    "tai_backup_bucket": "my-backups",
+    "tai_backup_protection": "both",
+    "tai_backup_retention_days": 0,
+    "tai_backup_soft_delete_days": 3,
+    "tai_backup_noncurrent_days": "ninety",
+    "tai_backup_identities": {"vault": {"account_id": "VB", "namespace": "vault",
+                                        "kubernetes_service_account": "vault-snapshot"}},
+    "tai_backup_readers": ["alice@example.com", "allUsers"],
+}
+BAD_BACKUP_SENTENCES = (
+    "tai_backup_bucket of region europe-west1 is 'my-backups', but the project phase creates "
+    "tai-tai-production-europe-west1-backups; leave tai_backup_bucket at its default.",
+    "tai_backup_protection of region europe-west1 is 'both'; it must be one of "
+    "retention-policy, versioning.",
+    "tai_backup_retention_days of region europe-west1 is 0; it must be a whole number from 1 "
+    "to 36500.",
+    "tai_backup_soft_delete_days of region europe-west1 is 3; it must be a whole number from 7 "
+    "to 90.",
+    "tai_backup_noncurrent_days of region europe-west1 is 'ninety'; it must be a whole number "
+    "from 1 to 36500.",
+    "tai_backup_identities of region europe-west1 names vault; it must name exactly the vault "
+    "and redis writers.",
+    "tai_backup_identities.vault.account_id of region europe-west1 is 'VB'; it must be a "
+    "service account id (6-30 lowercase letters, digits and hyphens, starting with a letter).",
+    "tai_backup_readers of region europe-west1 lists 'alice@example.com', which is not an IAM "
+    "member such as group:sre@example.com.",
+    "tai_backup_readers of region europe-west1 lists 'allUsers'; the backup bucket may not be "
+    "public.",
+)
+
+
+def test_bad_backup_settings_are_one_sentence_each_from_the_inventory_rules() -> None:
+    from tai_deploy.inventory import check_backups
+    good = {k: v for k, v in BACKUPS.items() if k.startswith("tai_backup_")}
+    good["tai_backup_bucket"] = f"tai-{PROJECT}-europe-west1-backups"
+    assert check_backups("europe-west1", {"tai_gcp_project": PROJECT, **good}) == []
+    identities_ = BACKUPS["tai_backup_identities"]
+    assert check_backups("europe-west1", {"tai_backup_identities": {
+        **identities_, "redis": {**identities_["redis"], "namespace": "Tai System"}}}) == [
+        "tai_backup_identities.redis.namespace of region europe-west1 is 'Tai System'; it must "
+        "be a namespace name (lowercase letters, digits and hyphens, at most 63)."]
+    assert check_backups("europe-west1", {"tai_gcp_project": PROJECT, **BAD_BACKUPS}) == list(
+        BAD_BACKUP_SENTENCES)
+
+
+def test_bad_backup_settings_are_refused_by_the_validation_play(tmp_path: Any) -> None:
+    from helpers.ansible_run import run_playbook
+    root = tmp_path / "build"
+    run = run_playbook("site.yml", "-l", "europe-west1", "-e", json.dumps(BAD_BACKUPS),
+                       env={"TAI_BUILD_ROOT": str(root)})
+    assert run.returncode != 0, run.output[-3000:]
+    text = " ".join(run.output.split())
+    for sentence in BAD_BACKUP_SENTENCES:
+        assert sentence in text, sentence
+    assert "TASK [project" not in run.stdout  # no role ran
+    assert "filter plugin" not in text
+    assert not root.exists() and not (tmp_path / ".build.staging").exists()

@@ -1,4 +1,4 @@
-"""No input can inject into a body or a manifest (issue #13, item 4).
+"""No input can inject into a body or a manifest.
 
 Every string input of every role (the str and path options of its meta/argument_specs.yml that
 have no choices) gets a payload with a colon and braces that names the option,
@@ -11,7 +11,7 @@ document carried inside a string (ConfigMap data, Helm values).
 
 One validation run and one plan run with every payload at once. A role whose templates were
 still YAML text with interpolated values would be listed in TEMPLATE_STILL_TEXT (planned in a
-second run, xfail(strict=True), "#13 item 4: template still text") until converted to data; on
+second run, xfail(strict=True), "template still text") until converted to data; on
 this branch every role passes (the remaining text templates pass their values through to_json
 or the filters of plugins/filter), so the list is empty.
 """
@@ -110,7 +110,7 @@ def injected(value: Any, where: str) -> Iterator[str]:
 def marks(role: str) -> list[pytest.MarkDecorator]:
     if role in TEMPLATE_STILL_TEXT:
         return [pytest.mark.xfail(strict=True, reason=(
-            f"{role}: #13 item 4: template still text (converted to data in "
+            f"{role}: template still text (converted to data in "
             f"{TEMPLATE_STILL_TEXT[role]})"))]
     return []
 

@@ -81,3 +81,31 @@ def test_the_project_phase_keeps_the_names_the_plan_already_uses() -> None:
     assert project["project_firestore_database"] == chart["app"]["firestoreDatabase"]
     assert project["project_vault_key_ring"] == vault["vault_gcpckms"]["key_ring"]
     assert project["project_vault_crypto_key"] == vault["vault_gcpckms"]["crypto_key"]
+
+
+def test_the_validation_play_reports_the_network_inputs_with_every_other_problem(
+        tmp_path: Path) -> None:
+    """The project phase's inputs are checked by the first play, in the same run as every other
+    input (not one run later, by the project role), and nothing is written."""
+    import json
+
+    from helpers.ansible_run import run_playbook
+    root = tmp_path / "build"
+    bad = {"tai_network_name": "TAI_VPC", "gke_max_pods_per_node": 300,
+           "tai_region_subnet_ranges": {"nodes": "10.0.0.0/20", "pods": "10.20.0.0/14",
+                                        "services": "10.24.0.0/20"}}
+    run = run_playbook("site.yml", "-l", "europe-west1", "-e", json.dumps(bad),
+                       env={"TAI_BUILD_ROOT": str(root)})
+    assert run.returncode != 0, run.output[-3000:]
+    text = " ".join(run.output.split())
+    for sentence in (
+            "tai_network_name of region europe-west1 must be a Compute Engine name (1-63 "
+            "lowercase letters, digits and hyphens, starting with a letter), got 'TAI_VPC'.",
+            "tai_region_subnet_ranges.nodes of region europe-west1 (10.0.0.0/20) overlaps nodes "
+            "of region us-central1 (10.0.0.0/20); regions share one VPC, so their ranges must be "
+            "disjoint.",
+            "gke_max_pods_per_node of region europe-west1 is 300; it must be a whole number from "
+            "8 to 256."):
+        assert sentence in text, sentence
+    assert "TASK [project" not in run.stdout
+    assert not root.exists()

@@ -256,6 +256,24 @@ def test_a_corrupt_or_incomplete_snapshot_is_refused(tmp_path: Path,
         latest_set(store, "us-central1")
 
 
+def test_an_rdb_newer_than_the_checker_is_not_called_corrupt(tmp_path: Path) -> None:
+    # The chart's Redis 7.4 writes RDB format version 12 (rdb.h of Redis 7.4: RDB_VERSION 12);
+    # Debian bookworm's redis-check-rdb (7.0) reads up to version 10. The smallest RDB of a
+    # version: the magic REDIS, four version digits, the EOF opcode 0xFF and a zero checksum
+    # (checksum disabled), as rdb.c writes and reads it. Version 99: newer than any checker.
+    newer = tmp_path / "newer.rdb"
+    newer.write_bytes(b"REDIS0099\xff" + bytes(8))
+    with pytest.raises(RedisError) as refused:
+        check_rdb(newer, "redis/europe-west1/set/master-0.rdb")
+    assert str(refused.value) == (
+        "snapshot redis/europe-west1/set/master-0.rdb is an RDB of format version 99, newer "
+        "than redis-check-rdb on this controller reads; install the redis-check-rdb of the "
+        "Redis that wrote it (the chart's redis.image.tag) and restore again")
+    older = tmp_path / "v10.rdb"
+    older.write_bytes(b"REDIS0010\xff" + bytes(8))
+    assert check_rdb(older, "redis/europe-west1/set/master-1.rdb") == 0
+
+
 def test_reform_refuses_a_node_loaded_with_another_masters_rdb(tmp_path: Path) -> None:
     with redis_nodes(tmp_path / "n") as pool:
         (node,) = pool.start(1)
@@ -316,6 +334,36 @@ def test_the_module_refuses_live_nodes_without_confirmation(tmp_path: Path,
         assert "-e redis_restore_confirm=true" in refused.output
         done = run_playbook("-i", "localhost,", "-c", "local", "-e", f"@{vars_file}",
                             "-e", "confirm=true", str(playbook))
+        assert done.returncode == 0, done.output[-2000:]
+        assert f"MASTERS {len(keys)} 3" in done.output
+
+
+@pytest.mark.playbook
+def test_a_set_of_another_region_is_restored_only_when_told(
+        tmp_path: Path, bucket: tuple[BackupStore, GcsDouble]) -> None:
+    store, state = bucket
+    playbook = tmp_path / "prepare.yml"
+    playbook.write_text(PREPARE.replace(
+        "        auth_kind: none\n",
+        "        auth_kind: none\n        source_region: us-central1\n"
+        "        allow_other_region: \"{{ allow }}\"\n"))
+    with redis_nodes(tmp_path / "nodes") as pool:
+        nodes = pool.start(3)
+        assert run_cluster_init([n.address for n in nodes]).returncode == 0
+        keys = write_keys(nodes[0].port)
+        taken = take_snapshots([nodes[0].address], store, region="us-central1",
+                               workdir=tmp_path)
+        extra = {"ansible_python_interpreter": sys.executable, "bucket": state.bucket,
+                 "nodes": [n.address for n in nodes], "workdir": str(tmp_path / "dl"),
+                 "endpoint": store.endpoint, "confirm": True, "allow": False}
+        vars_file = tmp_path / "vars.json"
+        vars_file.write_text(json.dumps(extra))
+        args = ("-i", "localhost,", "-c", "local", "-e", f"@{vars_file}", str(playbook))
+        refused = run_playbook(*args)
+        assert refused.returncode != 0
+        assert (f"snapshot {taken.name} comes from region us-central1, not europe-west1; "
+                "refusing to restore it unless") in " ".join(refused.output.split())
+        done = run_playbook(*args, "-e", "allow=true")
         assert done.returncode == 0, done.output[-2000:]
         assert f"MASTERS {len(keys)} 3" in done.output
 

@@ -35,7 +35,7 @@ PLAYBOOK = """\
         tai_build_dir: {build}/shamir
         vault_seal_type: shamir
         vault_replicas: 5
-        # A payload of newline, colon, braces and quotes in string inputs (issue 13): it must
+        # A payload of newline, colon, braces and quotes in string inputs: it must
         # come out as one string value, never as structure.
         vault_storage_class: "{payload}"
         vault_audit_file_path: "/vault/audit/{payload}"

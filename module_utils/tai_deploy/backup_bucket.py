@@ -69,6 +69,11 @@ class BackupIdentity:
         return cls(kind, account, str(data["namespace"]), str(data["kubernetes_service_account"]))
 
 
+def is_member(value: object) -> bool:
+    """An IAM principal such as group:sre@example.com (Policy.bindings[].members)."""
+    return isinstance(value, str) and bool(_MEMBER.match(value))
+
+
 def identities(data: Mapping[str, Mapping[str, Any]]) -> list[BackupIdentity]:
     """tai_backup_identities (group_vars/all/backups.yml) as typed writers."""
     if set(data) != {"vault", "redis"}:

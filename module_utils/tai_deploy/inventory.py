@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backup_bucket import PROTECTIONS, bucket_name, is_member
 from .chart_source import mirror_problems
 from .config_text import ConfigTextError, fluent_bit_value
+from .project_checks import check_project
 from .services import IMAGE_TAG, SERVICES, SLOTS
 from .vault_custody import holder_problems
 
@@ -110,6 +112,12 @@ LIMITS: dict[str, Limit] = {
     "vault_pods_timeout": Limit(1, 86400),
     # Kubernetes ResourceQuota pods: a non-negative count.
     "logging_critical_pods_quota": Limit(1, 100000),
+    # Cloud Storage: a bucket's retention period is at most 100 years (3,155,760,000 s); its
+    # soft-delete window 7 to 90 days; a lifecycle rule's daysSinceNoncurrentTime a day count
+    # (https://cloud.google.com/storage/docs/bucket-lock, .../soft-delete, .../lifecycle).
+    "tai_backup_retention_days": Limit(1, 36500),
+    "tai_backup_soft_delete_days": Limit(7, 90),
+    "tai_backup_noncurrent_days": Limit(1, 36500),
 }
 
 # Vault token TTLs: a Go duration; Vault's default max_lease_ttl is 768h (32 days), the ceiling
@@ -305,6 +313,86 @@ def check_region(rv: RegionVars) -> list[str]:
 
     errors.extend(check_node_pools(r, rv.get("gke_node_pools")))
     return errors
+
+
+# IAM service account ids: "6-30 characters, lowercase letters, digits and hyphens, starting with
+# a letter" (iam v1 projects.serviceAccounts.create, accountId).
+_ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+def check_backups(region: str, values: Mapping[str, Any]) -> list[str]:
+    """The backup settings (group_vars/all/backups.yml) the project phase, the snapshot jobs
+    and the restores read: one sentence per problem, before the project phase builds the
+    bucket from them (module_utils/tai_deploy/backup_bucket.py). Unset ones are skipped."""
+    out: list[str] = []
+    project = values.get("tai_gcp_project")
+    bucket = values.get("tai_backup_bucket")
+    if bucket is not None and isinstance(project, str) and _PROJECT.match(project):
+        try:
+            name = bucket_name(project, region)
+        except ValueError as exc:
+            out.append(f"tai_backup_bucket of region {region}: {exc}.")
+        else:
+            if bucket != name:
+                out.append(f"tai_backup_bucket of region {region} is {bucket!r}, but the "
+                           f"project phase creates {name}; leave tai_backup_bucket at its "
+                           "default.")
+    protection = values.get("tai_backup_protection")
+    if protection is not None and protection not in PROTECTIONS:
+        out.append(f"tai_backup_protection of region {region} is {_shown('', protection)}; it "
+                   f"must be one of {', '.join(PROTECTIONS)}.")
+    for name in ("tai_backup_retention_days", "tai_backup_soft_delete_days",
+                 "tai_backup_noncurrent_days"):
+        if values.get(name) is not None:
+            out += check_range(name, region, values[name], LIMITS[name])
+    out += _backup_identities(region, values.get("tai_backup_identities"))
+    readers = values.get("tai_backup_readers")
+    if readers is not None:
+        if not isinstance(readers, list):
+            out.append(f"tai_backup_readers of region {region} must be a list of IAM members "
+                       f"such as group:sre@example.com, got {_type_name(readers)}.")
+            readers = []
+        for reader in readers:
+            if reader in ("allUsers", "allAuthenticatedUsers"):
+                out.append(f"tai_backup_readers of region {region} lists {reader!r}; the backup "
+                           "bucket may not be public.")
+            elif not is_member(reader):
+                out.append(f"tai_backup_readers of region {region} lists {_shown('', reader)}, "
+                           "which is not an IAM member such as group:sre@example.com.")
+    return out
+
+
+def _backup_identities(region: str, data: Any) -> list[str]:
+    if data is None:
+        return []
+    where = f"tai_backup_identities of region {region}"
+    if not isinstance(data, Mapping):
+        return [f"{where} must be a mapping of the vault and redis writers, got "
+                f"{_type_name(data)}."]
+    out: list[str] = []
+    if set(data) != {"vault", "redis"}:
+        named = ", ".join(sorted(map(str, data)))
+        out.append(f"{where} names {named or 'nothing'}; it must name exactly the vault and "
+                   "redis writers.")
+    for kind in [k for k in ("vault", "redis") if k in data]:
+        writer = data[kind]
+        if not isinstance(writer, Mapping):
+            out.append(f"tai_backup_identities.{kind} of region {region} must be a mapping with "
+                       f"account_id, namespace and kubernetes_service_account, got "
+                       f"{_type_name(writer)}.")
+            continue
+        for key, pattern, allowed in (
+                ("account_id", _ACCOUNT_ID, "a service account id (6-30 lowercase letters, "
+                 "digits and hyphens, starting with a letter)"),
+                ("namespace", DNS_LABEL, "a namespace name (lowercase letters, digits and "
+                 "hyphens, at most 63)"),
+                ("kubernetes_service_account", DNS_LABEL, "a ServiceAccount name (lowercase "
+                 "letters, digits and hyphens, at most 63)")):
+            value = writer.get(key)
+            if not isinstance(value, str) or not pattern.match(value):
+                out.append(f"tai_backup_identities.{kind}.{key} of region {region} is "
+                           f"{_shown('', value)}; it must be {allowed}.")
+    return out
 
 
 def check_node_pools(region: str, pools: Any) -> list[str]:
@@ -504,7 +592,8 @@ def _gke_hardening(v: Mapping[str, Any], r: str, c: Context) -> list[str]:
         values["maintenance_hours"] = int(values["maintenance_hours"])  # -e key=value
     if "tai_environment" in c.variables:
         values["environment"] = c.variables["tai_environment"]
-    # The network names (tai_network_name, ...) are the project phase's inputs, checked there.
+    # The network names (tai_network_name, ...) are the project phase's inputs: check_plan
+    # checks them (project_checks.check_project), and the project role again when used alone.
     return [p for p in gke_problems(r, values) if not p.startswith("tai_")]
 
 
@@ -1397,6 +1486,11 @@ def check_plan(p: PlanInputs) -> list[str]:
         # The gke rules check the merged node pools; the inventory's alone would say it twice.
         variables = {k: v for k, v in variables.items() if k != "gke_node_pools"}
     errors = check_region(RegionVars(p.region, variables))
+    errors += check_backups(p.region, p.variables)
+    if "tai_network_name" in p.variables:
+        # The project phase's network names and subnet ranges, against every region's ranges.
+        errors += check_project(p.region, {**p.variables, "all_subnet_ranges": {
+            r: (vals or {}).get("tai_region_subnet_ranges") for r, vals in p.regions.items()}})
     errors += check_across_regions(p.region, p.regions, p.tier_groups)
     errors += check_chart_pins(p.charts)
     context = Context(region=p.region, regions=sorted(p.regions), charts=p.charts,

@@ -4,7 +4,8 @@
 the region, the value given and what is allowed. ``values`` holds the region's variables by
 name plus ``all_subnet_ranges`` (region -> tai_region_subnet_ranges of every region of the
 inventory), so that ranges are also checked across regions (VPC routes of one network must
-never overlap). Kept apart from inventory.py so it folds into the central checks as one call.
+never overlap). The validation play runs it through ``inventory.check_plan``; the project role's
+own check task runs it again when the role is used alone.
 """
 
 from __future__ import annotations

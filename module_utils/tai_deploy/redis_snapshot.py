@@ -442,6 +442,8 @@ def members(manifest: Mapping[str, Any], objects: Mapping[str, StoredObject]) ->
 
 
 _KEYS_READ = re.compile(r"(\d+) keys read")
+# rdb.c (redis-check-rdb): "Can't handle RDB format version %d".
+_NEWER_FORMAT = re.compile(r"Can't handle RDB format version (\d+)")
 
 
 def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> int:
@@ -452,6 +454,14 @@ def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> i
     except OSError as exc:
         raise RedisError(f"cannot run {check_binary}: {exc.strerror}") from None
     text = proc.stdout + proc.stderr
+    newer = _NEWER_FORMAT.search(text)
+    if newer:
+        # A sound snapshot of a newer Redis (the chart's 7.4 writes version 12; Debian
+        # bookworm's 7.0 checker reads up to 10): the checker is too old, not the file bad.
+        raise RedisError(f"snapshot {name} is an RDB of format version {newer.group(1)}, newer "
+                         f"than {check_binary} on this controller reads; install the "
+                         f"redis-check-rdb of the Redis that wrote it (the chart's "
+                         f"redis.image.tag) and restore again")
     if proc.returncode != 0 or "RDB looks OK" not in text:
         reason = next((ln.split("]", 1)[-1].strip() for ln in text.splitlines()
                        if "Error" in ln or "Wrong" in ln or "Unexpected" in ln), "refused")
