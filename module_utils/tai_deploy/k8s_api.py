@@ -317,8 +317,9 @@ class KubeClient:
 
     Import cost in a module process (python -X importtime, on top of ansible.module_utils.basic,
     requests and yaml; the transport before was requests, about 60 ms): ``kubernetes.client``
-    adds 0.9-1.3 s on the shared 2-core machine (minimum of 4 runs 0.90 s; it imports every
-    generated model and API class, and no part of it can be imported alone). Only the
+    adds 0.47-1.7 s on the shared 2-core machine (5 runs at load 4.5: 0.47, 0.71, 0.89, 1.10,
+    1.71 s; 0.90-1.28 s at load 14): it imports every generated model and API class, and no
+    part of it can be imported alone. Only the
     apply-time modules (blue_green_swap, tai_prune, tai_analysis_gate) pay it, once per module
     process; no plan step imports this file, and it is imported when the first client is made,
     so input checks and the kubeconfig loader do not pay it. The one path where it counts is

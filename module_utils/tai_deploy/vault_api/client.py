@@ -9,10 +9,10 @@ functions branch on (404 missing, 405 disabled). So every request goes through
 messages stay one secret-free sentence (refusal()).
 
 Import cost in a module process (python -X importtime, on top of ansible.module_utils.basic and
-requests, which this client used before hvac): hvac adds 66-127 ms, median about 85 ms, on the
-2-core CI machine (hvac/__init__ imports hvac.v1 and all of its API classes; hvac.adapters alone
-cannot be imported without them). Only the apply-time vault_* modules pay it; no plan step
-imports this package.
+requests, which this client used before hvac): hvac adds 11-70 ms, typically about 28 ms, on
+the shared 2-core machine at load 4.5, and 66-127 ms at load 14 (hvac/__init__ imports hvac.v1
+and all of its API classes; hvac.adapters cannot be imported without them). Only the
+apply-time vault_* modules pay it; no plan step imports this package.
 """
 
 from __future__ import annotations
