@@ -541,7 +541,7 @@ def main() -> None:
             poll_interval=p["poll_interval"], conflict_attempts=p["conflict_attempts"],
             preview_suffix=p["preview_suffix"], switch_back_attempts=p["switch_back_attempts"])
         access = access_from_options(**{k: p[k] for k in K8S_AUTH_OPTIONS})
-        client = KubeClient(access, timeout=p["request_timeout"])
+        client = KubeClient(access, timeout=p["request_timeout"], thin=True)  # see KubeClient
         lock = (LeaseLock(client, p["namespace"], holder, duration=p["lease_duration"],
                           check_mode=module.check_mode) if holder else None)
         bg = BlueGreen(client, settings, check_mode=module.check_mode, lease=lock,

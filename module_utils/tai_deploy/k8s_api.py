@@ -1,6 +1,7 @@
 """The project's Kubernetes calls: JSON in, JSON out, errors as Status messages.
 
-Requests go through the ``kubernetes`` client's ApiClient (KubeClient). The connection options
+Requests go through the ``kubernetes`` client's ApiClient (KubeClient; the blue-green swap
+takes a measured thin path over requests, see KubeClient). The connection options
 are kubernetes.core's (access_from_options: kubeconfig, context, host, api_key, ca_cert,
 client_cert, client_key, validate_certs, proxy). The kubeconfig is read here the way kubectl
 does (``KUBECONFIG`` or ``~/.kube/config``, a named or the current context; server, CA, client
@@ -304,56 +305,187 @@ def _status_message(status: int, reason: str | None, data: bytes
     return reason or "Error", str(body) if body is not None else (reason or ""), None
 
 
-class KubeClient:
-    """JSON over the Kubernetes REST API, sent through the kubernetes client's ApiClient.
+class _TlsFailure(Exception):
+    """The transport could not verify (or set up) TLS with the API server."""
 
-    The ``kubernetes`` package (the one kubernetes.core uses) builds and sends the requests:
-    its Configuration holds the server, TLS (CA, client certificate, verification) and the
-    bearer token (BearerToken auth setting, refreshed from an exec plugin by its
-    refresh_api_key_hook), and ApiClient serialises, authenticates and sends them over urllib3.
+
+class _Unreachable(Exception):
+    """The transport got no answer (connection refused, reset, timed out)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+
+
+@dataclass
+class _Reply:
+    status: int
+    reason: str | None
+    headers: Mapping[str, str]
+    content: bytes
+
+
+class _KubernetesTransport:
+    """The kubernetes client's ApiClient: its Configuration holds server, TLS, proxy, token.
+
     The typed API classes (AppsV1Api, DynamicClient) are not used: callers speak paths and
-    JSON bodies, the DynamicClient's discovery would cost a round trip per API group, and the
-    answers are classified here (Status messages, retries) as before.
+    JSON bodies, and the DynamicClient's discovery would cost a round trip per API group.
 
     Import cost in a module process (python -X importtime, on top of ansible.module_utils.basic,
-    requests and yaml; the transport before was requests, about 60 ms): ``kubernetes.client``
-    adds 0.47-1.7 s on the shared 2-core machine (5 runs at load 4.5: 0.47, 0.71, 0.89, 1.10,
-    1.71 s; 0.90-1.28 s at load 14): it imports every generated model and API class, and no
-    part of it can be imported alone. Only the
-    apply-time modules (blue_green_swap, tai_prune, tai_analysis_gate) pay it, once per module
-    process; no plan step imports this file, and it is imported when the first client is made,
-    so input checks and the kubeconfig loader do not pay it. The one path where it counts is
-    the switch-back after a failed post-swap check (docs/bluegreen.md: goal worst < 2 s,
-    measured median 1.05 s with requests): its rescue task is a new module process and pays
-    the import once; re-measure with ``benchmarks/bluegreen_bench.py --only-rollback``.
+    requests and yaml): ``kubernetes.client`` adds 0.47-1.7 s on the shared 2-core machine (5
+    runs at load 4.5: 0.47, 0.71, 0.89, 1.10, 1.71 s; 0.90-1.28 s at load 14): it imports every
+    generated model and API class, and no part of it can be imported alone.
     """
 
-    def __init__(self, access: ClusterAccess, *, timeout: float = 30.0,
-                 user_agent: str = "tai-deploy/blue-green") -> None:
+    def __init__(self, access: ClusterAccess, user_agent: str, cert: tuple[str, str] | None
+                 ) -> None:
         try:
             from kubernetes.client import ApiClient, Configuration
         except ImportError:
             raise KubeConfigError("the kubernetes Python library is not installed on the "
                                   "host that runs the module (pip install kubernetes)") from None
+        config = Configuration(host=access.server)
+        # One attempt per request: KubeClient's retries are the ones the callers rely on.
+        config.retries = False
+        if access.proxy_url:
+            config.proxy = access.proxy_url
+        if not access.verify:
+            config.verify_ssl = False
+        elif access.ca_data:
+            config.ca_cert_data = access.ca_data.decode("utf-8", "replace")
+        elif access.ca_file:
+            config.ssl_ca_cert = access.ca_file
+        if cert:
+            config.cert_file, config.key_file = cert
+        self._config = config
+        self._api = ApiClient(config)
+        self._api.user_agent = user_agent
 
+    def set_token(self, token: str | None) -> None:
+        self._config.api_key.pop("BearerToken", None)
+        if token:
+            self._config.api_key["BearerToken"] = token
+            self._config.api_key_prefix["BearerToken"] = "Bearer"
+
+    def set_cert(self, cert: tuple[str, str]) -> None:
+        from kubernetes.client import rest
+
+        self._config.cert_file, self._config.key_file = cert
+        # The connection pool holds the certificate: a new one takes the new pair.
+        self._api.rest_client.close()
+        self._api.rest_client = rest.RESTClientObject(self._config)
+
+    def send(self, method: str, path: str, *, params: Mapping[str, str],
+             headers: dict[str, str], body: Any, timeout: float) -> _Reply:
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        _, url, headers, data, _ = self._api.param_serialize(
+            method, path, query_params=list(params.items()), header_params=headers, body=body,
+            auth_settings=["BearerToken"])
+        try:
+            # (connect, read) as requests' single timeout was: each phase, not the total.
+            resp = self._api.call_api(method, url, header_params=headers, body=data,
+                                      _request_timeout=(timeout, timeout))
+            content = resp.read() or b""  # type: ignore[no-untyped-call]
+        except ApiException as exc:  # the client's wrapping of urllib3's SSLError
+            raise _TlsFailure(str(exc.reason)) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise _Unreachable(exc) from exc
+        return _Reply(resp.status, resp.reason, resp.headers, content)
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
+
+
+class _RequestsTransport:
+    """A requests session: the thin path of the blue-green swap (see KubeClient)."""
+
+    def __init__(self, access: ClusterAccess, user_agent: str, cert: tuple[str, str] | None
+                 ) -> None:
+        import requests
+
+        self._server = access.server
+        self._session = requests.Session()
+        self._session.headers.update({"User-Agent": user_agent})
+        self._session.trust_env = False
+        if access.proxy_url:
+            self._session.proxies = {"https": access.proxy_url, "http": access.proxy_url}
+        self._ca_tmp: str | None = None
+        if not access.verify:
+            self._session.verify = False
+        elif access.ca_data:
+            handle, self._ca_tmp = tempfile.mkstemp(prefix="tai-kube-ca-")
+            with os.fdopen(handle, "wb") as out:
+                out.write(access.ca_data)
+            self._session.verify = self._ca_tmp
+        elif access.ca_file:
+            self._session.verify = access.ca_file
+        if cert:
+            self._session.cert = cert
+        self._token: str | None = None
+
+    def set_token(self, token: str | None) -> None:
+        self._token = token
+
+    def set_cert(self, cert: tuple[str, str]) -> None:
+        self._session.cert = cert
+
+    def send(self, method: str, path: str, *, params: Mapping[str, str],
+             headers: dict[str, str], body: Any, timeout: float) -> _Reply:
+        import requests
+
+        if self._token:
+            headers = {**headers, "Authorization": f"Bearer {self._token}"}
+        data = None if body is None else json.dumps(body)
+        url = self._server + path
+        try:
+            resp = self._session.request(method, url, data=data, headers=headers,
+                                         params=dict(params), timeout=timeout)
+        except requests.exceptions.SSLError as exc:
+            raise _TlsFailure(str(exc)) from exc
+        except requests.exceptions.RequestException as exc:
+            raise _Unreachable(exc) from exc
+        return _Reply(resp.status_code, resp.reason, resp.headers, resp.content)
+
+    def close(self) -> None:
+        self._session.close()
+        if self._ca_tmp:
+            Path(self._ca_tmp).unlink(missing_ok=True)
+
+
+class KubeClient:
+    """JSON over the Kubernetes REST API, sent through the kubernetes client's ApiClient.
+
+    The answers are classified here (Status messages, retries), whichever transport sends the
+    requests. ``thin=True`` sends them with a requests session instead: the blue-green swap
+    module does, because its switch-back after a failed post-swap check is a new module process
+    on the rollback's clock (docs/bluegreen.md: goal worst < 2 s). Measured with
+    ``benchmarks/bluegreen_bench.py --rollback-runs 2 --only-rollback`` on the shared 2-core
+    machine, same load, one after the other: with the kubernetes client median 3.21 s, worst
+    4.39 s; with requests median 1.44 s, worst 1.81 s. The import of ``kubernetes.client``
+    (0.5-1.7 s, see _KubernetesTransport) is the difference. The other users (tai_prune,
+    tai_analysis_gate's lease) use the kubernetes client.
+    """
+
+    def __init__(self, access: ClusterAccess, *, timeout: float = 30.0,
+                 user_agent: str = "tai-deploy/blue-green", thin: bool = False) -> None:
         self.access = access
         self.timeout = timeout
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._exec_expiry: float | None = None
-        config = Configuration(host=access.server)
-        # One attempt per request: the retries below are the ones the callers rely on (a GET
-        # after a connection failure, 429/503 after a pause); a write is never resent blindly.
-        config.retries = False
-        if access.proxy_url:
-            config.proxy = access.proxy_url
-        self._config = config
-        self._configure_tls()
+        a = access
+        cert = a.client_cert_file or (self._materialise("client.crt", a.client_cert_data)
+                                      if a.client_cert_data else None)
+        key = a.client_key_file or (self._materialise("client.key", a.client_key_data)
+                                    if a.client_key_data else None)
+        pair = (cert, key) if cert and key else None
+        self._transport: _KubernetesTransport | _RequestsTransport = (
+            _RequestsTransport(access, user_agent, pair) if thin
+            else _KubernetesTransport(access, user_agent, pair))
         token = access.token
         if access.token_file and not token:
             token = self._read_token_file(access.token_file)
         self._set_token(token)
-        self._api = ApiClient(config)
-        self._api.user_agent = user_agent
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -365,27 +497,9 @@ class KubeClient:
         path.chmod(0o600)
         return str(path)
 
-    def _configure_tls(self) -> None:
-        a, config = self.access, self._config
-        if not a.verify:
-            config.verify_ssl = False
-        elif a.ca_data:
-            config.ca_cert_data = a.ca_data.decode("utf-8", "replace")
-        elif a.ca_file:
-            config.ssl_ca_cert = a.ca_file
-        cert = a.client_cert_file or (self._materialise("client.crt", a.client_cert_data)
-                                      if a.client_cert_data else None)
-        key = a.client_key_file or (self._materialise("client.key", a.client_key_data)
-                                    if a.client_key_data else None)
-        if cert and key:
-            config.cert_file, config.key_file = cert, key
-
     def _set_token(self, token: str | None) -> None:
         self._token = token
-        self._config.api_key.pop("BearerToken", None)
-        if token:
-            self._config.api_key["BearerToken"] = token
-            self._config.api_key_prefix["BearerToken"] = "Bearer"
+        self._transport.set_token(token)
 
     @staticmethod
     def _read_token_file(path: str) -> str:
@@ -400,23 +514,17 @@ class KubeClient:
         if not force and self._token and (self._exec_expiry is None
                                           or time.time() < self._exec_expiry - 10):
             return
-        from kubernetes.client import rest
-
         status = run_exec_plugin(self.access.exec_config, self.access.server)
         self._set_token(status.get("token") or None)
         if status.get("clientCertificateData") and status.get("clientKeyData"):
-            self._config.cert_file = self._materialise(
-                "exec.crt", str(status["clientCertificateData"]).encode())
-            self._config.key_file = self._materialise(
-                "exec.key", str(status["clientKeyData"]).encode())
-            # The connection pool holds the certificate: a new one takes the new pair.
-            self._api.rest_client.close()
-            self._api.rest_client = rest.RESTClientObject(self._config)
+            self._transport.set_cert((
+                self._materialise("exec.crt", str(status["clientCertificateData"]).encode()),
+                self._materialise("exec.key", str(status["clientKeyData"]).encode())))
         expiry = status.get("expirationTimestamp")
         self._exec_expiry = _parse_time(expiry) if isinstance(expiry, str) else None
 
     def close(self) -> None:
-        self._api.close()  # type: ignore[no-untyped-call]
+        self._transport.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -433,9 +541,6 @@ class KubeClient:
                 content_type: str = "application/json",
                 params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Send one request; return the JSON object or raise ApiError / KubeError."""
-        import urllib3
-        from kubernetes.client.exceptions import ApiException
-
         self._exec_credentials()
         attempt = 0
         refreshed = False
@@ -444,23 +549,18 @@ class KubeClient:
             headers = {"Accept": "application/json"}
             if body is not None:
                 headers["Content-Type"] = content_type
-            _, url, headers, data, _ = self._api.param_serialize(
-                method, path, query_params=list((params or {}).items()),
-                header_params=headers, body=body, auth_settings=["BearerToken"])
             try:
-                # (connect, read) as requests' single timeout was: each phase, not the total.
-                resp = self._api.call_api(method, url, header_params=headers, body=data,
-                                          _request_timeout=(self.timeout, self.timeout))
-                content = resp.read() or b""  # type: ignore[no-untyped-call]
-            except ApiException as exc:  # the client's wrapping of urllib3's SSLError
+                resp = self._transport.send(method, path, params=params or {},
+                                            headers=headers, body=body, timeout=self.timeout)
+            except _TlsFailure as exc:
                 raise KubeError(f"{method} {path}: TLS failure talking to "
-                                f"{self.access.server}: {exc.reason}") from exc
-            except urllib3.exceptions.HTTPError as exc:
+                                f"{self.access.server}: {exc}") from exc
+            except _Unreachable as exc:
                 if method == "GET" and attempt < 3:
                     time.sleep(0.2 * attempt)
                     continue
                 raise KubeError(f"{method} {path}: cannot reach the API server "
-                                f"{self.access.server}: {type(exc).__name__}: {exc}") from exc
+                                f"{self.access.server}: {exc}") from exc
             if resp.status in _RETRY_STATUSES and attempt < 4:
                 try:
                     pause = float(resp.headers.get("Retry-After", "0.5"))
@@ -474,11 +574,11 @@ class KubeClient:
                 continue
             if resp.status >= 400:
                 reason, message, status_body = _status_message(resp.status, resp.reason,
-                                                               content)
+                                                               resp.content)
                 raise ApiError(resp.status, reason, message, method=method, path=path,
                                body=status_body)
             try:
-                result = json.loads(content) if content else {}
+                result = json.loads(resp.content) if resp.content else {}
             except ValueError as exc:
                 raise KubeError(f"{method} {path}: the API server did not answer JSON") from exc
             if not isinstance(result, dict):
