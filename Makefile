@@ -22,7 +22,7 @@ plan-all: setup ## Plan all three regions
 rehearsal: setup ## Apply REGION twice from empty (GCP and Kubernetes test doubles); prints changed tasks and time
 	python tests/helpers/rehearsal.py --region $(REGION)
 
-test: setup ## Everything CI runs: lint, pytest, molecule
+test: setup ## Everything CI runs: lint, pytest, molecule with the rehearsal beside it
 	scripts/test
 
 lint: setup ## ansible-lint, yamllint, ruff, mypy, helm lint

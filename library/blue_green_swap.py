@@ -96,7 +96,10 @@ options:
     type: str
   version:
     description:
-      - New tag for O(service); the repository is taken from the active slot's image.
+      - New tag for O(service), optionally with the digest it pins (V(v1.1.0@sha256:<64 hex>),
+        deployed as C(repository:v1.1.0@sha256:...)); the repository is taken from the active
+        slot's image. Whether a digest is required is the caller's rule (the rolling upgrade
+        requires one in production).
     type: str
   container:
     description: Container whose image changes (default the container named like the service).
@@ -115,7 +118,8 @@ options:
         description: Full image reference.
         type: str
       version:
-        description: New tag (the repository comes from the active slot).
+        description:
+          - New tag, optionally tag@sha256:<64 hex> (the repository comes from the active slot).
         type: str
       container:
         description: Container whose image changes.

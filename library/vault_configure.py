@@ -29,6 +29,10 @@ description:
   - C(configuration.kv_secrets) lists the secrets the agents read (C(mount), C(path), C(fields));
     their values come from O(secret_values) and are compared before any write; a diff shows
     key names only.
+  - C(configuration.generated_secrets) lists secrets nobody gives (C(mount), C(path), C(field),
+    C(length)), such as the Redis ACL users' passwords. Where Vault holds no value for
+    C(field), a random one (letters and digits, the operating system's CSPRNG) is written with
+    check-and-set; an existing value is never replaced or returned.
   - Tokens and shards are never returned and are masked in all output. Non-fatal problems (a
     short-lived token that could not be revoked) are reported as warnings.
   - Refuses to replace an auth method or mount of another type and to change a KV mount's

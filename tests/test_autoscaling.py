@@ -12,6 +12,7 @@ import pytest
 import yaml
 from helpers.ansible_run import BIN, REPO, run_playbook
 from helpers.platform_plan import REGIONS, host_failure, render, variant
+from tai_deploy import crd_schemas
 
 pytestmark = pytest.mark.playbook
 
@@ -22,7 +23,14 @@ TRIGGERS = {"cpu", "prometheus", "redis-cluster"}
 def autoscalers(plan_region: tuple[Any, str]) -> dict[str, dict[str, Any]]:
     plan, region = plan_region
     return {f"{o['kind']}/{o['metadata']['name']}": o
-            for o in plan.manifests(region, "autoscaling")}
+            for o in plan.manifests(region, "autoscaling")
+            if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")}
+
+
+def trigger_authentications(plan_region: tuple[Any, str]) -> dict[str, dict[str, Any]]:
+    plan, region = plan_region
+    return {o["metadata"]["name"]: o for o in plan.manifests(region, "autoscaling")
+            if o["kind"] == "TriggerAuthentication"}
 
 
 def check_structure(obj: dict[str, Any]) -> None:
@@ -62,7 +70,10 @@ def check_structure(obj: dict[str, Any]) -> None:
             assert f'slot="{slot}"' in trig["metadata"]["query"]
             assert f'service="{service}"' in trig["metadata"]["query"]
         else:
-            assert set(trig["metadata"]) == {"addresses", "listName", "listLength"}
+            assert set(trig["metadata"]) == {"addresses", "listName", "listLength", "username",
+                                             "enableTLS"}
+            assert trig["metadata"]["enableTLS"] == "true"
+            assert trig["authenticationRef"] == {"name": "keda-redis"}
 
 
 def owners(objs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
@@ -135,7 +146,30 @@ def test_slots_regions_and_triggers_from_the_inventory() -> None:
              if t["type"] == "redis-cluster"]
     assert redis == [{"type": "redis-cluster", "metadata": {
         "addresses": "redis.tai-system.svc:6379", "listName": "scheduler:queue",
-        "listLength": "20"}}]
+        "listLength": "20", "username": "keda", "enableTLS": "true"},
+        "authenticationRef": {"name": "keda-redis"}}]
+    # The password comes from Vault through KEDA's own login, never from a Kubernetes Secret;
+    # only the (public) Redis CA is read from the chart's redis-tls Secret. Validated against
+    # KEDA's TriggerAuthentication CRD schema by the plan (cloudcoil-models-keda).
+    auth = trigger_authentications((plan, "us-central1"))
+    assert list(auth) == ["keda-redis"]
+    assert auth["keda-redis"]["metadata"]["namespace"] == "tai-system"
+    assert auth["keda-redis"]["spec"] == {
+        "secretTargetRef": [{"parameter": "ca", "name": "redis-tls", "key": "ca.crt"}],
+        "hashiCorpVault": {
+            "address": "https://vault.vault.svc:8200", "authentication": "kubernetes",
+            "mount": "kubernetes", "role": "keda-redis",
+            "credential": {
+                "serviceAccount": "/var/run/secrets/kubernetes.io/serviceaccount/token"},
+            "secrets": [{"parameter": "password", "key": "password", "type": "secretV2",
+                         "path": "tai/data/redis/keda"}]}}
+    assert crd_schemas.problems(auth["keda-redis"])[0] == []
+    # KEDA 2.18's credential.serviceAccountName is newer than the schema: refused, not sent.
+    newer = json.loads(json.dumps(auth["keda-redis"]))
+    newer["spec"]["hashiCorpVault"]["credential"] = {"serviceAccountName": "keda-redis"}
+    assert crd_schemas.problems(newer)[0] != []
+    # No Redis trigger, no TriggerAuthentication.
+    assert trigger_authentications((render(), "us-central1")) == {}
 
 
 def _chart_deployments(*sets: str) -> set[str]:
@@ -173,6 +207,13 @@ def test_keda_release_is_pinned_ha_and_restricted(region: str) -> None:
         assert ctx["allowPrivilegeEscalation"] is False
         assert ctx["capabilities"] == {"drop": ["ALL"]}
         assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The operator verifies Vault (hashiCorpVault provider) with Vault's CA, which the vault
+    # role writes into KEDA's namespace.
+    assert values["env"] == [{"name": "VAULT_CACERT", "value": "/vault/tls/ca.crt"}]
+    assert values["volumes"]["keda"] == {
+        "extraVolumes": [{"name": "vault-ca", "secret": {
+            "secretName": "vault-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}],
+        "extraVolumeMounts": [{"name": "vault-ca", "mountPath": "/vault/tls", "readOnly": True}]}
 
 
 BAD_1: dict[str, dict[str, Any]] = {

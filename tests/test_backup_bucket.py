@@ -170,9 +170,9 @@ def test_the_project_phase_creates_the_bucket_its_writers_and_readers_once() -> 
             f"serviceAccount:redis-backup@{PROJECT}.iam.gserviceaccount.com",
             f"serviceAccount:vault-backup@{PROJECT}.iam.gserviceaccount.com"]
         assert policy[READER_ROLE] == ["group:sre@example.com"]
-        # nobody else gets a role on the bucket; the project's own convenience bindings stay
-        assert set(policy) == {WRITER_ROLE, READER_ROLE, "roles/storage.legacyBucketOwner",
-                               "roles/storage.legacyBucketReader"}
+        # nobody else holds a role on the bucket: the convenience bindings Cloud Storage gives
+        # a new bucket (project owners and editors may write through legacyBucketOwner) are gone
+        assert set(policy) == {WRITER_ROLE, READER_ROLE}
         for account in ("vault-backup", "redis-backup"):
             assert (f"projects/{PROJECT}/serviceAccounts/{account}@{PROJECT}"
                     ".iam.gserviceaccount.com") in double.apis.resources
@@ -270,3 +270,62 @@ def test_bad_backup_settings_are_refused_by_the_validation_play(tmp_path: Any) -
     assert "TASK [project" not in run.stdout  # no role ran
     assert "filter plugin" not in text
     assert not root.exists() and not (tmp_path / ".build.staging").exists()
+
+
+def test_a_writer_added_by_hand_is_removed_and_the_reruns_change_nothing() -> None:
+    from helpers.gcp_double import serve
+    from helpers.project_inputs import global_cfg, region_cfg
+    from project_resources import project_global_items, project_region_items
+    glob = {**global_cfg(), "backup_identities": BACKUPS["tai_backup_identities"]}
+    region = {**region_cfg("europe-west1"), "backup": _backup_cfg()}
+    items = project_global_items(glob) + project_region_items(region, "europe-west1")
+    name = f"tai-{PROJECT}-europe-west1-backups"
+    with serve() as (double, url):
+        converger = _converger(url)
+        converger.converge([i for i in items if i["id"] != "backup-bucket-iam"])
+        # what Cloud Storage gives every new bucket: the project's editors may write
+        assert {b["role"]: b["members"] for b in double.apis.storage.policies[name]["bindings"]
+                } == {"roles/storage.legacyBucketOwner": [f"projectEditor:{PROJECT}",
+                                                          f"projectOwner:{PROJECT}"],
+                      "roles/storage.legacyBucketReader": [f"projectViewer:{PROJECT}"]}
+        converger.converge([i for i in items if i["id"] == "backup-bucket-iam"])
+        assert double.apis.storage.policies[name]["bindings"] == bucket_bindings(
+            PROJECT, WRITERS, ["group:sre@example.com"])
+        # someone grants an extra writer by hand: the next run removes it, and says so
+        policy = double.apis.storage.policies[name]
+        policy["bindings"].append({"role": "roles/storage.objectAdmin",
+                                   "members": ["user:someone@example.com"]})
+        policy["bindings"][0]["members"].append("serviceAccount:other@example.iam."
+                                                "gserviceaccount.com")
+        fixed = _converger(url)
+        fixed.converge(items)
+        result = next(r for r in fixed.results if r.id == "backup-bucket-iam")
+        assert result.action == "updated"
+        assert result.fields == [
+            f"no {WRITER_ROLE} for serviceAccount:other@example.iam.gserviceaccount.com",
+            "no roles/storage.objectAdmin for user:someone@example.com"]
+        assert double.apis.storage.policies[name]["bindings"] == bucket_bindings(
+            PROJECT, WRITERS, ["group:sre@example.com"])
+        start = len(double.requests)
+        again = _converger(url)
+        again.converge(items)
+        assert {r.action for r in again.results} == {"unchanged"}
+        assert [p for m, p, _ in double.requests[start:] if m == "PUT" or "setIam" in p] == []
+
+
+def test_a_concurrent_edit_of_the_bucket_policy_is_read_again_and_retried() -> None:
+    from helpers.gcp_double import serve
+    from helpers.project_inputs import global_cfg, region_cfg
+    from project_resources import project_global_items, project_region_items
+    glob = {**global_cfg(), "backup_identities": BACKUPS["tai_backup_identities"]}
+    items = project_global_items(glob) + project_region_items(
+        {**region_cfg("europe-west1"), "backup": _backup_cfg()}, "europe-west1")
+    name = f"tai-{PROJECT}-europe-west1-backups"
+    with serve() as (double, url):
+        # buckets.setIamPolicy with a stale etag answers 412 Precondition Failed
+        double.fail("PUT", f"/storage/v1/b/{name}/iam", 412, "Precondition Failed")
+        _converger(url).converge(items)
+        puts = [p for m, p, _ in double.requests if m == "PUT"]
+        assert puts == [f"/storage/v1/b/{name}/iam"] * 2
+        assert double.apis.storage.policies[name]["bindings"] == bucket_bindings(
+            PROJECT, WRITERS, ["group:sre@example.com"])

@@ -99,6 +99,45 @@ def assert_selectors_always_whole(double: KubeApiDouble) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# versions pinned by digest
+
+
+DIGEST = "sha256:" + "3b" * 32
+
+
+def test_a_version_with_its_digest_is_deployed_pinned_and_a_second_run_changes_nothing(
+        double: KubeApiDouble, bg: Factory) -> None:
+    pinned = f"v1.1.0@{DIGEST}"
+    out = bg().promote([Target("governor", version=pinned)])[0]
+    assert out.changed and out.after["active_slot"] == "green"
+    assert image(double, "governor-green") == f"{IMAGE}:v1.1.0@{DIGEST}"
+    assert record(double).active_image == f"{IMAGE}:v1.1.0@{DIGEST}"
+    again = bg().promote([Target("governor", version=pinned)])[0]
+    assert not again.changed and not again.promotion_needed
+    # The same tag with another digest is another image: it goes to the idle slot.
+    other = "sha256:" + "4c" * 32
+    out = bg().promote([Target("governor", version=f"v1.1.0@{other}")])[0]
+    assert out.changed and image(double, "governor-blue") == f"{IMAGE}:v1.1.0@{other}"
+
+
+@pytest.mark.parametrize("version", [
+    "v1.1.0@sha256:" + "AB" * 32,  # the digest's hex is lowercase
+    "v1.1.0@sha256:" + "ab" * 31,  # 62 hex digits
+    "v1.1.0@sha512:" + "ab" * 64,  # the chart pins sha256 only
+    "@sha256:" + "ab" * 32,        # a digest needs its tag
+])
+def test_a_malformed_digest_is_refused_before_anything_is_written(
+        double: KubeApiDouble, bg: Factory, version: str) -> None:
+    before = len(double.writes())
+    with pytest.raises(SwapError) as refused:
+        run(bg(), "promoted", [Target("governor", version=version)])
+    assert (f"service governor: version {version!r} is not a valid image tag (letters, "
+            "digits, '_', '.', '-'; at most 128), optionally with its digest "
+            "(@sha256:<64 hex digits>)") in str(refused.value)
+    assert len(double.writes()) == before
+
+
+# ------------------------------------------------------------------------------------------
 # promote
 
 
@@ -566,6 +605,9 @@ def test_with_version() -> None:
     assert with_version("gcr.io/p/governor:v1", "v2") == "gcr.io/p/governor:v2"
     assert with_version("localhost:5000/governor", "v2") == "localhost:5000/governor:v2"
     assert with_version("gcr.io/p/g@sha256:abc", "v2") == "gcr.io/p/g:v2"
+    pinned = "v2@sha256:" + "0f" * 32
+    assert with_version("gcr.io/p/g:v1@sha256:" + "ab" * 32, pinned) == f"gcr.io/p/g:{pinned}"
+    assert with_version("localhost:5000/g:v1", pinned) == f"localhost:5000/g:{pinned}"
 
 
 # ------------------------------------------------------------------------------------------

@@ -55,14 +55,23 @@ def test_one_list_of_services_in_group_vars_python_and_the_chart() -> None:
     ({"governer": "v1"}, {}, ["tai_upgrade_versions names an unknown service governer (known: "
                               "governor, coordinator, scheduler)"]),
     ({"governor": 1.1}, {"canary": "europe-wst1"},
-     ["tai_upgrade_versions.governor must be an image tag such as v1.1.0 (quoted), got 1.1",
+     ["tai_upgrade_versions.governor must be an image tag such as v1.1.0 (quoted), "
+      "optionally with its digest (v1.1.0@sha256:<64 hex digits>), got 1.1",
       'tai_upgrade_canary_region "europe-wst1" is not a region of the inventory '
       "(asia-southeast1, europe-west1, us-central1)"]),
     # The swap's own tag rule: at most 128 characters, no leading '.' or '-'.
     ({"governor": "-v1"}, {}, ["tai_upgrade_versions.governor must be an image tag such as "
-                               'v1.1.0 (quoted), got "-v1"']),
+                               "v1.1.0 (quoted), optionally with its digest "
+                               '(v1.1.0@sha256:<64 hex digits>), got "-v1"']),
     ({"governor": "v" * 129}, {}, ["tai_upgrade_versions.governor must be an image tag such as "
-                                   f'v1.1.0 (quoted), got "{"v" * 129}"']),
+                                   "v1.1.0 (quoted), optionally with its digest "
+                                   f'(v1.1.0@sha256:<64 hex digits>), got "{"v" * 129}"']),
+    # ... and its digest: sha256, 64 lowercase hex digits, after a tag.
+    ({"governor": "v1.1.0@sha256:" + "AB" * 32}, {}, [
+        "tai_upgrade_versions.governor must be an image tag such as v1.1.0 (quoted), "
+        "optionally with its digest (v1.1.0@sha256:<64 hex digits>), got "
+        f'"v1.1.0@sha256:{"AB" * 32}"']),
+    ({"governor": "v1.1.0@sha256:" + "ab" * 32, "scheduler": "v1.1.0"}, {}, []),
     ({"governor": "v1.1.0"}, {"region_order": "us-central1"},
      ["tai_upgrade_region_order must list every selected region (asia-southeast1, "
       'europe-west1, us-central1) and only regions of the inventory, got "us-central1"']),
@@ -76,6 +85,49 @@ def test_upgrade_inputs_one_sentence_each(versions: Any, extra: dict[str, Any],
                                           expected: list[str]) -> None:
     assert F.tai_upgrade_problems(versions, KNOWN, REGIONS, REGIONS, canary=extra.get("canary"),
                                   region_order=extra.get("region_order")) == expected
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_upgrade_versions_follow_the_plans_digest_rule() -> None:
+    pinned, bare = f"v1.1.0@{DIGEST}", "v1.1.0"
+    check = F.tai_upgrade_digest_problems
+    # Production: every version pinned by digest, whatever the override says.
+    assert check({"governor": pinned}, "europe-west1", "production", False) == []
+    assert check({"governor": bare, "scheduler": pinned}, "europe-west1", "production",
+                 False) == [
+        'tai_upgrade_versions.governor ("v1.1.0") of region europe-west1 has no image digest; '
+        "production images must be pinned as tag@sha256: give it as "
+        "v1.1.0@sha256:<the registry's digest of v1.1.0>."]
+    assert check({"governor": pinned}, "europe-west1", "production", "true") == [
+        "tai_services_allow_undigested_images of region europe-west1 is true in environment "
+        "production; it is meant for development environments only, and production images "
+        "must be pinned by digest."]
+    # The chart's placeholder digest pulls nothing in production.
+    placeholder = "v1.1.0@sha256:" + "0" * 64
+    assert check({"governor": placeholder}, "us-central1", "production", False) == [
+        f'tai_upgrade_versions.governor ("{placeholder}") of region us-central1 carries the '
+        "placeholder digest sha256:000…; give the registry's digest of v1.1.0."]
+    # Elsewhere: a digest, or the plan's development override.
+    assert check({"governor": bare}, "europe-west1", "staging", False) == [
+        'tai_upgrade_versions.governor ("v1.1.0") of region europe-west1 has no image digest; '
+        "pin it as tag@sha256 (give it as v1.1.0@sha256:<the registry's digest of v1.1.0>), "
+        "or set tai_services_allow_undigested_images: true in this staging environment."]
+    assert check({"governor": bare}, "europe-west1", "development", True) == []
+    assert check({"governor": placeholder}, "europe-west1", "development", False) == []
+    # What the input check refuses is said once, by it.
+    assert check({"governor": 1.1, "coordinator": "-v1"}, "europe-west1", "production",
+                 False) == []
+    assert check(None, "europe-west1", "production", False) == []
+
+
+def test_the_upgrade_reads_the_plans_environment_and_override() -> None:
+    """The role's defaults read the tai_services role's variables: the plan and the upgrade
+    judge an environment alike."""
+    defaults = yaml.safe_load((REPO / "roles/bluegreen/defaults/main.yml").read_text())
+    assert "tai_services_environment" in defaults["bluegreen_environment"]
+    assert "tai_services_allow_undigested_images" in defaults["bluegreen_allow_undigested_images"]
 
 
 def test_rollback_inputs_one_sentence_each() -> None:

@@ -147,8 +147,8 @@ def test_a_production_image_without_a_digest_is_refused() -> None:
     assert role_problems("tai_services", {**inputs, "tai_services_environment": "staging"},
                          Context(region=REGION)) == [
         "services.governor.slots.green (gcr.io/ggen-project/governor:v1.1.0) of region "
-        "europe-west1 has no image digest; pin it as tag@sha256 with "
-        "services.governor.slots.green.digest (tai_services_values), or set "
+        "europe-west1 has no image digest; pin it as tag@sha256 (set "
+        "services.governor.slots.green.digest (tai_services_values)), or set "
         "tai_services_allow_undigested_images: true in this staging environment."]
     digest = "sha256:" + "ab" * 32
     inputs["tai_services_values"] = {"services": {"governor": {"slots": {"green": {
@@ -161,7 +161,8 @@ def test_vault_token_ttls_and_autoscaler_ceilings() -> None:
     vault.update(vault_seal_type="shamir",
                  vault_rotate_key_shares=5, vault_rotate_key_threshold=3,
                  # templates among the defaults, as the play would resolve them
-                 vault_backup_service_account="vault-snapshot", vault_tls_ca_secret_name="vault-ca")
+                 vault_backup_service_account="vault-snapshot", vault_tls_ca_secret_name="vault-ca",
+                 vault_tls_ca_namespaces=["tai-system", "keda"])
     ctx = Context(region=REGION, charts={"vault": {"repository": "r", "chart": "c",
                                                    "version": "1.0.0"}})
     assert role_problems("vault", {**vault, "vault_token_ttl": "-5m"}, ctx) == [

@@ -9,9 +9,11 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from helpers.k8s_double import KubeApiDouble
 
 CRD: dict[str, Any] = {
@@ -139,3 +141,120 @@ def test_a_watch_streams_the_initial_objects_then_the_changes(double: KubeApiDou
         ("ADDED", "one"), ("BOOKMARK", None), ("ADDED", "two")]
     assert events[1]["object"]["metadata"]["annotations"] == {
         "k8s.io/initial-events-end": "true"}
+
+
+def _deployment(name: str, image: str, app: str) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": app}},
+                     "template": {"metadata": {"labels": {"app": app}},
+                                  "spec": {"containers": [{"name": app, "image": image}]}}}}
+
+
+def _conditions(double: KubeApiDouble, ns: str, name: str) -> dict[str, dict[str, str]]:
+    dep = double.find("Deployment", ns, name) or {}
+    return {c["type"]: c for c in (dep.get("status") or {}).get("conditions") or []}
+
+
+def test_a_failing_webhook_without_endpoints_refuses_pods_until_its_service_has_one(
+        double: KubeApiDouble) -> None:
+    call(double, "POST", "/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "apps", "labels": {"inject": "yes"}}})
+    # the webhook's backend: a Deployment whose pods never become available (tag -never)
+    call(double, "POST", "/apis/apps/v1/namespaces/default/deployments",
+         _deployment("injector", "injector:1-never", "injector"))
+    call(double, "POST", "/api/v1/namespaces/default/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "injector-svc"},
+        "spec": {"selector": {"app": "injector"}, "ports": [{"port": 443}]}})
+    status, _ = call(
+        double, "POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration", "metadata": {"name": "injector-cfg"},
+            "webhooks": [{"name": "inject.example.com", "admissionReviewVersions": ["v1"],
+                          "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 30,
+                          "namespaceSelector": {"matchLabels": {"inject": "yes"}},
+                          "clientConfig": {"service": {"name": "injector-svc",
+                                                       "namespace": "default",
+                                                       "path": "/mutate"}},
+                          "rules": [{"operations": ["CREATE"], "apiGroups": [""],
+                                     "apiVersions": ["v1"], "resources": ["pods"]}]}]})
+    assert status == 201
+    call(double, "POST", "/apis/apps/v1/namespaces/apps/deployments", _deployment(
+        "api", "api:1", "api"))
+    call(double, "POST", "/apis/apps/v1/namespaces/default/deployments", _deployment(
+        "outside", "api:1", "outside"))
+    call(double, "POST", "/apis/apps/v1/namespaces/apps/statefulsets", {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+        "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "template": {"metadata": {"labels": {"app": "db"}},
+                              "spec": {"containers": [{"name": "db", "image": "db:1"}]}}}})
+    double.wait_for(lambda: "ReplicaFailure" in _conditions(double, "apps", "api"))
+    failure = _conditions(double, "apps", "api")["ReplicaFailure"]
+    # the API server's answer to the pod creation, as the Deployment controller reports it
+    assert (failure["status"], failure["reason"]) == ("True", "FailedCreate")
+    assert failure["message"] == (
+        'Internal error occurred: failed calling webhook "inject.example.com": failed to call '
+        'webhook: Post "https://injector-svc.default.svc:443/mutate?timeout=30s": no endpoints '
+        'available for service "injector-svc"')
+    assert "readyReplicas" not in double.get("Deployment", "apps", "api")["status"]
+    # a namespace the selector does not match is not affected
+    double.wait_for(lambda: _conditions(double, "default", "outside").get(
+        "Available", {}).get("status") == "True")
+    # the StatefulSet controller records why it could not create its pod
+    double.wait_for(lambda: bool(double.objects("events", "apps")))
+    event = double.objects("events", "apps")[0]
+    assert (event["reason"], event["involvedObject"]["name"]) == ("FailedCreate", "db")
+    assert "create Pod db-0 in StatefulSet db failed error: Internal error occurred" in (
+        event["message"])
+    assert call(double, "GET", "/api/v1/namespaces/apps/pods")[1]["items"] == []
+
+    # the webhook's backend available again: the controllers create the pods
+    call(double, "PATCH", "/apis/apps/v1/namespaces/default/deployments/injector",
+         {"spec": {"template": {"spec": {"containers": [
+             {"name": "injector", "image": "injector:1"}]}}}},
+         "application/strategic-merge-patch+json")
+    double.wait_for(lambda: _conditions(double, "apps", "api").get(
+        "Available", {}).get("status") == "True")
+    assert "ReplicaFailure" not in _conditions(double, "apps", "api")
+    double.wait_for(lambda: (double.find("StatefulSet", "apps", "db") or {}).get(
+        "status", {}).get("readyReplicas") == 1)
+
+
+CERT_MANAGER_CRDS = (Path(__file__).parent / "helpers" / "standin_charts" / "cert-manager"
+                     / "crds" / "cert-manager.io.yaml")
+
+
+def test_a_certificate_is_issued_once_its_issuer_exists(double: KubeApiDouble) -> None:
+    for crd in yaml.safe_load_all(CERT_MANAGER_CRDS.read_text()):
+        if crd:
+            call(double, "POST",
+                 "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    base = "/apis/cert-manager.io/v1"
+    status, _ = call(double, "POST", base + "/namespaces/default/certificates", {
+        "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "gw"},
+        "spec": {"secretName": "gw-tls", "dnsNames": ["api.example.com", "*.example.com"],
+                 "secretTemplate": {"labels": {"team": "a"}},
+                 "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer",
+                               "name": "acme"}}})
+    assert status == 201
+
+    def ready() -> dict[str, Any]:
+        cert = call(double, "GET", base + "/namespaces/default/certificates/gw")[1]
+        return next((c for c in (cert.get("status") or {}).get("conditions") or []
+                     if c["type"] == "Ready"), {})
+
+    double.wait_for(lambda: ready().get("status") == "False")
+    assert ready()["message"] == ('Referenced "ClusterIssuer" not found: '
+                                  'clusterissuer.cert-manager.io "acme" not found')
+    assert call(double, "GET", "/api/v1/namespaces/default/secrets/gw-tls")[0] == 404
+    call(double, "POST", base + "/clusterissuers", {
+        "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "acme"},
+        "spec": {"selfSigned": {}}})
+    double.wait_for(lambda: ready().get("status") == "True")
+    status, secret = call(double, "GET", "/api/v1/namespaces/default/secrets/gw-tls")
+    assert status == 200
+    assert secret["type"] == "kubernetes.io/tls"
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(secret["data"])
+    assert secret["metadata"]["labels"]["team"] == "a"
+    assert secret["metadata"]["annotations"]["cert-manager.io/certificate-name"] == "gw"

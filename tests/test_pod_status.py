@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tai_deploy.pod_status import pod_wait
+from tai_deploy.pod_status import certificate_wait, deployment_wait, pod_wait
 
 KMS_ERROR = ("Error parsing Seal configuration: error fetching GCP CKMS wrapper key information: "
              "rpc error: code = PermissionDenied desc = Permission 'cloudkms.cryptoKeyVersions."
@@ -111,3 +111,57 @@ def test_the_filter_tells_an_until_when_to_stop() -> None:
     wait = module.FilterModule().filters()["tai_pod_wait"]
     assert wait([pod("vault-0", "Running", [crashing()])], "3")["stop"] is True
     assert wait([pod("vault-0", "Pending", [])], "1")["stop"] is False
+
+
+WEBHOOK_REFUSAL = (
+    'Internal error occurred: failed calling webhook "vault.hashicorp.com": failed to call '
+    'webhook: Post "https://vault-agent-injector-svc.vault.svc:443/mutate?timeout=30s": no '
+    'endpoints available for service "vault-agent-injector-svc"')
+
+
+def deployment(*conditions: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "governor-blue", "namespace": "tai-system", "generation": 1},
+            "status": {"conditions": list(conditions)}}
+
+
+def test_a_deployment_whose_pods_are_refused_stops_the_wait_with_the_api_servers_answer() -> None:
+    dep = deployment({"type": "Available", "status": "False"},
+                     {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"},
+                     {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                      "message": WEBHOOK_REFUSAL})
+    wait = deployment_wait([dep])
+    assert (wait["done"], wait["failed"], wait["stop"]) == (False, True, True)
+    assert wait["message"] == ("Deployment tai-system/governor-blue cannot create its pods "
+                               f"(FailedCreate): {WEBHOOK_REFUSAL}.")
+
+
+def test_a_deployment_past_its_progress_deadline_stops_the_wait() -> None:
+    dep = deployment({"type": "Progressing", "status": "False",
+                      "reason": "ProgressDeadlineExceeded",
+                      "message": 'ReplicaSet "governor-blue-5d8" has timed out progressing.'})
+    assert deployment_wait([dep])["message"] == (
+        'Deployment tai-system/governor-blue stopped progressing: ReplicaSet "governor-blue-5d8"'
+        " has timed out progressing.")
+
+
+def test_an_available_deployment_or_one_still_rolling_out() -> None:
+    assert deployment_wait([deployment({"type": "Available", "status": "True"})])["done"]
+    rolling = deployment_wait([deployment({"type": "Available", "status": "False"})])
+    assert (rolling["stop"], rolling["message"]) == (False, "")
+    assert deployment_wait([])["stop"] is False  # not created yet: keep waiting
+
+
+def test_a_certificate_is_ready_only_for_its_current_generation() -> None:
+    cert: dict[str, Any] = {
+        "metadata": {"name": "tai-tls-cert", "generation": 2},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "observedGeneration": 1}]}}
+    assert certificate_wait(cert)["done"] is False
+    cert["status"]["conditions"][0]["observedGeneration"] = 2
+    assert certificate_wait(cert) == {"done": True, "message": ""}
+    pending = {"metadata": {"generation": 1}, "status": {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "DoesNotExist",
+         "message": "Issuing certificate as Secret does not exist"}]}}
+    assert certificate_wait(pending)["message"] == (
+        "Ready is False (DoesNotExist: Issuing certificate as Secret does not exist)")
+    assert "cert-manager controller running" in certificate_wait({"metadata": {}})["message"]
+    assert certificate_wait(None)["message"] == "it does not exist"

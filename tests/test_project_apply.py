@@ -19,11 +19,12 @@ from helpers.gcp_double import GcpDouble, serve
 
 PROJECT = "tai-production"
 REGION = "europe-west1"
+REGISTRY = "projects/ggen-project/locations/us/repositories/gcr.io"
 ZONES = ("europe-west1-b", "europe-west1-c", "europe-west1-d")
 SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
             "firestore.googleapis.com", "dns.googleapis.com", "storage.googleapis.com",
-            "binaryauthorization.googleapis.com")
+            "binaryauthorization.googleapis.com", "artifactregistry.googleapis.com")
 
 
 def apply(url: str, build: Path, *playbooks: str, region: str = REGION,
@@ -44,6 +45,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GcpDoubl
     with serve(GcpDouble.empty_project(op_polls=2)) as (double, url):
         for zone in ZONES:
             double.apis.add_neg(PROJECT, zone, "tai-istio-ingress-443")
+        # the registry of the TAI images (gcr.io/ggen-project): another project's Artifact
+        # Registry gcr.io repository, whose owners already have their bindings
+        double.apis.add_repository("ggen-project", "us", "gcr.io")
+        double.apis.add_binding(REGISTRY, "roles/artifactregistry.writer",
+                                "group:ggen-release@example.com")
         yield double, url, tmp_path_factory.mktemp("build")
 
 
@@ -102,6 +108,15 @@ def test_first_apply_then_a_rerun_changes_nothing(project: tuple[GcpDouble, str,
         f"projects/{PROJECT}/serviceAccounts/redis-backup@{PROJECT}.iam.gserviceaccount.com"]
     assert redis_wi["bindings"][0]["members"] == [
         f"serviceAccount:{PROJECT}.svc.id.goog[tai-system/redis-snapshot]"]
+    # only the backup identities write to the bucket: Cloud Storage's convenience bindings of
+    # the project's owners, editors and viewers are gone
+    assert {b["role"] for b in double.apis.storage.policies[bucket["name"]]["bindings"]} == {
+        "roles/storage.objectCreator"}
+    # the nodes read the images' registry: on its repository, next to its owners' bindings
+    assert double.apis.policies[REGISTRY]["bindings"] == [
+        {"role": "roles/artifactregistry.writer", "members": ["group:ggen-release@example.com"]},
+        {"role": "roles/artifactregistry.reader",
+         "members": [f"serviceAccount:tai-gke-nodes@{PROJECT}.iam.gserviceaccount.com"]}]
     project_roles = {b["role"]: b["members"]
                      for b in double.apis.policies[f"projects/{PROJECT}"]["bindings"]}
     assert project_roles["roles/datastore.user"] == sorted(

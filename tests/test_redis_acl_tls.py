@@ -253,6 +253,33 @@ def test_each_user_is_confined_to_its_keys_and_commands(lab: Lab,
             conn.call(*command)
 
 
+def test_kedas_user_reads_a_queue_length_of_scheduler_and_nothing_else(
+        lab: Lab, six: tuple[list[RedisNode], Any]) -> None:
+    """The Redis user of KEDA's redis-cluster trigger (the autoscaling role's
+    TriggerAuthentication keda-redis): LLEN of scheduler's keys and the cluster's topology."""
+    nodes, run = six
+    assert run.returncode == 0, run.stdout + run.stderr
+    wait_for(nodes[0].port, client=lab.client("cluster-admin"))
+    queue = _master_of(nodes, lab, "scheduler:queue")
+    with Resp(queue.address, access=lab.access("scheduler")) as sched:
+        sched.call("DEL", "scheduler:queue")
+        assert sched.call("RPUSH", "scheduler:queue", "a", "b", "c") == 3
+    with Resp(queue.address, access=lab.access("keda")) as keda:
+        assert keda.call("LLEN", "scheduler:queue") == 3
+        assert isinstance(keda.call("CLUSTER", "SLOTS"), list)
+        for command, what in ((("LRANGE", "scheduler:queue", "0", "-1"), "'lrange' command"),
+                              (("RPUSH", "scheduler:queue", "x"), "'rpush' command"),
+                              (("GET", "scheduler:job:1"), "'get' command"),
+                              (("CONFIG", "GET", "masterauth"), "'config|get' command")):
+            with pytest.raises(RedisError, match="NOPERM") as refused:
+                keda.call(*command)
+            assert what in str(refused.value)
+    other = _master_of(nodes, lab, "governor:queue")
+    with Resp(other.address, access=lab.access("keda")) as keda, pytest.raises(
+            RedisError, match=r"NOPERM .*access one of the keys"):
+        keda.call("LLEN", "governor:queue")
+
+
 def test_anonymous_wrong_password_and_plaintext_are_refused(lab: Lab,
                                                             six: tuple[list[RedisNode], Any]
                                                             ) -> None:

@@ -52,6 +52,12 @@ def test_cronjob_is_valid_restricted_and_uses_workload_identity(tmp_path: Path) 
     redis_ingress = by_kind(objects, "NetworkPolicy")["redis"]["spec"]["ingress"][0]
     assert "redis-snapshot" in redis_ingress["from"][0]["podSelector"]["matchExpressions"][0][
         "values"]
+    # Its 443 egress is Google's public addresses only: no address of the VPC (the job runs
+    # outside the mesh, so this NetworkPolicy is its only fence).
+    https = [rule for rule in by_kind(objects, "NetworkPolicy")["redis-snapshot"]["spec"][
+        "egress"] if rule["ports"] == [{"protocol": "TCP", "port": 443}]]
+    assert [peer["ipBlock"] for rule in https for peer in rule["to"]] == [
+        {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}]
     write_manifests([cron], tmp_path / "m")
     report = checkov(tmp_path / "m")
     failed = sorted({c["check_id"] for c in report.get("results", {}).get("failed_checks", [])})

@@ -223,12 +223,49 @@ def test_plan_mode_reports_and_changes_nothing(lab: BlueGreenLab) -> None:
     (("-e", versions(governer="v1.1.0")), "names an unknown service governer"),
     (("-e", '{"tai_upgrade_versions": {"governor": 1.1}}',
       "-e", "tai_upgrade_canary_region=europe-wst1"),
-     "tai_upgrade_versions.governor must be an image tag such as v1.1.0 (quoted), got 1.1; "
+     "tai_upgrade_versions.governor must be an image tag such as v1.1.0 (quoted), optionally "
+     "with its digest (v1.1.0@sha256:<64 hex digits>), got 1.1; "
      'tai_upgrade_canary_region "europe-wst1" is not a region of the inventory'),
 ])
 def test_bad_input_stops_with_one_sentence(lab: BlueGreenLab, extra: tuple[str, ...],
                                            message: str) -> None:
     run = upgrade(lab, *extra)
+    assert run.returncode != 0
+    assert message in said(run)
+    assert "Traceback" not in run.output
+    assert all(untouched(lab, r) for r in REGIONS)
+
+
+PRODUCTION = ("-e", "tai_environment=production",
+              "-e", "tai_services_allow_undigested_images=false")
+
+
+def test_production_deploys_versions_pinned_by_digest(lab: BlueGreenLab) -> None:
+    pinned = "v1.1.0@sha256:" + "3b" * 32
+    run = upgrade(lab, "-e", versions(governor=pinned), *PRODUCTION, "-l", CANARY)
+    assert run.returncode == 0, run.output[-4000:]
+    assert lab.active_slot(CANARY, "governor") == "green"
+    assert lab.image(CANARY, "governor-green") == IMAGE.format("governor", pinned)
+    again = upgrade(lab, "-e", versions(governor=pinned), *PRODUCTION, "-l", CANARY)
+    assert again.returncode == 0 and again.recap(CANARY)["changed"] == 0
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (PRODUCTION, 'tai_upgrade_versions.governor ("v1.1.0") of region asia-southeast1 has no '
+     "image digest; production images must be pinned as tag@sha256: give it as "
+     "v1.1.0@sha256:<the registry's digest of v1.1.0>."),
+    # The development override is refused in production, as by the plan.
+    (("-e", "tai_environment=production"), "tai_services_allow_undigested_images of region "
+     "europe-west1 is true in environment production; it is meant for development "
+     "environments only"),
+    (("-e", "tai_services_allow_undigested_images=false"), 'tai_upgrade_versions.governor '
+     '("v1.1.0") of region us-central1 has no image digest; pin it as tag@sha256 (give it as '
+     "v1.1.0@sha256:<the registry's digest of v1.1.0>), or set "
+     "tai_services_allow_undigested_images: true in this test environment."),
+])
+def test_a_version_without_its_digest_is_refused_where_the_plan_refuses_it(
+        lab: BlueGreenLab, extra: tuple[str, ...], message: str) -> None:
+    run = upgrade(lab, "-e", versions(governor="v1.1.0", coordinator="v1.1.0"), *extra)
     assert run.returncode != 0
     assert message in said(run)
     assert "Traceback" not in run.output

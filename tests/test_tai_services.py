@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers.ansible_run import REPO, PlaybookRun, run_playbook
+from helpers.k8s_double import KubeApiDouble
 
 FILTER_FILE = REPO / "roles" / "tai_services" / "filter_plugins" / "tai_services_live.py"
 
@@ -311,3 +313,71 @@ def test_bad_inventory_values_stop_the_plan_with_the_schema_message(tmp_path: Pa
     assert "at '/services/governor/replicas': minimum: got -1, want 0" in flat
     assert "Traceback" not in run.output
     assert not plan_dir(tmp_path).exists()
+
+
+# ---- the role end to end (apply mode, against the Kubernetes API test double) ------------
+
+STANDIN_CRDS = sorted((REPO / "tests" / "helpers" / "standin_charts").glob("*/crds/*.yaml"))
+
+
+def _digest(name: str) -> str:
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+@pytest.mark.playbook
+def test_an_install_whose_pods_a_webhook_refuses_stops_with_the_api_servers_answer(
+        tmp_path: Path) -> None:
+    """The TAI pods are refused by a webhook that went down after the Vault role checked it
+    (failurePolicy Fail, no endpoint): Helm's wait ends at its timeout without a reason; the
+    role reads the Deployments and stops with the API server's answer and what Helm left."""
+    with KubeApiDouble(namespaces=("default", "kube-system", "vault")) as double:
+        for path in STANDIN_CRDS:  # what the platform releases install before the TAI chart
+            for crd in yaml.safe_load_all(path.read_text()):
+                if crd:
+                    double.seed(crd)
+        double.seed(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": "tai-system", "labels": {"istio-injection": "enabled"}}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "vault-agent-injector-svc", "namespace": "vault"},
+             "spec": {"selector": {"app": "vault-agent-injector"}, "ports": [{"port": 443}]}},
+            {"apiVersion": "admissionregistration.k8s.io/v1",
+             "kind": "MutatingWebhookConfiguration",
+             "metadata": {"name": "vault-agent-injector-cfg"},
+             "webhooks": [{"name": "vault.hashicorp.com", "admissionReviewVersions": ["v1"],
+                           "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 30,
+                           "namespaceSelector": {"matchLabels": {
+                               "kubernetes.io/metadata.name": "tai-system"}},
+                           "clientConfig": {"service": {"name": "vault-agent-injector-svc",
+                                                        "namespace": "vault",
+                                                        "path": "/mutate"}},
+                           "rules": [{"operations": ["CREATE"], "apiGroups": [""],
+                                      "apiVersions": ["v1"], "resources": ["pods"]}]}]})
+        kubeconfig = tmp_path / "kubeconfig"
+        context = "gke_tai-production_europe-west1_tai-cluster"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": context,
+            "clusters": [{"name": "double", "cluster": {"server": double.url}}],
+            "users": [{"name": "tester", "user": {"token": "t"}}],
+            "contexts": [{"name": context, "context": {"cluster": "double",
+                                                       "user": "tester"}}]}))
+        extra = {"tai_apply": True, "tai_services_helm_timeout": "20s",
+                 "tai_services_values": {
+                     "services": {s: {"slots": {"blue": {"digest": _digest(s)}}}
+                                  for s in ("governor", "coordinator", "scheduler")},
+                     "redis": {"exporter": {"image": {"digest": _digest("exporter")}},
+                               "backup": {"image": {"digest": _digest("backup")}}}}}
+        book = tmp_path / "play.yml"
+        book.write_text(PLAYBOOK.format(build=tmp_path / "build", charts=REPO / "charts"))
+        run = run_playbook(str(book), "-l", "europe-west1", "-e", json.dumps(extra),
+                           env={"KUBECONFIG": str(kubeconfig)}, timeout=600)
+    assert run.returncode != 0
+    failure = " ".join(run.stdout[run.stdout.rindex("fatal: ["):].split())
+    assert "The TAI release tai was not installed or upgraded (Helm waits up to " \
+           "tai_services_helm_timeout, 20s): Deployment tai-system/" in failure, failure
+    assert ('cannot create its pods (FailedCreate): Internal error occurred: failed calling '
+            'webhook "vault.hashicorp.com": failed to call webhook: Post "https://vault-agent-'
+            'injector-svc.vault.svc:443/mutate?timeout=30s": no endpoints available for service '
+            '"vault-agent-injector-svc".') in failure, failure
+    assert ("The release is left failed with what it created (a first install is not rolled "
+            "back); the next apply upgrades it.") in failure

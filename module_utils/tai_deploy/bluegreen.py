@@ -61,7 +61,7 @@ from urllib.parse import quote
 
 from .bluegreen_lease import LeaseError, LeaseLock
 from .k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
-from .services import IMAGE_TAG, SLOTS
+from .services import IMAGE_VERSION, SLOTS
 
 ANNOTATION = "bluegreen.tai-deploy.io/state"
 # The release a rollback aborted: {"image", "slot", "at", "by"}.
@@ -80,7 +80,7 @@ READY, PROGRESSING, FAILED, MISSING = "ready", "progressing", "failed", "missing
 # Annotations of the active Deployment that must not be copied to a new slot.
 _NOT_COPIED = ("deployment.kubernetes.io/revision",
                "kubectl.kubernetes.io/last-applied-configuration")
-_TAG = IMAGE_TAG
+_TAG = IMAGE_VERSION
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -170,7 +170,8 @@ class Target:
             out.append(f"service {self.service}: the new image or version is required")
         if self.version is not None and not _TAG.match(self.version):
             out.append(f"service {self.service}: version {self.version!r} is not a valid "
-                       "image tag (letters, digits, '_', '.', '-'; at most 128)")
+                       "image tag (letters, digits, '_', '.', '-'; at most 128), optionally "
+                       "with its digest (@sha256:<64 hex digits>)")
         if self.image is not None and not _IMAGE.match(self.image):
             out.append(f"service {self.service}: image {self.image!r} is not an image "
                        "reference")
@@ -184,7 +185,8 @@ def scaledobject_path(namespace: str, name: str | None = None) -> str:
 
 
 def with_version(image: str, version: str) -> str:
-    """The image reference with its tag (or digest) replaced by ``version``."""
+    """The image reference with its tag and digest replaced by ``version`` (a tag, or
+    tag@sha256:... which gives repository:tag@sha256:..., the reference that pins the digest)."""
     base = image.split("@", 1)[0]
     last = base.rsplit("/", 1)[-1]
     if ":" in last:

@@ -25,7 +25,10 @@ Item kinds (all keys are plain JSON; ``title`` names the object in sentences):
     with the Policy itself as the body). Read-modify-write with the etag: only missing members
     are added, nobody else's binding is dropped; 409/ABORTED (a concurrent edit) re-reads and
     retries; a member the API says does not exist yet (IAM is eventually consistent after a
-    service account is created) is retried within ``iam_retry_seconds``.
+    service account is created) is retried within ``iam_retry_seconds``. ``authoritative: true``
+    makes the policy hold only ``bindings``: every other member is removed (and reported), for a
+    resource whose policy must name its principals exactly (the backup buckets).
+    ``denied_hint``: a 403 on the policy is one sentence ending with it (who must grant what).
 
 Strings of the form ``$(item_id.output)`` in later items are replaced by values read back
 from earlier ones (the load balancer's forwarding rule takes the address Google allocated).
@@ -347,10 +350,14 @@ class Converger:
             try:
                 policy = _policy_call(client, item, resource, title)
             except GcpApiError as exc:
+                _denied(item, exc)
                 if not (self.check_mode and (exc.disabled_service or exc.status == 404)):
                     raise
                 policy = {}  # the services item (or an earlier item) of this plan creates it
             merged, added = _merge(policy, wanted)
+            if item.get("authoritative"):
+                merged, removed = _exclusive(merged, wanted)
+                added += removed
             result = ItemResult(str(item["id"]), title, UPDATED if added else UNCHANGED, added,
                                 before=policy.get("bindings", []), after=merged.get("bindings"))
             if not added or self.check_mode:
@@ -359,13 +366,15 @@ class Converger:
                 if item.get("style") == "storage":
                     # Cloud Storage: buckets.setIamPolicy is PUT b/{bucket}/iam with the Policy
                     client.call("PUT", f"{resource}/iam", merged,
-                                action=f"add {', '.join(added)} to the IAM policy of {title}")
+                                action=f"set {', '.join(added)} in the IAM policy of {title}")
                 else:
                     client.call("POST", f"{resource}:setIamPolicy", {"policy": merged},
                                 action=f"add {', '.join(added)} to the IAM policy of {title}")
                 return result
             except GcpApiError as exc:
-                if exc.status == 409 or exc.api_status == "ABORTED":
+                _denied(item, exc)
+                # 409 ABORTED (IAM's stale etag); 412 Precondition Failed (Cloud Storage's)
+                if exc.status in (409, 412) or exc.api_status == "ABORTED":
                     conflicts += 1
                     if conflicts >= self.iam_attempts:
                         raise ConvergeError(
@@ -393,6 +402,35 @@ def _policy_call(client: RestClient, item: Mapping[str, Any], resource: str,
     return client.call("POST", f"{resource}:getIamPolicy",
                        {"options": {"requestedPolicyVersion": 3}},
                        action=f"read the IAM policy of {title}")
+
+
+def _denied(item: Mapping[str, Any], exc: GcpApiError) -> None:
+    """A policy our credentials may not read or edit (403, not a disabled service): one
+    sentence that says who must grant what, when the item says (``denied_hint``)."""
+    if exc.status == 403 and not exc.disabled_service and item.get("denied_hint"):
+        raise ConvergeError(f"Cannot edit the IAM policy of {item['title']}: permission denied "
+                            f"({exc.message}); {item['denied_hint']}.") from exc
+
+
+def _exclusive(policy: Mapping[str, Any], wanted: Sequence[tuple[str, list[str]]],
+               ) -> tuple[dict[str, Any], list[str]]:
+    """``authoritative`` items: the policy holds only the wanted members; every other member
+    (someone's grant, or the defaults the service adds to a new resource) is removed."""
+    keep = {role: set(members) for role, members in wanted}
+    out = copy.deepcopy(dict(policy))
+    removed: list[str] = []
+    bindings = []
+    for b in out.get("bindings") or []:
+        role = str(b.get("role"))
+        allowed = keep.get(role, set()) if not b.get("condition") else set()
+        for member in b.get("members") or []:
+            if member not in allowed:
+                removed.append(f"no {role} for {member}")
+        members = [m for m in b.get("members") or [] if m in allowed]
+        if members:
+            bindings.append({**b, "members": members})
+    out["bindings"] = bindings
+    return out, removed
 
 
 def _merge(policy: Mapping[str, Any], wanted: Sequence[tuple[str, list[str]]],

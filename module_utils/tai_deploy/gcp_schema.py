@@ -281,6 +281,11 @@ def declared_problems(declaration: Mapping[str, Any] | str, data: Any) -> list[s
             if not api:
                 continue
             label = item.get("id", i)
+            if item.get("kind") == "iam_policy" and item.get("method_id"):
+                # the setIamPolicy request that apply sends: the bindings inside a Policy
+                out += [f"item {label} ({item['method_id']}): {p}"
+                        for p in method_problems(str(api), str(item["method_id"]),
+                                                 {"policy": {"bindings": item.get("bindings")}})]
             for step in ("create", "update"):
                 call = item.get(step)
                 if isinstance(call, Mapping) and call.get("method_id") and "body" in call:

@@ -30,7 +30,7 @@ from .backup_bucket import PROTECTIONS, bucket_name, is_member
 from .chart_source import mirror_problems
 from .config_text import ConfigTextError, fluent_bit_value
 from .project_checks import check_project
-from .services import IMAGE_TAG, SERVICES, SLOTS
+from .services import IMAGE_VERSION, SERVICES, SLOTS
 from .vault_custody import holder_problems
 
 TIERS = ("primary", "secondary", "tertiary")
@@ -110,6 +110,7 @@ LIMITS: dict[str, Limit] = {
     # clients enforce on server certificates).
     "vault_tls_validity_days": Limit(1, 825),
     "vault_pods_timeout": Limit(1, 86400),
+    "vault_pods_poll_interval": Limit(1, 3600),
     # Kubernetes ResourceQuota pods: a non-negative count.
     "logging_critical_pods_quota": Limit(1, 100000),
     # Cloud Storage: a bucket's retention period is at most 100 years (3,155,760,000 s); its
@@ -866,9 +867,9 @@ def _vault(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
             out.append(f"vault_tls_renew_before_days of region {r} is "
                        f"{v.get('vault_tls_renew_before_days')}; it must be a whole number from "
                        f"0 to vault_tls_validity_days - 1 ({days - 1}).")
-    if "vault_pods_timeout" in v:
-        out += check_range("vault_pods_timeout", r, v["vault_pods_timeout"],
-                           LIMITS["vault_pods_timeout"])
+    for key in ("vault_pods_timeout", "vault_pods_poll_interval"):
+        if key in v:
+            out += check_range(key, r, v[key], LIMITS[key])
     if "vault_token_ttl" in v:
         out += _ttl("vault_token_ttl", r, v["vault_token_ttl"])
     out += _vault_custody(v, c)
@@ -911,6 +912,37 @@ def _vault(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
     return out
 
 
+_REDIS_USER = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _vault_redis_users(v: Mapping[str, Any], c: Context) -> list[str]:
+    """The Redis users whose passwords apply generates, and the length of one."""
+    r, out = c.region, list[str]()
+    users = v.get("vault_redis_users")
+    if users is not None:
+        if isinstance(users, (str, Mapping)) or not isinstance(users, Sequence):
+            out.append(f"vault_redis_users of {r} must be a list of Redis user names, got "
+                       f"{_json(users)}.")
+        else:
+            bad = [u for u in users if not isinstance(u, str) or not _REDIS_USER.match(u)]
+            if bad:
+                out.append(f"vault_redis_users of {r} holds {_json(bad)}; each Redis user name "
+                           "is a DNS label (a-z, 0-9, -), as in the chart's redis.auth.users.")
+            elif v.get("vault_redis_secrets_path"):
+                missing = [s for s in v.get("vault_services") or [] if s not in users]
+                if missing:
+                    out.append(f"vault_redis_users of {r} lacks {', '.join(map(str, missing))}; "
+                               "each service logs in to Redis as the user of its name, and its "
+                               "pods do not start without that user's password.")
+    length = v.get("vault_redis_password_length")
+    number = as_int(length)
+    if length is not None and (number is None or not 24 <= number <= 256):
+        shown = number if number is not None else _json(length)
+        out.append(f"vault_redis_password_length of {r} is {shown}; it must be a whole "
+                   "number from 24 to 256.")
+    return out
+
+
 def _vault_custody(v: Mapping[str, Any], c: Context) -> list[str]:
     """The shard holders against the share count and threshold, and the service secrets."""
     r, out = c.region, list[str]()
@@ -923,6 +955,7 @@ def _vault_custody(v: Mapping[str, Any], c: Context) -> list[str]:
             out.append(f"vault_rotate_key_shares of {r} is {rotate} but vault_key_holders "
                        f"lists {len(holders)} holders; a rotation encrypts one shard to each "
                        "holder (change the holders and the shares together).")
+    out += _vault_redis_users(v, c)
     secrets = v.get("vault_service_secrets")
     services = v.get("vault_services") or []
     if secrets is not None and not isinstance(secrets, Mapping):
@@ -1175,29 +1208,48 @@ def chart_images(values: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]
     return out
 
 
+# The development override of the digest rule, named once: the plan and the rolling upgrade
+# read the same variable.
+ALLOW_UNDIGESTED = "tai_services_allow_undigested_images"
+
+
+def override_problems(region: str, *, environment: str, allow_undigested: bool) -> list[str]:
+    """The development override set where it must not be: in production."""
+    if allow_undigested and environment == "production":
+        return [f"{ALLOW_UNDIGESTED} of region {region} is true in environment production; it "
+                "is meant for development environments only, and production images must be "
+                "pinned by digest."]
+    return []
+
+
+def undigested_problem(subject: str, region: str, *, pin: str, environment: str,
+                       allow_undigested: bool) -> str | None:
+    """The digest rule of every image the project deploys, for one image without a digest:
+    refused in production; elsewhere refused unless the development override is set.
+    ``subject`` names the image and the variable carrying it, ``pin`` says how to pin it."""
+    if environment == "production":
+        return (f"{subject} of region {region} has no image digest; production images must "
+                f"be pinned as tag@sha256: {pin}.")
+    if not allow_undigested:
+        return (f"{subject} of region {region} has no image digest; pin it as tag@sha256 "
+                f"({pin}), or set {ALLOW_UNDIGESTED}: true in this {environment} environment.")
+    return None
+
+
 def digest_problems(values: Mapping[str, Any], region: str, *, environment: str,
                     allow_undigested: bool) -> list[str]:
     """Images by digest: a production image without one is refused; outside production
     tai_services_allow_undigested_images lets tags alone through (development)."""
-    out: list[str] = []
-    production = environment == "production"
-    if allow_undigested and production:
-        out.append(f"tai_services_allow_undigested_images of region {region} is true in "
-                   "environment production; it is meant for development environments only, "
-                   "and production images must be pinned by digest.")
+    out = override_problems(region, environment=environment, allow_undigested=allow_undigested)
     for path, image, repo in chart_images(values):
-        ref = f"{repo}:{image.get('tag')}"
-        digest = image.get("digest")
-        if not digest:
-            if production:
-                out.append(f"{path} ({ref}) of region {region} has no image digest; production "
-                           f"images must be pinned as tag@sha256: set {path}.digest "
-                           "(tai_services_values).")
-            elif not allow_undigested:
-                out.append(f"{path} ({ref}) of region {region} has no image digest; pin it as "
-                           f"tag@sha256 with {path}.digest (tai_services_values), or set "
-                           "tai_services_allow_undigested_images: true in this "
-                           f"{environment} environment.")
+        if image.get("digest"):
+            continue
+        problem = undigested_problem(
+            f"{path} ({repo}:{image.get('tag')})", region,
+            pin=f"set {path}.digest (tai_services_values)", environment=environment,
+            allow_undigested=allow_undigested)
+        if problem:
+            out.append(problem)
     return out
 
 
@@ -1519,7 +1571,9 @@ def check_upgrade_inputs(versions: Any, *, known_services: Sequence[str], invent
 
     ``versions`` is tai_upgrade_versions (None when not given); ``canary`` and
     ``region_order`` are MISSING (or None) when not given. The version rule is the swap's
-    (services.IMAGE_TAG), so a tag the swap would refuse stops the run before any write.
+    (services.IMAGE_VERSION: a tag, optionally tag@sha256:...), so a version the swap would
+    refuse stops the run before any write; whether a region needs the digest is
+    check_upgrade_digests'.
     """
     out: list[str] = []
     if versions is None:
@@ -1533,9 +1587,10 @@ def check_upgrade_inputs(versions: Any, *, known_services: Sequence[str], invent
             if name not in known_services:
                 out.append(f"tai_upgrade_versions names an unknown service {name} "
                            f"(known: {', '.join(known_services)})")
-            elif not isinstance(version, str) or not IMAGE_TAG.match(version):
+            elif not isinstance(version, str) or not IMAGE_VERSION.match(version):
                 out.append(f"tai_upgrade_versions.{name} must be an image tag such as v1.1.0 "
-                           f"(quoted), got {_json(version)}")
+                           "(quoted), optionally with its digest (v1.1.0@sha256:<64 hex "
+                           f"digits>), got {_json(version)}")
     if canary is not MISSING and canary is not None and canary not in inventory:
         out.append(f"tai_upgrade_canary_region {_json(canary)} is not a region of the inventory "
                    f"({', '.join(inventory)})")
@@ -1546,6 +1601,32 @@ def check_upgrade_inputs(versions: Any, *, known_services: Sequence[str], invent
         out.append(f"tai_upgrade_region_order must list every selected region "
                    f"({', '.join(selected)}) and only regions of the inventory, got "
                    f"{_json(region_order)}")
+    return out
+
+
+def check_upgrade_digests(versions: Any, region: str, *, environment: str,
+                          allow_undigested: bool) -> list[str]:
+    """The digest rule of the plan (undigested_problem) for the versions the rolling upgrade
+    deploys to ``region``: in production each must be tag@sha256:... and not the chart's
+    placeholder digest; elsewhere a tag alone needs tai_services_allow_undigested_images.
+    Versions check_upgrade_inputs refuses are left to it."""
+    out = override_problems(region, environment=environment, allow_undigested=allow_undigested)
+    if not isinstance(versions, Mapping):
+        return out
+    for name, version in sorted(versions.items(), key=lambda item: str(item[0])):
+        match = IMAGE_VERSION.match(version) if isinstance(version, str) else None
+        if match is None:
+            continue
+        subject = f"tai_upgrade_versions.{name} ({_json(version)})"
+        if match["digest"] is None:
+            problem = undigested_problem(
+                subject, region, environment=environment, allow_undigested=allow_undigested,
+                pin=f"give it as {version}@sha256:<the registry's digest of {version}>")
+            if problem:
+                out.append(problem)
+        elif match["digest"] == PLACEHOLDER_DIGEST and environment == "production":
+            out.append(f"{subject} of region {region} carries the placeholder digest "
+                       f"sha256:000…; give the registry's digest of {match['tag']}.")
     return out
 
 

@@ -84,3 +84,63 @@ def pod_wait(pods: Iterable[Mapping[str, Any]], wanted: int,
         return {"done": False, "failed": True, "message": problems[0]}
     reached = [p for p in pods if _reached(p, state)]
     return {"done": len(reached) >= int(wanted), "failed": False, "message": ""}
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {str(c.get("type")): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def deployment_problem(deployment: Mapping[str, Any]) -> str | None:
+    """One sentence naming a Deployment that cannot get its pods, or None.
+
+    The Deployment controller copies its ReplicaSet's ReplicaFailure condition (reason
+    FailedCreate: the API server refused the pods, for instance a mutating webhook with
+    ``failurePolicy: Fail`` that cannot be called) and reports Progressing=False with reason
+    ProgressDeadlineExceeded after ``spec.progressDeadlineSeconds`` (apps/v1
+    DeploymentCondition). Neither resolves by waiting longer.
+    """
+    meta = deployment.get("metadata") or {}
+    ref = f"Deployment {meta.get('namespace', '?')}/{meta.get('name', '?')}"
+    conds = _conditions(deployment)
+    failure = conds.get("ReplicaFailure") or {}
+    if failure.get("status") == "True":
+        return _sentence(f"{ref} cannot create its pods ({failure.get('reason', 'no reason')}): "
+                         f"{failure.get('message', '')}")
+    progressing = conds.get("Progressing") or {}
+    if progressing.get("status") == "False" and progressing.get(
+            "reason") == "ProgressDeadlineExceeded":
+        return _sentence(f"{ref} stopped progressing: {progressing.get('message', '')}")
+    return None
+
+
+def deployment_wait(deployments: Iterable[Mapping[str, Any]], wanted: int = 1) -> dict[str, Any]:
+    """State of a wait for ``wanted`` Deployments to be Available: done, failed (with the first
+    problem's sentence), or neither; ``stop`` is what an ``until`` waits for."""
+    deployments = list(deployments)
+    problems = [p for p in (deployment_problem(d) for d in deployments) if p]
+    available = [d for d in deployments
+                 if (_conditions(d).get("Available") or {}).get("status") == "True"]
+    done = len(available) >= wanted
+    failed = bool(problems) and not done
+    return {"done": done, "failed": failed, "stop": done or failed,
+            "message": problems[0] if failed else ""}
+
+
+def certificate_wait(certificate: Mapping[str, Any] | None) -> dict[str, Any]:
+    """State of a wait for a cert-manager Certificate: done once its Ready condition is True
+    for its current generation (cert-manager.io/v1 CertificateStatus); ``message`` says why it
+    is not, in cert-manager's words (an ACME order or challenge that is pending, an issuer
+    that does not exist)."""
+    if not certificate:
+        return {"done": False, "message": "it does not exist"}
+    ready = _conditions(certificate).get("Ready") or {}
+    generation = (certificate.get("metadata") or {}).get("generation")
+    observed = ready.get("observedGeneration", generation)
+    if ready.get("status") == "True" and observed == generation:
+        return {"done": True, "message": ""}
+    if not ready:
+        return {"done": False, "message": "cert-manager has not reported on it (no Ready "
+                                          "condition: is the cert-manager controller running?)"}
+    return {"done": False, "message": f"Ready is {ready.get('status')} "
+                                      f"({ready.get('reason', 'no reason')}: "
+                                      f"{str(ready.get('message', '')).rstrip('.')})"}

@@ -14,8 +14,15 @@ SERVICES = ("governor", "coordinator", "scheduler")
 SLOTS = ("blue", "green")
 
 # An image tag as the OCI distribution spec allows it (a tag reference:
-# [A-Za-z0-9_][A-Za-z0-9._-]{0,127}); the swap and the upgrade's input check share it.
-IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# [A-Za-z0-9_][A-Za-z0-9._-]{0,127}), and a digest as the chart takes it (values.schema.json:
+# sha256:<64 lowercase hex>).
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"sha256:[a-f0-9]{64}"
+IMAGE_TAG = re.compile(f"^{_TAG}$")
+# A version of the rolling upgrade: a tag, optionally with the digest it pins
+# (tag@sha256:<64 hex>, the form production requires); the swap and the upgrade's input
+# check share it.
+IMAGE_VERSION = re.compile(f"^(?P<tag>{_TAG})(?:@(?P<digest>{_DIGEST}))?$")
 
 
 def other_slot(slot: str) -> str:

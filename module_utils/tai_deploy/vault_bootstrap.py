@@ -432,7 +432,8 @@ def configure(node: str, config: Configuration, *, init_file: str | Path, cipher
                 # Nothing was issued in check mode: compare the rest with the root token, which
                 # a real run revokes (the initial one) or the operator does (break-glass).
                 result.changes += apply_configuration(client.with_token(root), config,
-                                                      check=True, secret_values=secret_values)
+                                                      check=True, secret_values=secret_values,
+                                                      on_secret=on_secret)
                 return result
             if not check:
                 _revoke_root(client.with_token(root), material, result, init_file=init_file,
@@ -457,7 +458,8 @@ def configure(node: str, config: Configuration, *, init_file: str | Path, cipher
                                              "re-issued with a break-glass root token"))
                 return result
             result.changes += apply_configuration(session, config, check=check,
-                                                  secret_values=secret_values)
+                                                  secret_values=secret_values,
+                                                  on_secret=on_secret)
         finally:
             try:
                 revoke_self(session)

@@ -98,8 +98,8 @@ def _hpa(service: str, slot: str, cfg: Mapping[str, Any], *, namespace: str,
 
 
 def _triggers(service: str, slot: str, cfg: Mapping[str, Any], *, namespace: str,
-              prometheus_url: str, rate_window: str,
-              redis_addresses: Sequence[str]) -> list[dict[str, Any]] | None:
+              prometheus_url: str, rate_window: str, redis_addresses: Sequence[str],
+              redis_auth: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     out: list[dict[str, Any]] = []
     if _int(cfg["cpu_utilization"]) > 0:
         out.append({"type": "cpu", "metricType": "Utilization",
@@ -112,10 +112,14 @@ def _triggers(service: str, slot: str, cfg: Mapping[str, Any], *, namespace: str
             "serverAddress": prometheus_url, "query": query,
             "threshold": str(_int(cfg["grpc_rps_per_replica"]))}})
     if cfg["redis_list_name"]:
-        # Items waiting in the Redis list, spread over listLength items per replica.
+        # Items waiting in the Redis list, spread over listLength items per replica. Redis
+        # speaks TLS only and knows only its ACL users: KEDA logs in as the user of its own
+        # (LLEN only), with the password and CA of the TriggerAuthentication.
         out.append({"type": "redis-cluster", "metadata": {
             "addresses": ",".join(redis_addresses), "listName": cfg["redis_list_name"],
-            "listLength": str(_int(cfg["redis_list_length"]))}})
+            "listLength": str(_int(cfg["redis_list_length"])),
+            "username": str(redis_auth["username"]), "enableTLS": "true"},
+            "authenticationRef": {"name": str(redis_auth["name"])}})
     # No trigger at all is refused by the input rules before this runs.
     return out or None
 
@@ -123,7 +127,8 @@ def _triggers(service: str, slot: str, cfg: Mapping[str, Any], *, namespace: str
 def tai_autoscaling_manifests(effective: Mapping[str, Mapping[str, Any]], *, namespace: str,
                               owner_labels: Mapping[str, str], stabilization_seconds: Any,
                               polling_interval: Any, prometheus_url: str, rate_window: str,
-                              redis_addresses: Sequence[str]) -> list[dict[str, Any]]:
+                              redis_addresses: Sequence[str],
+                              redis_auth: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One autoscaler per slot Deployment <service>-<slot>: an HPA or a ScaledObject."""
     stabilization = _int(stabilization_seconds)
     out: list[dict[str, Any]] = []
@@ -149,14 +154,69 @@ def tai_autoscaling_manifests(effective: Mapping[str, Mapping[str, Any]], *, nam
                     "triggers": _triggers(service, slot, cfg, namespace=namespace,
                                           prometheus_url=prometheus_url,
                                           rate_window=rate_window,
-                                          redis_addresses=redis_addresses),
+                                          redis_addresses=redis_addresses,
+                                          redis_auth=redis_auth),
                 },
             })
     return out
 
 
-def tai_keda_releases(chart: Mapping[str, Any], namespace: str) -> list[dict[str, Any]]:
-    """The KEDA release: its pinned chart and complete values."""
+def tai_keda_trigger_authentications(manifests: Sequence[Mapping[str, Any]], *,
+                                     namespace: str, owner_labels: Mapping[str, str],
+                                     redis_auth: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The TriggerAuthentication of the redis-cluster triggers, when a ScaledObject has one.
+
+    The password never passes through a Kubernetes Secret: KEDA's operator reads it from
+    Vault (provider hashiCorpVault) with a Kubernetes-auth login of its own service account
+    to a role that reads that one path (the vault role's keda-redis). The Redis CA, which is
+    public, comes from the chart's redis-tls Secret (key ca.crt).
+    """
+    name = str(redis_auth["name"])
+    used = any((t.get("authenticationRef") or {}).get("name") == name
+               for m in manifests if m.get("kind") == "ScaledObject"
+               for t in (m.get("spec") or {}).get("triggers") or [])
+    if not used:
+        return []
+    return [{
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {**owner_labels, "app.kubernetes.io/part-of": "tai"}},
+        "spec": {
+            "secretTargetRef": [{"parameter": "ca", "name": str(redis_auth["ca_secret"]),
+                                 "key": str(redis_auth["ca_key"])}],
+            "hashiCorpVault": {
+                "address": str(redis_auth["vault_address"]),
+                "authentication": "kubernetes",
+                "mount": str(redis_auth["vault_auth_path"]),
+                "role": str(redis_auth["vault_role"]),
+                # The operator's own service-account token (KEDA's default path, said here).
+                "credential": {"serviceAccount":
+                               "/var/run/secrets/kubernetes.io/serviceaccount/token"},
+                "secrets": [{"parameter": "password", "key": "password", "type": "secretV2",
+                             "path": str(redis_auth["vault_secret_path"])}],
+            },
+        },
+    }]
+
+
+def tai_keda_releases(chart: Mapping[str, Any], namespace: str,
+                      vault_ca_secret: str = "") -> list[dict[str, Any]]:
+    """The KEDA release: its pinned chart and complete values. With ``vault_ca_secret`` (a
+    Secret of KEDA's namespace holding Vault's CA as ca.crt, written by the vault role) the
+    operator verifies Vault with it (VAULT_CACERT, read by the Vault client of KEDA's
+    hashiCorpVault provider)."""
+    vault_ca: dict[str, Any] = {}
+    if vault_ca_secret:
+        vault_ca = {
+            "env": [{"name": "VAULT_CACERT", "value": "/vault/tls/ca.crt"}],
+            "volumes": {"keda": {
+                "extraVolumes": [{"name": "vault-ca", "secret": {
+                    "secretName": vault_ca_secret, "items": [{"key": "ca.crt",
+                                                              "path": "ca.crt"}]}}],
+                "extraVolumeMounts": [{"name": "vault-ca", "mountPath": "/vault/tls",
+                                       "readOnly": True}]}},
+        }
     restricted_pod = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     restricted_container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]},
@@ -190,6 +250,7 @@ def tai_keda_releases(chart: Mapping[str, Any], namespace: str) -> list[dict[str
                              "limits": {"memory": "256Mi"}},
             },
             "prometheus": {c: dict(monitor) for c in components},
+            **vault_ca,
         },
     }]
 
@@ -260,4 +321,5 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {f.__name__: f for f in (
             tai_autoscaling_effective, tai_autoscaling_manifests, tai_keda_releases,
-            tai_autoscaling_owned, tai_autoscaling_skipped, tai_autoscaling_foreign)}
+            tai_keda_trigger_authentications, tai_autoscaling_owned, tai_autoscaling_skipped,
+            tai_autoscaling_foreign)}

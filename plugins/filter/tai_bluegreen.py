@@ -19,7 +19,12 @@ _MODULE_UTILS = str(Path(__file__).resolve().parents[2] / "module_utils")
 if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
-from tai_deploy.inventory import MISSING, check_rollback_inputs, check_upgrade_inputs
+from tai_deploy.inventory import (
+    MISSING,
+    check_rollback_inputs,
+    check_upgrade_digests,
+    check_upgrade_inputs,
+)
 from tai_deploy.services import other_slot
 
 # Lowest blast radius first: the tertiary region takes the least traffic, the primary the most.
@@ -37,6 +42,13 @@ def tai_upgrade_problems(versions: Any, known_services: Sequence[str], inventory
     return check_upgrade_inputs(versions, known_services=list(known_services),
                                 inventory=list(inventory), selected=list(selected),
                                 canary=_given(canary), region_order=_given(region_order))
+
+
+def tai_upgrade_digest_problems(versions: Any, region: str, environment: str,
+                                allow_undigested: Any) -> list[str]:
+    """One sentence per version that the plan's digest rule refuses in ``region``."""
+    return check_upgrade_digests(versions, str(region), environment=str(environment),
+                                 allow_undigested=_true(allow_undigested))
 
 
 def tai_rollback_problems(services: Any, known_services: Sequence[str], limit: Any,
@@ -158,7 +170,7 @@ def tai_analysis_sources(regions: Sequence[str], hostvars: Mapping[str, Any]
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {f.__name__: f for f in (
-            tai_upgrade_problems, tai_rollback_problems, tai_upgrade_order, tai_regions_after,
-            tai_region_tiers,
+            tai_upgrade_problems, tai_upgrade_digest_problems, tai_rollback_problems,
+            tai_upgrade_order, tai_regions_after, tai_region_tiers,
             tai_grpc_target_options, tai_grpc_endpoints, tai_grpc_targets,
             tai_bluegreen_soaking, tai_bluegreen_new_slots, tai_analysis_sources)}

@@ -36,6 +36,7 @@ class FilterModule:
             "tai_vault_role_endpoints": _wrap(vault_plan.role_endpoints),
             "tai_vault_kv_secrets": _wrap(vault_plan.kv_secrets),
             "tai_vault_secret_values": _wrap(vault_plan.secret_values),
+            "tai_vault_redis_passwords": _wrap(vault_plan.redis_passwords),
             "tai_vault_audit_hcl": _wrap(vault_plan.audit_hcl),
             "tai_vault_tls_names": _wrap(vault_plan.tls_names),
         }

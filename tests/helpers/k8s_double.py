@@ -34,6 +34,14 @@ to talk to it through the real REST paths and JSON:
   new pods become ready after a delay (or never), the old template's ready pods stay until the
   new ones are all ready, status counts and the Available/Progressing conditions follow,
   ProgressDeadlineExceeded is reported after ``spec.progressDeadlineSeconds``;
+- it plays admission webhooks for pods: a pod the Deployment or StatefulSet controller would
+  create is refused while a matching Mutating- or ValidatingWebhookConfiguration with
+  ``failurePolicy: Fail`` has no available endpoint (the API server's InternalError "failed
+  calling webhook"; the Deployment reports ReplicaFailure/FailedCreate, the StatefulSet a
+  FailedCreate event) and created once it has one; no webhook is ever called;
+- it plays cert-manager's controller minimally: a Certificate whose issuer exists gets its
+  kubernetes.io/tls Secret and Ready=True (``certificates_issued = False``: orders that never
+  complete); nothing is asked of any ACME server;
 - it plays the pods and kube-proxy: each Deployment with pods runs a real grpcio server with
   the standard health service on loopback (status driven by a Behaviour chosen from the image
   tag), and each Service with a port named ``grpc`` gets a loopback TCP proxy that, like
@@ -749,6 +757,11 @@ class _Pods:
     image: str = ""
     ready: int = 0
     pending: list[float] = field(default_factory=list)
+    # Pods the ReplicaSet controller still has to create (refused by admission so far), the
+    # delay before each becomes ready once created, and the API server's refusal.
+    to_create: int = 0
+    create_delay: float = 0.0
+    refusal: str | None = None
     old_ready: int = 0
     old_image: str = ""
     progress_started: float = 0.0
@@ -806,6 +819,28 @@ def _tls_material() -> tuple[bytes, bytes, bytes]:
                               serialization.NoEncryption()))
 
 
+def _self_signed(dns_names: list[str]) -> tuple[bytes, bytes]:
+    """A self-signed certificate for dns_names and its key (PEM), issued by the double."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8s double cert-manager")])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now).not_valid_after(now + timedelta(days=90)))
+    if dns_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(n) for n in dns_names]), critical=False)
+    cert = builder.sign(key, hashes.SHA256())
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
 class KubeApiDouble:
     """A loopback Kubernetes API TEST DOUBLE (see the module docstring)."""
 
@@ -841,6 +876,8 @@ class KubeApiDouble:
         self._crd_schemas: dict[str, dict[str, Any]] = {}
         self._deleted: list[tuple[str, str, str, str, dict[str, Any]]] = []
         self.tls = tls
+        # cert-manager's double issues Certificates (False: their orders never complete)
+        self.certificates_issued = True
         self.ca_pem = b""
         self._proxies: dict[tuple[str, str], _ServiceProxy] = {}
         self._stop = threading.Event()
@@ -1844,6 +1881,12 @@ class KubeApiDouble:
             dep: dict[str, Any] = obj
             pods = self._pods.setdefault((ns, name), _Pods())
             self._observe(pods, dep, now)
+            if pods.to_create:  # the ReplicaSet controller creates them, through admission
+                pods.refusal = self._admission_refusal(
+                    ns, (dep["spec"].get("template") or {}).get("metadata") or {})
+                if pods.refusal is None:
+                    pods.pending += [now + pods.create_delay] * pods.to_create
+                    pods.to_create = 0
             desired = int(dep["spec"].get("replicas", 1))
             done = [t for t in pods.pending if t <= now]
             if done:
@@ -1869,6 +1912,87 @@ class KubeApiDouble:
                 dep["metadata"]["resourceVersion"] = str(next(self._rv))
                 self.status_history.setdefault((ns, name), []).append((now, status))
 
+    # -- admission webhooks --------------------------------------------------------------
+
+    def _admission_refusal(self, ns: str, pod_meta: Mapping[str, Any]) -> str | None:
+        """Why the API server refuses to create a pod in ``ns`` with these labels, or None.
+
+        Admission as the API server plays it for registered webhooks (Kubernetes docs,
+        "Dynamic Admission Control": https://kubernetes.io/docs/reference/access-authn-authz/
+        extensible-admission-controllers/): a webhook of a Mutating- or
+        ValidatingWebhookConfiguration is called for a pod CREATE when one of its ``rules``
+        matches (operations, apiGroups, apiVersions, resources, with ``*``), its
+        ``namespaceSelector`` matches the namespace's labels and its ``objectSelector`` the
+        pod's labels (both label selectors; absent or empty match everything). A webhook whose
+        Service has no available endpoint cannot be called; with ``failurePolicy: Fail`` (the
+        v1 default) "an error calling the webhook causes the admission to fail and the API
+        request to be rejected", with ``Ignore`` the pod is created without it. The message is
+        the API server's (an InternalError, "failed calling webhook"). The double calls no
+        webhook: a reachable one admits the pod unchanged; ``clientConfig.url`` webhooks are
+        taken as reachable.
+        """
+        namespace = self._objects.get(("namespaces", "", ns)) or {}
+        ns_labels = (namespace.get("metadata") or {}).get("labels") or {}
+        labels = pod_meta.get("labels") or {}
+        for (q, _, _), obj in sorted(self._objects.items()):
+            if q not in ("mutatingwebhookconfigurations.admissionregistration.k8s.io",
+                         "validatingwebhookconfigurations.admissionregistration.k8s.io"):
+                continue
+            for hook in obj.get("webhooks") or []:
+                if not (any(_rule_matches_pod_create(r) for r in hook.get("rules") or [])
+                        and _selector_matches(hook.get("namespaceSelector"), ns_labels)
+                        and _selector_matches(hook.get("objectSelector"), labels)):
+                    continue
+                service = (hook.get("clientConfig") or {}).get("service")
+                if not service:
+                    continue
+                problem = self._webhook_service_problem(service)
+                if problem is None or hook.get("failurePolicy", "Fail") == "Ignore":
+                    continue
+                url = (f"https://{service['name']}.{service['namespace']}.svc:"
+                       f"{service.get('port', 443)}{service.get('path', '')}"
+                       f"?timeout={hook.get('timeoutSeconds', 10)}s")
+                return (f'Internal error occurred: failed calling webhook "{hook.get("name")}": '
+                        f'failed to call webhook: Post "{url}": {problem}')
+        return None
+
+    def _webhook_service_problem(self, service: Mapping[str, Any]) -> str | None:
+        svc_ns, svc_name = str(service.get("namespace")), str(service.get("name"))
+        svc = self._objects.get(("services", svc_ns, svc_name))
+        if svc is None:
+            return f'service "{svc_name}" not found'
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        if not any(pods.ready + pods.old_ready > 0 for _, pods in self._selected(svc_ns,
+                                                                                selector)):
+            return f'no endpoints available for service "{svc_name}"'
+        return None
+
+    def _record_event(self, about: Mapping[str, Any], reason: str, message: str) -> None:
+        """A Warning Event about an object, as a controller records it (core/v1 Event); one
+        per object and reason, its count bumped when it repeats."""
+        meta = about["metadata"]
+        ns, name = str(meta.get("namespace", "")), str(meta["name"])
+        event_name = f"{name}.{hashlib.sha256(reason.encode()).hexdigest()[:16]}"
+        key = ("events", ns, event_name)
+        event = self._objects.get(key)
+        if event is not None:
+            if event.get("message") != message:
+                event["message"] = message
+                event["count"] = int(event.get("count", 1)) + 1
+                event["lastTimestamp"] = _now_iso()
+                event["metadata"]["resourceVersion"] = str(next(self._rv))
+            return
+        self._objects[key] = {
+            "apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason,
+            "message": message, "count": 1, "firstTimestamp": _now_iso(),
+            "lastTimestamp": _now_iso(),
+            "involvedObject": {"kind": about.get("kind"), "namespace": ns, "name": name,
+                               "uid": meta.get("uid")},
+            "source": {"component": "statefulset-controller"},
+            "metadata": {"name": event_name, "namespace": ns, "uid": str(uuid.uuid4()),
+                         "creationTimestamp": _now_iso(),
+                         "resourceVersion": str(next(self._rv))}}
+
     # -- the other controllers the apply waits for ----------------------------------------
 
     def _set_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
@@ -1891,12 +2015,13 @@ class KubeApiDouble:
                 replicas = int(spec.get("replicas", 1))
                 template = json.dumps(spec.get("template"), sort_keys=True).encode()
                 revision = f"{name}-{hashlib.sha256(template).hexdigest()[:10]}"
-                ready = replicas if age >= self.pod_ready_delay else 0
-                self._sync_pods(ns, name, obj, replicas, revision, ready=ready > 0)
+                created = self._sync_pods(ns, name, obj, replicas, revision,
+                                          ready=age >= self.pod_ready_delay)
+                ready = created if age >= self.pod_ready_delay else 0
                 self._set_status(obj, {
-                    "observedGeneration": generation, "replicas": replicas,
-                    "readyReplicas": ready, "currentReplicas": replicas,
-                    "updatedReplicas": replicas, "availableReplicas": ready,
+                    "observedGeneration": generation, "replicas": created,
+                    "readyReplicas": ready, "currentReplicas": created,
+                    "updatedReplicas": created, "availableReplicas": ready,
                     "currentRevision": revision, "updateRevision": revision,
                     "collisionCount": 0})
             elif q == "daemonsets.apps":
@@ -1929,6 +2054,8 @@ class KubeApiDouble:
                 index = sum(map(ord, f"{ns}/{name}")) % 250
                 self._set_status(obj, {"loadBalancer": {"ingress": [
                     {"ip": f"10.128.0.{index + 2}", "ipMode": "VIP"}]}})
+            elif q == "certificates.cert-manager.io":
+                self._issue_certificate(ns, obj, now)
             elif q in {"horizontalpodautoscalers.autoscaling", "poddisruptionbudgets.policy"}:
                 status = dict(obj.get("status") or {})
                 if status.get("observedGeneration") != generation:
@@ -1938,13 +2065,83 @@ class KubeApiDouble:
                                        "disruptionsAllowed": 0, "expectedPods": 0})
                     self._set_status(obj, status)
 
+    def _issue_certificate(self, ns: str, cert: dict[str, Any], now: float) -> None:
+        """cert-manager's controller, minimally (a DOUBLE, not cert-manager): a Certificate whose
+        issuer (``spec.issuerRef``: an Issuer of its namespace or a ClusterIssuer) exists gets its
+        Secret ``spec.secretName`` of type kubernetes.io/tls (tls.crt, tls.key, ca.crt; a
+        self-signed key pair for ``spec.dnsNames``; labels of ``spec.secretTemplate``; the
+        cert-manager.io/* annotations) and the condition Ready=True; without its issuer, or
+        while ``certificates_issued`` is False (an ACME order that does not complete), Ready is
+        False as cert-manager reports it (cert-manager.io/v1 CertificateStatus, docs
+        "Certificate resource": https://cert-manager.io/docs/usage/certificate/). Nothing is
+        asked of any ACME server or DNS."""
+        spec = cert.get("spec") or {}
+        generation = cert["metadata"].get("generation", 1)
+        status = cert.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"),
+                     None)
+        if ready and ready.get("status") == "True" and ready.get(
+                "observedGeneration") == generation:
+            return
+        ref = spec.get("issuerRef") or {}
+        kind, issuer_name = str(ref.get("kind") or "Issuer"), str(ref.get("name"))
+        issuer = self._objects.get(("clusterissuers.cert-manager.io", "", issuer_name)
+                                   if kind == "ClusterIssuer"
+                                   else ("issuers.cert-manager.io", ns, issuer_name))
+        stamp = _now_iso(now)
+        if issuer is None or not self.certificates_issued:
+            message = (f'Referenced "{kind}" not found: {kind.lower()}.cert-manager.io '
+                       f'"{ref.get("name")}" not found' if issuer is None
+                       else "Issuing certificate as Secret does not exist")
+            reason = "Pending" if issuer is None else "DoesNotExist"
+            if not ready or ready.get("message") != message:
+                self._set_status(cert, {**status, "conditions": [
+                    {"type": "Ready", "status": "False", "reason": reason, "message": message,
+                     "lastTransitionTime": stamp, "observedGeneration": generation}]})
+            return
+        names = [str(n) for n in spec.get("dnsNames") or []]
+        crt, key = _self_signed(names)
+        template = spec.get("secretTemplate") or {}
+        secret_name = str(spec.get("secretName"))
+        self._objects[("secrets", ns, secret_name)] = {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": secret_name, "namespace": ns, "uid": str(uuid.uuid4()),
+                         "creationTimestamp": stamp, "resourceVersion": str(next(self._rv)),
+                         "labels": {**(template.get("labels") or {}),
+                                    "controller.cert-manager.io/fao": "true"},
+                         "annotations": {
+                             **(template.get("annotations") or {}),
+                             "cert-manager.io/certificate-name": cert["metadata"]["name"],
+                             "cert-manager.io/issuer-name": str(ref.get("name")),
+                             "cert-manager.io/issuer-kind": kind,
+                             "cert-manager.io/issuer-group": str(ref.get("group") or ""),
+                             "cert-manager.io/alt-names": ",".join(names)}},
+            "data": {"tls.crt": base64.b64encode(crt).decode(),
+                     "tls.key": base64.b64encode(key).decode(),
+                     "ca.crt": base64.b64encode(crt).decode()}}
+        self._set_status(cert, {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                            "message": "Certificate is up to date and has not expired",
+                            "lastTransitionTime": stamp, "observedGeneration": generation}],
+            "notBefore": stamp, "notAfter": _now_iso(now + 90 * 86400),
+            "renewalTime": _now_iso(now + 60 * 86400),
+            "revision": int(status.get("revision", 0)) + 1})
+
     def _sync_pods(self, ns: str, owner: str, sts: Mapping[str, Any], replicas: int,
-                   revision: str, *, ready: bool) -> None:
+                   revision: str, *, ready: bool) -> int:
+        """Create, update and delete the pods of a StatefulSet; the number that exist."""
         template = (sts.get("spec") or {}).get("template") or {}
+        created = replicas
         for i in range(replicas):
             key = ("pods", ns, f"{owner}-{i}")
             pod = self._objects.get(key)
             if pod is None:
+                refusal = self._admission_refusal(ns, template.get("metadata") or {})
+                if refusal is not None:  # the controller records it and retries later
+                    self._record_event(sts, "FailedCreate", f"create Pod {owner}-{i} in "
+                                       f"StatefulSet {owner} failed error: {refusal}")
+                    created = i
+                    break
                 pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
                     **copy.deepcopy(template.get("metadata") or {}), "name": f"{owner}-{i}",
                     "namespace": ns, "uid": str(uuid.uuid4()), "creationTimestamp": _now_iso(),
@@ -1975,6 +2172,7 @@ class KubeApiDouble:
                     and k[2].startswith(owner + "-") and k[2][len(owner) + 1:].isdigit()
                     and int(k[2][len(owner) + 1:]) >= replicas]:
             del self._objects[key]
+        return created
 
     def _observe(self, pods: _Pods, dep: Mapping[str, Any], now: float) -> None:
         generation = int(dep["metadata"].get("generation", 1))
@@ -1992,19 +2190,23 @@ class KubeApiDouble:
         beh = self.behaviour(image)
         delay = beh.ready_delay if beh.ready_delay is not None else self.ready_delay
         ready_at = now + delay if beh.available else math.inf
+        pods.create_delay = ready_at - now
         if template != pods.template:
             pods.old_ready += pods.ready
             pods.old_image = pods.image or image
-            pods.ready, pods.pending = 0, [ready_at] * desired
+            pods.ready, pods.pending, pods.to_create = 0, [], desired
             pods.template, pods.image = template, image
             pods.progress_started = now
         else:
-            current = pods.ready + len(pods.pending)
+            current = pods.ready + len(pods.pending) + pods.to_create
             if desired > current:
-                pods.pending += [ready_at] * (desired - current)
+                pods.to_create += desired - current
                 pods.progress_started = now
             elif desired < current:
                 extra = current - desired
+                for_create = min(extra, pods.to_create)
+                pods.to_create -= for_create
+                extra -= for_create
                 drop = min(extra, len(pods.pending))
                 pods.pending = pods.pending[: len(pods.pending) - drop]
                 pods.ready -= extra - drop
@@ -2057,12 +2259,12 @@ class KubeApiDouble:
                                  message="Deployment has minimum availability." if ok else
                                  "Deployment does not have minimum availability.", now=now)]
         deadline = int(dep["spec"].get("progressDeadlineSeconds", 600))
-        if pods.pending and now - pods.progress_started > deadline:
+        if (pods.pending or pods.to_create) and now - pods.progress_started > deadline:
             conds.append(self._condition(pods, "Progressing", "False",
                                          reason="ProgressDeadlineExceeded",
                                          message=f'ReplicaSet "{rs}" has timed out progressing.',
                                          now=now))
-        elif not pods.pending and pods.old_ready == 0:
+        elif not pods.pending and not pods.to_create and pods.old_ready == 0:
             conds.append(self._condition(pods, "Progressing", "True",
                                          reason="NewReplicaSetAvailable",
                                          message=f'ReplicaSet "{rs}" has successfully '
@@ -2070,6 +2272,14 @@ class KubeApiDouble:
         else:
             conds.append(self._condition(pods, "Progressing", "True", reason="ReplicaSetUpdated",
                                          message=f'ReplicaSet "{rs}" is progressing.', now=now))
+        if pods.to_create and pods.refusal:
+            # The ReplicaSet's ReplicaFailure condition, which the Deployment controller copies
+            # onto the Deployment (API reference: DeploymentCondition; the message is the error
+            # the pod creation met).
+            conds.append(self._condition(pods, "ReplicaFailure", "True", reason="FailedCreate",
+                                         message=pods.refusal, now=now))
+        else:
+            pods.conditions.pop("ReplicaFailure", None)
         status["conditions"] = conds
         return status
 
@@ -2098,6 +2308,35 @@ def _label_problems(labels: Any, where: str) -> list[str]:
             out.append(f"{where}: Invalid value: {value!r}: a valid label must be an empty "
                        "string or consist of alphanumeric characters, '-', '_' or '.'")
     return out
+
+
+def _rule_matches_pod_create(rule: Mapping[str, Any]) -> bool:
+    """A webhook rule (admissionregistration/v1 RuleWithOperations) that covers pod CREATE."""
+    def has(key: str, value: str) -> bool:
+        return any(v in (value, "*") for v in rule.get(key) or [])
+    return (has("operations", "CREATE") and has("apiGroups", "") and has("apiVersions", "v1")
+            and any(r in ("pods", "*", "*/*") for r in rule.get("resources") or [])
+            and rule.get("scope", "*") in ("*", "Namespaced"))
+
+
+def _selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A metav1.LabelSelector (matchLabels, matchExpressions with In, NotIn, Exists,
+    DoesNotExist) against labels; an absent or empty selector matches everything."""
+    if not selector:
+        return True
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
 
 
 def _parse_selector(text: str) -> list[tuple[str, str, str | None]]:

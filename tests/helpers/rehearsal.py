@@ -30,7 +30,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,14 +42,14 @@ if __package__ in (None, ""):
     from helpers.ansible_run import BIN, PlaybookRun, run_playbook
     from helpers.chart_repo import chart_repo
     from helpers.gcp_double import GcpDouble, serve
-    from helpers.k8s_double import KubeApiDouble
+    from helpers.k8s_double import Behaviour, KubeApiDouble
     from helpers.static_credential import TOKEN
     from helpers.vault_server import BaoServer
 else:
     from .ansible_run import BIN, PlaybookRun, run_playbook
     from .chart_repo import chart_repo
     from .gcp_double import GcpDouble, serve
-    from .k8s_double import KubeApiDouble
+    from .k8s_double import Behaviour, KubeApiDouble
     from .static_credential import TOKEN
     from .vault_server import BaoServer
 from tai_deploy.services import SERVICES as TAI_SERVICES
@@ -58,7 +58,8 @@ PROJECT = "tai-production"
 SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
             "cloudkms.googleapis.com", "cloudresourcemanager.googleapis.com",
             "firestore.googleapis.com", "dns.googleapis.com", "container.googleapis.com",
-            "storage.googleapis.com", "binaryauthorization.googleapis.com")
+            "storage.googleapis.com", "binaryauthorization.googleapis.com",
+            "artifactregistry.googleapis.com")
 
 
 def _digest(name: str) -> str:
@@ -162,20 +163,28 @@ class Rehearsal:
 
 
 @contextmanager
-def rehearsal(region: str, root: Path | None = None) -> Iterator[Rehearsal]:
+def rehearsal(region: str, root: Path | None = None,
+              behaviour: Callable[[str], Behaviour] | None = None) -> Iterator[Rehearsal]:
+    """The doubles and OpenBao of one rehearsal; ``behaviour`` chooses how the pods of each
+    image behave in the Kubernetes double (a fault: an image whose pods never become ready)."""
     with ExitStack() as stack:
         if root is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rehearsal-")))
+        root.mkdir(parents=True, exist_ok=True)
         (root / "vault-password").write_text("rehearsal-password\n")
-        kube = stack.enter_context(KubeApiDouble(name=region, tls=True, token=TOKEN,
-                                                 namespaces=("default", "kube-system",
-                                                             "kube-public")))
+        kube = KubeApiDouble(name=region, tls=True, token=TOKEN,
+                             namespaces=("default", "kube-system", "kube-public"))
+        if behaviour is not None:
+            kube.behaviour = behaviour
+        stack.enter_context(kube)
         gcp = GcpDouble.empty_project(op_polls=1)
         gcp.cluster_endpoint = f"127.0.0.1:{kube.port}"
         gcp.cluster_ca = base64.b64encode(kube.ca_pem).decode()
         zones = [f"{region}-{z}" for z in ("a", "b", "c", "d")]
         for zone in zones:  # GKE's NEG controller, from the gateway Service's annotation
             gcp.apis.add_neg(PROJECT, zone, "tai-istio-ingress-443")
+        # the TAI images' registry (gcr.io/ggen-project): another project's repository
+        gcp.apis.add_repository("ggen-project", "us", "gcr.io")
         _, gcp_url = stack.enter_context(serve(gcp))
         repo = stack.enter_context(chart_repo(str(BIN / "helm"), root / "charts"))
         # the audit device declared in the server's configuration, as the role renders it

@@ -11,8 +11,8 @@ API-compatible). Two rules hold everywhere:
 
 One job per module: client (the transport, on hvac's adapter), status (seal, init, unseal,
 readiness), tokens, configure (the ``ensure_*`` functions and the configuration document),
-audit, approle (the controller's identity), kv (KV version 2 secrets), change (what an ensure
-function reports). Every public name is importable from this package.
+audit, approle (the controller's identity), kv (KV version 2 secrets, given or generated),
+change (what an ensure function reports). Every public name is importable from this package.
 """
 
 from __future__ import annotations
@@ -33,7 +33,15 @@ from .configure import (
     ensure_secrets_engine,
     wait_kv_ready,
 )
-from .kv import ensure_kv_secret
+from .kv import (
+    GENERATED_ALPHABET,
+    GENERATED_LENGTH,
+    GENERATED_MAX_LENGTH,
+    GENERATED_MIN_LENGTH,
+    ensure_generated_secret,
+    ensure_kv_secret,
+    generate_value,
+)
 from .status import (
     SealStatus,
     health_code,
@@ -54,12 +62,48 @@ from .tokens import (
 )
 
 __all__ = [
-    "CREATED", "KV_UPGRADE_WAIT", "LEADERSHIP_WAIT", "READ_YOUR_WRITES", "UNCHANGED", "UPDATED",
-    "Change", "Configuration", "ControllerSpec", "SealStatus", "VaultClient", "VaultError",
-    "apply_configuration", "approle_login", "create_orphan_token", "decode_otp_token",
-    "destroy_other_secret_ids", "duration_seconds", "ensure_audit_device", "ensure_auth_method",
-    "ensure_endpoint", "ensure_kv_secret", "ensure_policy", "ensure_secrets_engine",
-    "generate_root", "health_code", "initialize", "issue_secret_id", "refusal", "reset_unseal",
-    "revoke_self", "seal_status", "submit_unseal_keys", "token_is_valid", "wait_for",
-    "wait_kv_ready", "wait_serving", "wait_unsealed",
+    "CREATED",
+    "GENERATED_ALPHABET",
+    "GENERATED_LENGTH",
+    "GENERATED_MAX_LENGTH",
+    "GENERATED_MIN_LENGTH",
+    "KV_UPGRADE_WAIT",
+    "LEADERSHIP_WAIT",
+    "READ_YOUR_WRITES",
+    "UNCHANGED",
+    "UPDATED",
+    "Change",
+    "Configuration",
+    "ControllerSpec",
+    "SealStatus",
+    "VaultClient",
+    "VaultError",
+    "apply_configuration",
+    "approle_login",
+    "create_orphan_token",
+    "decode_otp_token",
+    "destroy_other_secret_ids",
+    "duration_seconds",
+    "ensure_audit_device",
+    "ensure_auth_method",
+    "ensure_endpoint",
+    "ensure_generated_secret",
+    "ensure_kv_secret",
+    "ensure_policy",
+    "ensure_secrets_engine",
+    "generate_root",
+    "generate_value",
+    "health_code",
+    "initialize",
+    "issue_secret_id",
+    "refusal",
+    "reset_unseal",
+    "revoke_self",
+    "seal_status",
+    "submit_unseal_keys",
+    "token_is_valid",
+    "wait_for",
+    "wait_kv_ready",
+    "wait_serving",
+    "wait_unsealed",
 ]

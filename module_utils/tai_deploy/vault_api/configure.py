@@ -6,14 +6,20 @@ Each ``ensure_*`` function reads first, writes only what differs and returns a C
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .audit import audit_present
 from .change import CREATED, UNCHANGED, UPDATED, Change, mount_key, str_options
 from .client import VaultClient, VaultError, response_data
-from .kv import ensure_kv_secret
+from .kv import (
+    GENERATED_LENGTH,
+    GENERATED_MAX_LENGTH,
+    GENERATED_MIN_LENGTH,
+    ensure_generated_secret,
+    ensure_kv_secret,
+)
 from .status import wait_for
 
 # A new KV version 2 mount first runs its "upgrade" and answers HTTP 400 "Upgrading from
@@ -247,12 +253,15 @@ class Configuration:
     audit_devices: list[dict[str, Any]] = field(default_factory=list)
     # {mount, path, fields}: KV v2 secrets the agents read; the values come separately (secret).
     kv_secrets: list[dict[str, Any]] = field(default_factory=list)
+    # {mount, path, field, length}: KV v2 secrets whose value Vault keeps and nobody gives (the
+    # Redis ACL passwords): a missing one is generated at random, an existing one never touched.
+    generated_secrets: list[dict[str, Any]] = field(default_factory=list)
     controller: ControllerSpec = field(default_factory=ControllerSpec)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Configuration:
         known = {"auth_methods", "secrets_engines", "policies", "endpoints", "audit_devices",
-                 "kv_secrets", "controller"}
+                 "kv_secrets", "generated_secrets", "controller"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise VaultError(f"configuration has unknown sections {', '.join(unknown)} "
@@ -260,7 +269,8 @@ class Configuration:
         out = cls(controller=ControllerSpec.from_mapping(data.get("controller")))
         required = {"auth_methods": ("path", "type"), "secrets_engines": ("path", "type"),
                     "policies": ("name", "policy"), "endpoints": ("path", "data"),
-                    "audit_devices": ("path", "type"), "kv_secrets": ("mount", "path")}
+                    "audit_devices": ("path", "type"), "kv_secrets": ("mount", "path"),
+                    "generated_secrets": ("mount", "path", "field")}
         for section, keys in required.items():
             items = data.get(section) or []
             if not isinstance(items, list):
@@ -272,6 +282,13 @@ class Configuration:
                 if missing:
                     raise VaultError(f"{section}[{i}] lacks {', '.join(missing)}")
                 getattr(out, section).append(dict(item))
+        for i, item in enumerate(out.generated_secrets):
+            length = item.get("length", GENERATED_LENGTH)
+            if isinstance(length, bool) or not isinstance(length, int) or not (
+                    GENERATED_MIN_LENGTH <= length <= GENERATED_MAX_LENGTH):
+                raise VaultError(f"generated_secrets[{i}] ({item['mount']}/{item['path']}) has "
+                                 f"length {length!r}; it must be a whole number from "
+                                 f"{GENERATED_MIN_LENGTH} to {GENERATED_MAX_LENGTH}")
         if any(p["name"] == out.controller.policy for p in out.policies):
             raise VaultError(f"policy {out.controller.policy} is the controller's own policy; "
                              "the configuration may not define it (the controller would grant "
@@ -312,7 +329,7 @@ class Configuration:
             rules.append((f"sys/policies/acl/{item['name']}", ["create", "read", "update"]))
         for item in self.endpoints:
             rules.append((str(item["path"]).strip("/"), ["create", "read", "update"]))
-        for item in self.kv_secrets:
+        for item in [*self.kv_secrets, *self.generated_secrets]:
             mount = mount_key(item["mount"])[:-1]
             rules.append((f"{mount}/data/{str(item['path']).strip('/')}",
                           ["create", "read", "update"]))
@@ -331,13 +348,15 @@ class Configuration:
 
 
 def apply_configuration(client: VaultClient, config: Configuration, *, check: bool = False,
-                        secret_values: Mapping[str, Mapping[str, Any]] | None = None
+                        secret_values: Mapping[str, Mapping[str, Any]] | None = None,
+                        on_secret: Callable[[Sequence[str]], None] | None = None
                         ) -> list[Change]:
     """Ensure every item, in dependency order: mounts, policies, config objects, secrets.
 
     The audit devices are checked (they must already be enabled: the controller identity may
     list them but never enable or disable one). ``secret_values`` maps each kv_secrets path to
-    its data; a secret listed in the configuration without values is refused.
+    its data; a secret listed in the configuration without values is refused. The generated
+    secrets are written only where missing; ``on_secret`` hears every value generated.
     """
     changes: list[Change] = []
     for item in config.audit_devices:
@@ -379,6 +398,16 @@ def apply_configuration(client: VaultClient, config: Configuration, *, check: bo
                                   {"keys": sorted(map(str, data))}))
             continue
         changes.append(ensure_kv_secret(client, item["mount"], path, data, check=check))
+    for item in config.generated_secrets:
+        path = str(item["path"]).strip("/")
+        if check and any(c.action == CREATED and c.kind == "secrets_engine"
+                         and c.name == mount_key(item["mount"]) for c in changes):
+            changes.append(Change("secret", f"{item['mount']}/{path}", CREATED, None,
+                                  {"keys": [str(item["field"])], "generated": [item["field"]]}))
+            continue
+        changes.append(ensure_generated_secret(
+            client, item["mount"], path, str(item["field"]),
+            int(item.get("length", GENERATED_LENGTH)), check=check, on_secret=on_secret))
     return changes
 
 

@@ -22,7 +22,7 @@ _MODULE_UTILS = Path(__file__).resolve().parents[3] / "module_utils"
 if str(_MODULE_UTILS) not in sys.path:
     sys.path.insert(0, str(_MODULE_UTILS))
 
-from tai_deploy import backup_bucket  # noqa: E402
+from tai_deploy import backup_bucket, image_registry  # noqa: E402
 
 COMPUTE = "compute.googleapis.com"
 IAM = "iam.googleapis.com"
@@ -31,6 +31,7 @@ CRM = "cloudresourcemanager.googleapis.com"
 FIRESTORE = "firestore.googleapis.com"
 BINAUTHZ = "binaryauthorization.googleapis.com"
 STORAGE = "storage.googleapis.com"
+ARTIFACT_REGISTRY = "artifactregistry.googleapis.com"
 
 
 def _compute_item(ident: str, title: str, project: str, scope: str, collection: str, *,
@@ -84,7 +85,8 @@ def _backup_accounts(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _backup_items(project: str, region: str, backup: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The region's backup bucket (storage v1 buckets.insert) and its IAM policy: the backup
-    writers may create objects, the listed readers may read them, nobody else is granted."""
+    writers may create objects, the listed readers may read them, nobody else holds a role on
+    the bucket (the policy is set exactly, not merged)."""
     writers = backup_bucket.identities(backup["identities"])
     body = backup_bucket.bucket_body(
         project, region, retention_days=int(backup["retention_days"]),
@@ -112,8 +114,13 @@ def _backup_items(project: str, region: str, backup: Mapping[str, Any]) -> list[
          "update": {"method": "PATCH", "path": path, "method_id": "storage.buckets.patch",
                     "body": {k: v for k, v in owned.items()
                              if k not in ("location", "storageClass")}}},
+        # Authoritative: Cloud Storage gives a new bucket the convenience bindings of the
+        # project's owners and editors (roles/storage.legacyBucketOwner, which creates and
+        # deletes objects) and viewers (legacyBucketReader); they are removed, so only the
+        # backup identities write and only the listed readers read. Project owners can still
+        # change the bucket's IAM policy (the residual risk, docs/runbooks/vault-restore.md).
         {"id": "backup-bucket-iam", "kind": "iam_policy", "service": STORAGE, "style": "storage",
-         "title": f"backup bucket {name}", "resource": path,
+         "title": f"backup bucket {name}", "resource": path, "authoritative": True,
          "bindings": backup_bucket.bucket_bindings(project, writers,
                                                    [str(r) for r in backup["readers"]])},
     ]
@@ -157,6 +164,49 @@ def project_global_items(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
         "compare": wanted, "immutable": ["type", "locationId"]})
     if cfg.get("binary_authorization"):
         items.append(binary_authorization_item(project, cfg["binary_authorization"]))
+    if cfg.get("image_registry"):
+        items += image_registry_items(project, cfg["image_registry"])
+    return items
+
+
+def chart_images(values: Mapping[str, Any], *overrides: Mapping[str, Any] | None) -> list[str]:
+    """The image repositories of the TAI services (``services.<name>.image.repository``) in the
+    chart's values with the inventory's overrides (the tai_services role's values, later ones
+    win), sorted."""
+    found: dict[str, str] = {}
+    for layer in (values, *overrides):
+        for name, svc in ((layer or {}).get("services") or {}).items():
+            repo = ((svc or {}).get("image") or {}).get("repository") if isinstance(
+                svc, Mapping) else None
+            if repo:
+                found[str(name)] = str(repo)
+    return sorted(set(found.values()))
+
+
+def image_registry_items(project: str, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """roles/artifactregistry.reader for the node service account on each Artifact Registry
+    repository the images are read from (module_utils/tai_deploy/image_registry.py): on the
+    repository, the narrowest grant the API allows. ``grant: false`` leaves them out (an
+    administrator of a registry project that is not the operator's grants it; README)."""
+    if not cfg.get("grant", True):
+        return []
+    member = f"serviceAccount:{cfg['member']}"
+    items = []
+    for repo in image_registry.repositories(str(i) for i in cfg["images"]):
+        other = repo.project != project
+        denied = (f"an administrator of project {repo.project} must grant "
+                  f"{image_registry.READER_ROLE} on repository {repo.name} (location "
+                  f"{repo.location}) to {member}, then set project_image_registry_grant: false"
+                  if other else "")
+        item: dict[str, Any] = {
+            "id": f"registry-iam-{repo.project}-{repo.location}-{repo.name}",
+            "kind": "iam_policy", "service": ARTIFACT_REGISTRY, "api": "artifactregistry.v1",
+            "method_id": "artifactregistry.projects.locations.repositories.setIamPolicy",
+            "title": repo.title, "resource": repo.resource, "get": "GET",
+            "bindings": [{"role": image_registry.READER_ROLE, "members": [member]}]}
+        if denied:
+            item["denied_hint"] = denied
+        items.append(item)
     return items
 
 
@@ -308,4 +358,5 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"project_global_items": project_global_items,
                 "project_region_items": project_region_items,
-                "project_workload_identity_items": project_workload_identity_items}
+                "project_workload_identity_items": project_workload_identity_items,
+                "project_chart_images": chart_images}

@@ -23,6 +23,10 @@ Binary Authorization (binaryauthorization v1)  GET | PUT /v1/projects/{p}/policy
   (https://cloud.google.com/binary-authorization/docs/key-concepts#default_policy: allow all
   images, globalPolicyEvaluationMode ENABLE); PUT replaces it (the request is a Policy).
 Cloud Storage (storage v1)  buckets and their IAM policies: storage.py
+Artifact Registry (artifactregistry v1)  GET /v1/projects/{p}/locations/{l}/repositories/{r}
+  :getIamPolicy, POST ...:setIamPolicy (SetIamPolicyRequest), on repositories that exist
+  (:meth:`ProjectApis.add_repository`: the registry belongs to its own project); a missing one
+  answers 404 NOT_FOUND "Requested entity was not found."
 
 Every body is checked against the discovery schema of the method it serves (schema.py), then
 against the documented cross-field rules (rules.py). A service that Service Usage has not
@@ -55,6 +59,7 @@ TITLES = {"container.googleapis.com": "Kubernetes Engine API",
           "firestore.googleapis.com": "Cloud Firestore API",
           "binaryauthorization.googleapis.com": "Binary Authorization API",
           "storage.googleapis.com": "Cloud Storage API",
+          "artifactregistry.googleapis.com": "Artifact Registry API",
           "serviceusage.googleapis.com": "Service Usage API"}
 
 
@@ -197,6 +202,11 @@ class ProjectApis:
                                "addressType": "EXTERNAL", "ipVersion": "IPV4",
                                "status": "RESERVED", "selfLink": f"https://www.googleapis.com{key}"}
 
+    def add_repository(self, project: str, location: str, name: str) -> None:
+        """An Artifact Registry repository (another project's registry: not ours to create)."""
+        key = f"projects/{project}/locations/{location}/repositories/{name}"
+        self.resources[key] = {"name": key, "format": "DOCKER"}
+
     def add_neg(self, project: str, zone: str, name: str) -> None:
         self.negs.setdefault(zone, []).append({
             "kind": "compute#networkEndpointGroup", "name": name, "zone": zone,
@@ -265,10 +275,16 @@ class ProjectApis:
         verb_m = re.fullmatch(r"(.*):(getIamPolicy|setIamPolicy)", path)
         if verb_m:
             resource = verb_m.group(1).removeprefix("/v1/")
-            api = "iam.v1" if "/serviceAccounts/" in path else "cloudkms.v1"
-            mid = ("iam.projects.serviceAccounts." if api == "iam.v1"
-                   else "cloudkms.projects.locations.keyRings.cryptoKeys.") + verb_m.group(2)
+            api, prefix = (("iam.v1", "iam.projects.serviceAccounts.")
+                           if "/serviceAccounts/" in path else
+                           ("artifactregistry.v1", "artifactregistry.projects.locations."
+                                                   "repositories.")
+                           if "/repositories/" in path else
+                           ("cloudkms.v1", "cloudkms.projects.locations.keyRings.cryptoKeys."))
+            mid = prefix + verb_m.group(2)
             if resource not in self.resources:
+                if api == "artifactregistry.v1":
+                    return 404, error(404, "Requested entity was not found.", "NOT_FOUND")
                 return not_found(resource)
             return self._iam(method, verb_m.group(2), resource, body, api=api, method_id=mid)
         for route in ROUTES:
@@ -299,6 +315,8 @@ class ProjectApis:
             return "cloudkms.googleapis.com"
         if re.match(r"/v1/projects/[^/]+/databases", path):
             return "firestore.googleapis.com"
+        if re.match(r"/v1/projects/[^/]+/locations/[^/]+/repositories/", path):
+            return "artifactregistry.googleapis.com"
         if re.fullmatch(r"/v1/projects/[^/]+/policy", path):
             return "binaryauthorization.googleapis.com"
         return None
@@ -618,8 +636,12 @@ class ProjectApis:
                     email = member.split(":", 1)[1]
                     # a user-managed account of this project must exist; Google's service
                     # agents (service-N@container-engine-robot...) always do
+                    # (also when granted on another project's resource: the registry's)
                     owner = email.split("@", 1)[1].split(".", 1)[0]
-                    if owner == resource.split("/")[1] and (
+                    known = owner == resource.split("/")[1] or any(
+                        k.startswith(f"projects/{owner}/serviceAccounts/")
+                        for k in self.resources)
+                    if known and (
                             f"projects/{owner}/serviceAccounts/{email}" not in self.resources):
                         return 400, error(400, f"Service account {email} does not exist.",
                                           "INVALID_ARGUMENT")

@@ -124,6 +124,12 @@ class StorageApi:
         if bucket.get("softDeletePolicy"):
             bucket["softDeletePolicy"]["effectiveTime"] = now
         self.buckets[name] = bucket
+        # A new bucket's policy holds the convenience values of the project's basic roles:
+        # projectOwner and projectEditor get roles/storage.legacyBucketOwner, projectViewer
+        # roles/storage.legacyBucketReader
+        # (https://cloud.google.com/storage/docs/access-control/iam#convenience-values and
+        # https://cloud.google.com/storage/docs/access-control/iam-roles, "Basic roles": these
+        # bindings, not the basic roles themselves, give the project's members object access).
         policy: dict[str, Any] = {
             "kind": "storage#policy", "resourceId": f"projects/_/buckets/{name}", "version": 1,
             "bindings": [
