@@ -1,4 +1,4 @@
-"""The blue-green core (module_utils/tai_deploy/bluegreen.py) against the Kubernetes API double.
+"""The blue-green core (module_utils/tai_deploy/bluegreen/) against the Kubernetes API double.
 
 Every test reads the outcome from the double's stored objects and request log, the way a
 real API server would show it, not from the code's own report.

@@ -22,6 +22,7 @@ from tai_deploy.vault_api import (
     duration_seconds,
 )
 from tai_deploy.vault_bootstrap import Connector, PortForward
+from tai_deploy.vault_plan import tls_secrets
 from tai_deploy.vault_secrets import (
     AnsibleVaultCipher,
     InitMaterial,
@@ -277,3 +278,19 @@ def test_tls_spec_errors_are_one_sentence() -> None:
         ServerSpec("x", ("x",), validity_days=30, renew_before_days=30)
     with pytest.raises(MaterialError, match="'vault' is not an IP address"):
         ServerSpec("x", ("x",), ("vault",))
+
+
+def test_tls_secrets_are_the_listener_secret_and_one_ca_secret_per_namespace() -> None:
+    material = {"tls_crt": "CERT\n", "tls_key": "KEY\n", "ca_crt": "CA\n"}
+    listener, *cas = tls_secrets(material, "vault-tls", "vault", "vault-ca",
+                                 ["tai-system", "monitoring"])
+    assert listener == {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "vault-tls", "namespace": "vault",
+                     "labels": {"app.kubernetes.io/name": "vault",
+                                "app.kubernetes.io/managed-by": "tai-deploy"}},
+        # base64 of "CERT\n", "KEY\n", "CA\n"
+        "data": {"tls.crt": "Q0VSVAo=", "tls.key": "S0VZCg==", "ca.crt": "Q0EK"}}
+    assert cas == [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": "vault-ca", "namespace": ns},
+                    "data": {"ca.crt": "Q0EK"}} for ns in ("tai-system", "monitoring")]

@@ -7,6 +7,7 @@ pasted into text, so no input can change the shape of what is written.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -115,3 +116,27 @@ def tls_names(release: str, namespace: str, replicas: int) -> list[str]:
         names += [host, f"{host}.{namespace}", f"{host}.{namespace}.svc",
                   f"{host}.{namespace}.svc.cluster.local"]
     return list(dict.fromkeys(names))
+
+
+def _b64(text: Any) -> str:
+    return base64.b64encode(str(text).encode()).decode()
+
+
+def tls_secrets(material: Mapping[str, Any], listener_secret: str, namespace: str,
+                ca_secret: str, ca_namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """The listener's Secret (kubernetes.io/tls: its key, certificate and CA) in Vault's
+    namespace, and a Secret holding only the CA in each of ``ca_namespaces`` (the injected
+    agents verify Vault with it). ``material`` is the vault_tls file's ``vault_tls`` mapping
+    (tls_crt, tls_key, ca_crt), decrypted by the task; the values are never named in an error."""
+    listener = {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": listener_secret, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": "vault",
+                                "app.kubernetes.io/managed-by": "tai-deploy"}},
+        "data": {"tls.crt": _b64(material["tls_crt"]), "tls.key": _b64(material["tls_key"]),
+                 "ca.crt": _b64(material["ca_crt"])},
+    }
+    cas = [{"metadata": {"namespace": ns, "name": ca_secret},
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "data": {"ca.crt": _b64(material["ca_crt"])}} for ns in ca_namespaces]
+    return [listener, *cas]

@@ -39,4 +39,5 @@ class FilterModule:
             "tai_vault_redis_passwords": _wrap(vault_plan.redis_passwords),
             "tai_vault_audit_hcl": _wrap(vault_plan.audit_hcl),
             "tai_vault_tls_names": _wrap(vault_plan.tls_names),
+            "tai_vault_tls_secrets": _wrap(vault_plan.tls_secrets),
         }

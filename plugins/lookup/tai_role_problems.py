@@ -20,6 +20,13 @@ options:
   _terms:
     description: One role name.
     required: true
+  exclude:
+    description:
+      - Inputs left out of the check, as if they were not set (a role whose step after the
+        check validates them itself, as the tai_services chart does with its values).
+    type: list
+    elements: str
+    default: []
 """
 
 RETURN = r"""
@@ -52,6 +59,8 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         inputs_lookup = lookup_loader.get("tai_role_inputs", loader=self._loader,
                                           templar=self._templar)
         found = inputs_lookup.run([role], variables, roles_dir=roles_dir)[0]
+        excluded = set(kwargs.get("exclude") or ())
+        inputs = {k: v for k, v in found[role].items() if k not in excluded}
         context_names = ("tai_charts", "tai_region_zones", "tai_gcp_project", "tai_environment")
         templar = self._templar.copy_with_new_env(available_variables=variables)
         known = {n: templar.template(variables[n]) for n in context_names if n in variables}
@@ -59,4 +68,4 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         context = Context(region=str(variables.get("inventory_hostname")),
                           regions=list(groups.get("tai_regions") or []),
                           charts=known.get("tai_charts") or {}, variables=known)
-        return [list(found["_problems"]) + role_problems(role, found[role], context)]
+        return [list(found["_problems"]) + role_problems(role, inputs, context)]

@@ -1,404 +1,38 @@
-"""Blue-green swap of a TAI service: two Deployment slots behind one Service selector.
-
-The cluster layout is the chart's (see the blue-green contract): per service ``<svc>``,
-Deployments ``<svc>-blue`` and ``<svc>-green`` whose pods carry ``app: <svc>`` and
-``slot: <slot>``; Service ``<svc>`` selects ``{app: <svc>, slot: <active>}`` and carries the
-label ``slot: <active>``; Service ``<svc>-preview`` selects the other slot.
-
-Operations (each idempotent, each resumable from what the cluster says, never from a file):
-
-- ``prepare``: put the target image on the inactive slot at the active slot's replica count
-  (creating that Deployment from the active one when the chart has not deployed it), point the
-  preview Service at it, and wait until it is fully available: observedGeneration caught up,
-  spec, updated, available and total replicas all equal to the desired count, no unavailable
-  replica, and the controller not reporting ProgressDeadlineExceeded.
-- ``promote``: ``prepare``, then switch the Service in ONE merge patch of ``spec.selector``
-  (only the slot key), the ``slot`` label and a state annotation, sent with the
-  resourceVersion just read, right after re-reading the new slot and finding it fully
-  available. A 409 Conflict makes it re-read both and decide again. The selector is never
-  empty or half-changed: the API server applies the patch atomically or not at all.
-- ``rollback``: switch back to the slot recorded in the annotation (scaling it up and waiting
-  first if it was already scaled down). Switching back is a single patch when the previous
-  slot is still running, which is the case until ``finalize``.
-- ``finalize``: once ``scale_down_delay`` has passed since the switch (recorded as an absolute
-  time in the annotation), scale the slot that lost traffic to zero, after checking again
-  that the Service does not select it, and mark the record scaled down.
-
-KEDA: a ScaledObject scales its Deployment up to ``minReplicaCount`` even from 0, so it would
-revive the idle slot. The autoscaling role names a slot's ScaledObject like the slot's
-Deployment (``<svc>-<slot>``); when that ScaledObject exists, scaling the slot to zero first
-sets its annotation ``autoscaling.keda.sh/paused-replicas: "0"``, and scaling a slot up
-(prepare, rollback of a finalized switch) first removes that annotation. A 404 (no such
-ScaledObject, or no KEDA in the cluster) means there is nothing to pause.
-
-The annotation ``bluegreen.tai-deploy.io/state`` on the Service is written in the same patch
-as the selector, so the record and the traffic can never disagree. Its times count from the
-moment the API server stored that patch: when the answer came noticeably later than the
-record's time (a slow write, retries), the record's times are moved to the answer's time.
-
-A rollback also writes ``bluegreen.tai-deploy.io/aborted`` (the release that was aborted)
-in the same patch: a rolling upgrade soaking that release stops at its next check, and an
-upgrade to it again needs ``allow_aborted``. The switch-back is retried with backoff on
-every retryable answer (5xx, 429, connection failures); when it still fails, the Service is
-marked ``bluegreen.tai-deploy.io/needs-operator`` (when that write gets through) and the
-error's first words say SWITCH-BACK FAILED. While the old slot runs, the switch-back comes
-first, onto that slot as it stands; scaling it up to the active slot's count (an HPA may
-have scaled the active slot up) comes after.
-"""
+# Copyright: tai-deploy contributors
+"""The operations (BlueGreen): prepare, promote, rollback, finalize and status, each
+idempotent and resumable from what the cluster says."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
-from .bluegreen_lease import LeaseError, LeaseLock
-from .k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
-from .services import IMAGE_VERSION, SLOTS
-
-ANNOTATION = "bluegreen.tai-deploy.io/state"
-# The release a rollback aborted: {"image", "slot", "at", "by"}.
-ABORTED = "bluegreen.tai-deploy.io/aborted"
-# A switch-back that failed for good: {"reason", "since"}; cleared by a successful rollback.
-NEEDS_OPERATOR = "bluegreen.tai-deploy.io/needs-operator"
-# A record whose time is further than this from the stored write's answer is re-timed.
-RETIME_TOLERANCE = 0.1
-# The chart's label telling the active Service from the preview one.
-ROUTE_LABEL = "tai.example.com/route"
-# KEDA holds a ScaledObject's target at this many replicas and stops scaling it while set.
-KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
-DEFAULT_SLOTS = SLOTS
-PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
-READY, PROGRESSING, FAILED, MISSING = "ready", "progressing", "failed", "missing"
-# Annotations of the active Deployment that must not be copied to a new slot.
-_NOT_COPIED = ("deployment.kubernetes.io/revision",
-               "kubectl.kubernetes.io/last-applied-configuration")
-_TAG = IMAGE_VERSION
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$", re.IGNORECASE)
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-class SwapError(Exception):
-    """The swap cannot go on; the message says what was (not) done and what to do.
-
-    ``kind``: "" (any failure), "aborted" (an operator rolled the release back), "lease"
-    (the region is locked by, or was taken over by, another operation), "switch_back"
-    (a switch-back failed for good: the region needs an operator).
-    """
-
-    def __init__(self, message: str, *, kind: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def retryable(exc: Exception) -> bool:
-    """5xx, 429 and connection failures may succeed when tried again; 4xx answers do not."""
-    if isinstance(exc, ApiError):
-        return exc.status >= 500 or exc.status == 429
-    return isinstance(exc, KubeError) and "cannot reach the API server" in str(exc)
-
-
-# ------------------------------------------------------------------------------------------
-# inputs
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How slots are named and how long to wait; shared by every service of one call."""
-
-    namespace: str
-    slot_label: str = "slot"
-    slots: tuple[str, str] = DEFAULT_SLOTS
-    progress_deadline: float = 600.0
-    scale_down_delay: float = 60.0
-    poll_interval: float = 1.0
-    conflict_attempts: int = 5
-    preview_suffix: str = "-preview"
-    # The switch-back: attempts on retryable answers, pauses doubling from switch_back_pause.
-    switch_back_attempts: int = 6
-    switch_back_pause: float = 0.1
-
-    def problems(self) -> list[str]:
-        out: list[str] = []
-        if not _DNS_LABEL.match(self.namespace or ""):
-            out.append(f"namespace {self.namespace!r} is not a valid namespace name")
-        if not self.slot_label or not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9_.-]{1,63}$",
-                                               self.slot_label):
-            out.append(f"slot_label {self.slot_label!r} is not a valid label key")
-        if len(self.slots) != 2 or self.slots[0] == self.slots[1] or not all(
-                s and _LABEL_VALUE.match(s) and _DNS_LABEL.match(s) for s in self.slots):
-            out.append(f"slots must be two different lowercase names, got {list(self.slots)}")
-        if self.progress_deadline <= 0:
-            out.append(f"progress_deadline must be positive, got {self.progress_deadline}")
-        if self.scale_down_delay < 0:
-            out.append(f"scale_down_delay cannot be negative, got {self.scale_down_delay}")
-        if self.poll_interval <= 0:
-            out.append(f"poll_interval must be positive, got {self.poll_interval}")
-        if self.conflict_attempts < 1:
-            out.append(f"conflict_attempts must be at least 1, got {self.conflict_attempts}")
-        if self.switch_back_attempts < 1:
-            out.append(f"switch_back_attempts must be at least 1, got "
-                       f"{self.switch_back_attempts}")
-        return out
-
-
-@dataclass(frozen=True)
-class Target:
-    """One service and, for prepare/promote (and as a guard for rollback), its new image."""
-
-    service: str
-    image: str | None = None
-    version: str | None = None
-    container: str | None = None
-
-    def problems(self, *, need_image: bool) -> list[str]:
-        out: list[str] = []
-        if not _DNS_LABEL.match(self.service or ""):
-            out.append(f"service {self.service!r} is not a valid Service name")
-            return out
-        if self.image and self.version:
-            out.append(f"service {self.service}: give image or version, not both")
-        if need_image and not (self.image or self.version):
-            out.append(f"service {self.service}: the new image or version is required")
-        if self.version is not None and not _TAG.match(self.version):
-            out.append(f"service {self.service}: version {self.version!r} is not a valid "
-                       "image tag (letters, digits, '_', '.', '-'; at most 128), optionally "
-                       "with its digest (@sha256:<64 hex digits>)")
-        if self.image is not None and not _IMAGE.match(self.image):
-            out.append(f"service {self.service}: image {self.image!r} is not an image "
-                       "reference")
-        return out
-
-
-def scaledobject_path(namespace: str, name: str | None = None) -> str:
-    """REST path of KEDA ScaledObjects (keda.sh/v1alpha1) in ``namespace``."""
-    path = f"/apis/keda.sh/v1alpha1/namespaces/{quote(namespace)}/scaledobjects"
-    return path + f"/{quote(name)}" if name else path
-
-
-def with_version(image: str, version: str) -> str:
-    """The image reference with its tag and digest replaced by ``version`` (a tag, or
-    tag@sha256:... which gives repository:tag@sha256:..., the reference that pins the digest)."""
-    base = image.split("@", 1)[0]
-    last = base.rsplit("/", 1)[-1]
-    if ":" in last:
-        base = base[: len(base) - len(last)] + last.split(":", 1)[0]
-    return f"{base}:{version}"
-
-
-# ------------------------------------------------------------------------------------------
-# the record kept on the Service
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
-
-def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def _json_annotation(text: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-@dataclass(frozen=True)
-class Record:
-    """The last switch of a Service: written with the selector, read by every later step."""
-
-    phase: str
-    active: str
-    active_image: str
-    previous: str
-    previous_image: str
-    swapped_at: float
-    scale_down_at: float
-    scaled_down: bool = False
-
-    def to_annotation(self) -> str:
-        return json.dumps({
-            "phase": self.phase, "active": self.active, "activeImage": self.active_image,
-            "previous": self.previous, "previousImage": self.previous_image,
-            "swappedAt": _iso(self.swapped_at), "scaleDownAt": _iso(self.scale_down_at),
-            "scaledDown": self.scaled_down,
-        }, sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_annotation(cls, text: str, where: str) -> Record:
-        try:
-            d = json.loads(text)
-            return cls(str(d["phase"]), str(d["active"]), str(d["activeImage"]),
-                       str(d["previous"]), str(d["previousImage"]), _epoch(d["swappedAt"]),
-                       _epoch(d["scaleDownAt"]), bool(d.get("scaledDown", False)))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise SwapError(f"{where}: annotation {ANNOTATION} is not a blue-green record "
-                            f"({exc}); fix or remove it by hand") from exc
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"phase": self.phase, "active": self.active, "active_image": self.active_image,
-                "previous": self.previous, "previous_image": self.previous_image,
-                "swapped_at": _iso(self.swapped_at), "scale_down_at": _iso(self.scale_down_at),
-                "scaled_down": self.scaled_down}
-
-
-# ------------------------------------------------------------------------------------------
-# reading the cluster
-
-
-@dataclass(frozen=True)
-class Readiness:
-    state: str
-    detail: str
-
-    @property
-    def ready(self) -> bool:
-        return self.state == READY
-
-
-def container_image(dep: Mapping[str, Any], container: str) -> str | None:
-    for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-        if c.get("name") == container:
-            return str(c.get("image"))
-    return None
-
-
-def readiness(dep: Mapping[str, Any] | None, *, desired: int, image: str,
-              container: str) -> Readiness:
-    """Whether a Deployment is fully available with ``image`` at exactly ``desired`` pods."""
-    if dep is None:
-        return Readiness(MISSING, "does not exist")
-    meta, spec, status = dep.get("metadata", {}), dep.get("spec", {}), dep.get("status") or {}
-    generation = int(meta.get("generation") or 0)
-    observed = int(status.get("observedGeneration") or 0)
-    running = container_image(dep, container)
-    for cond in status.get("conditions") or []:
-        if (cond.get("type") == "Progressing" and cond.get("status") == "False"
-                and cond.get("reason") == "ProgressDeadlineExceeded" and observed >= generation):
-            return Readiness(FAILED, f"ProgressDeadlineExceeded: {cond.get('message', '')}")
-    if running != image:
-        return Readiness(PROGRESSING, f"runs {running}, not {image}")
-    if spec.get("paused"):
-        return Readiness(FAILED, "is paused (kubectl rollout resume)")
-    if observed < generation:
-        return Readiness(PROGRESSING, f"generation {generation} not observed yet "
-                                      f"(observed {observed})")
-    want = int(spec.get("replicas", 1))
-    if want != desired:
-        return Readiness(PROGRESSING, f"wants {want} replicas, not {desired}")
-    counts = {k: int(status.get(k) or 0) for k in
-              ("replicas", "updatedReplicas", "availableReplicas", "readyReplicas",
-               "unavailableReplicas")}
-    text = (f"{counts['updatedReplicas']} updated, {counts['availableReplicas']} available "
-            f"of {desired}, {counts['replicas']} pods in total")
-    if desired < 1:
-        return Readiness(PROGRESSING, "has no replicas")
-    if (counts["updatedReplicas"] == counts["availableReplicas"] == counts["replicas"] == desired
-            and counts["unavailableReplicas"] == 0):
-        return Readiness(READY, text)
-    return Readiness(PROGRESSING, text)
-
-
-@dataclass
-class Slot:
-    name: str
-    deployment: str
-    obj: dict[str, Any] | None
-
-    def image(self, container: str) -> str | None:
-        return container_image(self.obj, container) if self.obj else None
-
-    @property
-    def replicas(self) -> int:
-        return int((self.obj or {}).get("spec", {}).get("replicas", 1)) if self.obj else 0
-
-    def summary(self, container: str) -> dict[str, Any]:
-        status = (self.obj or {}).get("status") or {}
-        return {"deployment": self.deployment, "exists": self.obj is not None,
-                "image": self.image(container), "replicas": self.replicas,
-                "available_replicas": int(status.get("availableReplicas") or 0)}
-
-
-@dataclass
-class View:
-    """A Service, its two slots and its preview Service, as read from the cluster."""
-
-    service: dict[str, Any]
-    active: str
-    inactive: str
-    slots: dict[str, Slot]
-    record: Record | None
-    preview: dict[str, Any] | None
-    container: str
-
-    @property
-    def active_image(self) -> str | None:
-        return self.slots[self.active].image(self.container)
-
-    def summary(self) -> dict[str, Any]:
-        return {"active_slot": self.active, "image": self.active_image,
-                "slots": {n: {"image": s.image(self.container), "replicas": s.replicas}
-                          for n, s in self.slots.items()}}
-
-
-@dataclass
-class Outcome:
-    """What one call did (or would do, in check mode) to one service."""
-
-    service: str
-    changed: bool = False
-    actions: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    before: dict[str, Any] = field(default_factory=dict)
-    after: dict[str, Any] = field(default_factory=dict)
-    target_image: str | None = None
-    promotion_needed: bool = False
-    soak_pending: bool = False
-    rolled_back: bool = False
-    scale_down_pending: bool = False
-    record: dict[str, Any] | None = None
-    slots: dict[str, Any] = field(default_factory=dict)
-    message: str = ""
-    # Called before each change is made (the lease is taken before any write).
-    on_act: Callable[[], None] | None = field(default=None, repr=False)
-
-    def act(self, text: str) -> None:
-        if self.on_act is not None:
-            self.on_act()
-        self.changed = True
-        self.actions.append(text)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "changed": self.changed, "actions": self.actions, "warnings": self.warnings,
-            "active_slot": self.after.get("active_slot"), "image": self.after.get("image"),
-            "target_image": self.target_image, "promotion_needed": self.promotion_needed,
-            "soak_pending": self.soak_pending, "rolled_back": self.rolled_back,
-            "scale_down_pending": self.scale_down_pending, "record": self.record,
-            "slots": self.slots, "message": self.message,
-        }
-
-
-# (outcome, view, slot, desired replicas, image): one Deployment to wait for.
-_Wait = tuple[Outcome, View, str, int, str]
-# (outcome, view, record, replicas to switch onto, replicas afterwards): one switch-back.
-_Plan = tuple[Outcome, "View", "Record", int, int]
-
-
-# ------------------------------------------------------------------------------------------
-# the operations
+from ..bluegreen_lease import LeaseError, LeaseLock
+from ..k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
+from .inputs import (
+    _NOT_COPIED,
+    ABORTED,
+    ANNOTATION,
+    FAILED,
+    KEDA_PAUSED_REPLICAS,
+    NEEDS_OPERATOR,
+    PROMOTED,
+    RETIME_TOLERANCE,
+    ROLLED_BACK,
+    ROUTE_LABEL,
+    Settings,
+    SwapError,
+    Target,
+    retryable,
+    scaledobject_path,
+    with_version,
+)
+from .record import Record, _iso, _json_annotation
+from .view import Outcome, Slot, SlotWait, SwitchBack, View, container_image, readiness
 
 
 class BlueGreen:
@@ -865,24 +499,22 @@ class BlueGreen:
 
     # -- waiting -------------------------------------------------------------------------
 
-    def wait_available(self, waits: Sequence[_Wait],
-                       why: str) -> None:
-        """Wait until every (outcome, view, slot, replicas, image) is fully available."""
+    def wait_available(self, waits: Sequence[SlotWait], why: str) -> None:
+        """Wait until every slot of ``waits`` is fully available."""
         if self.check_mode or not waits:
             return
         deadline = self.clock() + self.s.progress_deadline
         pending = list(waits)
         pause = min(0.1, self.s.poll_interval)
         while True:
-            still: list[_Wait] = []
+            still: list[SlotWait] = []
             failed: list[str] = []
             for item in pending:
-                _, view, slot, desired, image = item
-                dep = view.slots[slot]
+                dep = item.view.slots[item.slot]
                 dep.obj = self.client.get_or_none(deployment_path(self.s.namespace,
                                                                   dep.deployment))
-                state = readiness(dep.obj, desired=desired, image=image,
-                                  container=view.container)
+                state = readiness(dep.obj, desired=item.replicas, image=item.image,
+                                  container=item.view.container)
                 if state.state == FAILED:
                     failed.append(f"Deployment {self.s.namespace}/{dep.deployment} "
                                   f"{state.detail}")
@@ -897,10 +529,10 @@ class BlueGreen:
             now = self.clock()
             if now >= deadline:
                 details = []
-                for _, view, slot, desired, image in still:
-                    dep = view.slots[slot]
-                    state = readiness(dep.obj, desired=desired, image=image,
-                                      container=view.container)
+                for item in still:
+                    dep = item.view.slots[item.slot]
+                    state = readiness(dep.obj, desired=item.replicas, image=item.image,
+                                      container=item.view.container)
                     details.append(f"Deployment {self.s.namespace}/{dep.deployment} did not "
                                    f"become fully available within "
                                    f"{self.s.progress_deadline:g} s ({state.detail})")
@@ -924,7 +556,7 @@ class BlueGreen:
             result.append(out)
         return result
 
-    def _prepare_one(self, target: Target) -> tuple[Outcome, View, _Wait | None]:
+    def _prepare_one(self, target: Target) -> tuple[Outcome, View, SlotWait | None]:
         view = self.read(target)
         out = self._outcome(target, view)
         image = self._target_image(target, view)
@@ -958,20 +590,20 @@ class BlueGreen:
         self._point_preview(out, view, view.inactive)
         out.after = view.summary()
         out.message = f"slot {view.inactive} prepared with {image}"
-        return out, view, (out, view, view.inactive, desired, image)
+        return out, view, SlotWait(out, view, view.inactive, desired, image)
 
     def _prepare_all(self, targets: Sequence[Target], wait: bool
                      ) -> list[tuple[Outcome, View, int | None]]:
         prepared = [self._prepare_one(t) for t in targets]
         waits = [w for _, _, w in prepared if w is not None]
         if wait:
-            names = ", ".join(sorted({w[1].service["metadata"]["name"] for w in waits}))
+            names = ", ".join(sorted({w.view.service["metadata"]["name"] for w in waits}))
             self.wait_available(waits, f"no Service was switched ({names} keep their "
                                        "active slot)")
         for out, view, _ in prepared:
             out.after = view.summary()
             self._finish(out, view)
-        return [(out, view, w[3] if w else None) for out, view, w in prepared]
+        return [(out, view, w.replicas if w else None) for out, view, w in prepared]
 
     def prepare(self, targets: Sequence[Target], *, wait: bool = True) -> list[Outcome]:
         """Deploy every target to its inactive slot, then wait for all of them together."""
@@ -1016,13 +648,15 @@ class BlueGreen:
         rollback uses that. Every service is tried even when one switch-back fails.
         """
         outcomes: list[Outcome] = []
-        waits: list[_Wait] = []
-        plans: list[_Plan] = []
+        waits: list[SlotWait] = []
+        plans: list[SwitchBack] = []
         for target in targets:
             outcomes.append(self._plan_rollback(target, include_finalized, waits, plans))
         self.wait_available(waits, "no Service was switched back")
         failures: list[str] = []
-        for out, view, rec, count, full in plans:
+        for plan in plans:
+            out, view, rec = plan.outcome, plan.view, plan.record
+            count, full = plan.replicas, plan.replicas_after
             try:
                 record = self._switch_back(out, view, rec, count)
             except SwapError as exc:
@@ -1049,8 +683,8 @@ class BlueGreen:
                             kind="switch_back")
         return outcomes
 
-    def _plan_rollback(self, target: Target, include_finalized: bool, waits: list[_Wait],
-                       plans: list[_Plan]) -> Outcome:
+    def _plan_rollback(self, target: Target, include_finalized: bool, waits: list[SlotWait],
+                       plans: list[SwitchBack]) -> Outcome:
         """Decide one service's rollback: nothing, switch at once, or scale up and wait."""
         view = self.read(target)
         out = self._outcome(target, view)
@@ -1088,12 +722,12 @@ class BlueGreen:
                 back.obj, desired=back.replicas, image=rec.previous_image,
                 container=view.container).ready
             if as_it_stands:
-                plans.append((out, view, rec, back.replicas, full))
+                plans.append(SwitchBack(out, view, rec, back.replicas, full))
             else:
                 if back.replicas != full:
                     self._deploy_slot(out, view, rec.previous, rec.previous_image, full)
-                waits.append((out, view, rec.previous, full, rec.previous_image))
-                plans.append((out, view, rec, full, full))
+                waits.append(SlotWait(out, view, rec.previous, full, rec.previous_image))
+                plans.append(SwitchBack(out, view, rec, full, full))
         self._finish(out, view)
         return out
 
@@ -1179,46 +813,3 @@ class BlueGreen:
         out.act(f"record the scale-down of slot {rec.previous} on {self._svc_ref(name)}")
         if not self.check_mode:
             self._mark_scaled_down(view)
-
-
-# ------------------------------------------------------------------------------------------
-# entry point used by the Ansible module
-
-
-OPERATIONS = ("prepared", "promoted", "rolled_back", "finalized", "status")
-
-
-def run(bg: BlueGreen, state: str, targets: Sequence[Target], *, wait: bool = True,
-        wait_scale_down: bool = False, include_finalized: bool = True) -> list[Outcome]:
-    """Run one operation over ``targets``; raises SwapError on any failure.
-
-    ``bg.outcomes`` keeps what was done so far, also when it raises.
-    """
-    problems = [p for t in targets
-                for p in t.problems(need_image=state in ("prepared", "promoted"))]
-    names = [t.service for t in targets]
-    if not targets:
-        problems.append("no service given")
-    if len(set(names)) != len(names):
-        problems.append(f"a service is listed twice: {', '.join(names)}")
-    if state not in OPERATIONS:
-        problems.append(f"state must be one of {', '.join(OPERATIONS)}, got {state!r}")
-    if problems:
-        raise SwapError("; ".join(problems))
-    try:
-        if state == "prepared":
-            return bg.prepare(targets, wait=wait)
-        if state == "promoted":
-            outcomes = bg.promote(targets)
-            return bg.finalize(targets, wait=True) if wait_scale_down else outcomes
-        if state == "rolled_back":
-            outcomes = bg.rollback(targets, include_finalized=include_finalized)
-            return bg.finalize(targets, wait=True) if wait_scale_down else outcomes
-        if state == "finalized":
-            return bg.finalize(targets, wait=True)
-        return bg.status(targets)
-    except ApiError as exc:
-        raise SwapError(f"the API server refused a request ({exc}); nothing after it was "
-                        "done, run again to resume") from exc
-    except KubeError as exc:
-        raise SwapError(f"{exc}; nothing after it was done, run again to resume") from exc
