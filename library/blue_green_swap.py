@@ -67,6 +67,7 @@ description:
     still on the old pods. Keep O(scale_down_delay) above MAX_CONNECTION_AGE + grace.
 version_added: "0.1.0"
 author: tai-deploy contributors
+extends_documentation_fragment: [tai_k8s]
 options:
   state:
     description:
@@ -225,26 +226,6 @@ options:
     description: With V(soaked), seconds between two rounds of checks.
     type: float
     default: 2
-  kubeconfig:
-    description:
-      - Path of the kubeconfig. Default as kubectl - C(KUBECONFIG), then C(~/.kube/config).
-    type: path
-  context:
-    description: kubeconfig context (default its current context).
-    type: str
-  api_server:
-    description: URL of the API server, instead of a kubeconfig.
-    type: str
-  api_token:
-    description: Bearer token for O(api_server).
-    type: str
-  ca_cert:
-    description: CA bundle for O(api_server).
-    type: path
-  validate_certs:
-    description: Verify the API server's certificate.
-    type: bool
-    default: true
   request_timeout:
     description: Timeout of one API request, in seconds.
     type: float
@@ -296,8 +277,8 @@ EXAMPLES = r"""
   blue_green_swap:
     state: status
     service: coordinator
-    api_server: https://10.0.0.2
-    api_token: "{{ tai_kube_token }}"
+    host: https://10.0.0.2
+    api_key: "{{ tai_kube_token }}"
     ca_cert: /etc/tai/cluster-ca.pem
   register: coordinator_slots
 """
@@ -442,6 +423,9 @@ except ImportError:
 else:
     IMPORT_ERROR = None
 
+K8S_AUTH_OPTIONS = ("kubeconfig", "context", "host", "api_key", "ca_cert", "client_cert",
+                    "client_key", "validate_certs", "proxy")
+
 ARGUMENT_SPEC = {
     "state": {"type": "str", "default": "promoted",
               "choices": ["prepared", "promoted", "rolled_back", "finalized", "status",
@@ -479,12 +463,16 @@ ARGUMENT_SPEC = {
     "health_targets": {"type": "list", "elements": "dict"},
     "soak_seconds": {"type": "float", "default": 180.0},
     "check_interval": {"type": "float", "default": 2.0},
+    # kubernetes.core's auth options (plugins/doc_fragments/tai_k8s.py).
     "kubeconfig": {"type": "path"},
     "context": {"type": "str"},
-    "api_server": {"type": "str"},
-    "api_token": {"type": "str", "no_log": True},
-    "ca_cert": {"type": "path"},
-    "validate_certs": {"type": "bool", "default": True},
+    "host": {"type": "str", "aliases": ["api_server"]},
+    "api_key": {"type": "str", "no_log": True, "aliases": ["api_token"]},
+    "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"]},
+    "client_cert": {"type": "path", "aliases": ["cert_file"]},
+    "client_key": {"type": "path", "aliases": ["key_file"]},
+    "validate_certs": {"type": "bool", "aliases": ["verify_ssl"]},
+    "proxy": {"type": "str"},
     "request_timeout": {"type": "float", "default": 30.0},
 }
 
@@ -538,8 +526,8 @@ def main() -> None:
         argument_spec=ARGUMENT_SPEC,
         mutually_exclusive=[("service", "services"), ("image", "version"),
                             ("services", "image"), ("services", "version"),
-                            ("services", "container"), ("api_server", "kubeconfig"),
-                            ("api_server", "context")],
+                            ("services", "container"), ("host", "kubeconfig"),
+                            ("host", "context")],
         required_if=[("state", "soaked", ("health_targets",))],
         supports_check_mode=True,
     )
@@ -556,10 +544,8 @@ def main() -> None:
             progress_deadline=p["progress_deadline"], scale_down_delay=p["scale_down_delay"],
             poll_interval=p["poll_interval"], conflict_attempts=p["conflict_attempts"],
             preview_suffix=p["preview_suffix"], switch_back_attempts=p["switch_back_attempts"])
-        access = access_from_options(
-            kubeconfig=p["kubeconfig"], context=p["context"], api_server=p["api_server"],
-            api_token=p["api_token"], ca_cert=p["ca_cert"], validate_certs=p["validate_certs"])
-        client = KubeClient(access, timeout=p["request_timeout"])
+        access = access_from_options(**{k: p[k] for k in K8S_AUTH_OPTIONS})
+        client = KubeClient(access, timeout=p["request_timeout"], thin=True)  # see KubeClient
         lock = (LeaseLock(client, p["namespace"], holder, duration=p["lease_duration"],
                           check_mode=module.check_mode) if holder else None)
         bg = BlueGreen(client, settings, check_mode=module.check_mode, lease=lock,

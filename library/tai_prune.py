@@ -20,6 +20,7 @@ description:
     each object as it is before the deletion.
 version_added: "0.1.0"
 author: tai-deploy contributors
+extends_documentation_fragment: [tai_k8s]
 options:
   role:
     description: Role whose objects are pruned (value of the C(tai-deploy.io/role) label).
@@ -35,12 +36,6 @@ options:
     type: list
     elements: path
     required: true
-  kubeconfig:
-    description: Path of the kubeconfig. Default as kubectl - C(KUBECONFIG), then C(~/.kube/config).
-    type: path
-  context:
-    description: kubeconfig context (default its current context).
-    type: str
   request_timeout:
     description: Timeout of one API request, in seconds.
     type: float
@@ -81,10 +76,19 @@ def main() -> None:
             "role": {"type": "str", "required": True},
             "kinds": {"type": "list", "elements": "dict", "required": True},
             "manifest_dirs": {"type": "list", "elements": "path", "required": True},
+            # kubernetes.core's auth options (plugins/doc_fragments/tai_k8s.py).
             "kubeconfig": {"type": "path"},
             "context": {"type": "str"},
+            "host": {"type": "str", "aliases": ["api_server"]},
+            "api_key": {"type": "str", "no_log": True, "aliases": ["api_token"]},
+            "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"]},
+            "client_cert": {"type": "path", "aliases": ["cert_file"]},
+            "client_key": {"type": "path", "aliases": ["key_file"]},
+            "validate_certs": {"type": "bool", "aliases": ["verify_ssl"]},
+            "proxy": {"type": "str"},
             "request_timeout": {"type": "float", "default": 30.0},
         },
+        mutually_exclusive=[("host", "kubeconfig"), ("host", "context")],
         supports_check_mode=True,
     )
     # Imported once the argument spec is declared (ansible-lint runs this file on its own).
@@ -110,7 +114,9 @@ def main() -> None:
             module.fail_json(msg=f"kinds[{i}] needs apiVersion and kind (strings)")
     try:
         keep = planned_refs(p["manifest_dirs"])
-        access = access_from_options(kubeconfig=p["kubeconfig"], context=p["context"])
+        access = access_from_options(**{k: p[k] for k in (
+            "kubeconfig", "context", "host", "api_key", "ca_cert", "client_cert", "client_key",
+            "validate_certs", "proxy")})
         with KubeClient(access, timeout=p["request_timeout"]) as client:
             found = find(client, p["kinds"], owner_selector(p["role"]), keep)
             pruned = [c.ref for c in found] if module.check_mode else delete(client, found)

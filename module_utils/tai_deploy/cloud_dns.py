@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .gcp_rest import Deadline, GcpApiError, RestClient, path_segment
+from .gcp_rest import GcpApiError, RestClient, path_segment
+from .poll import Deadline, poll
 
 CONFLICT_STATUSES = frozenset({409, 412})
 STATES = ("present", "absent")
@@ -229,18 +230,19 @@ class GeoItemConverger:
             f"{last.status if last else '?'}: {last.message if last else ''}); rerun the play.")
 
     def _wait(self, change: Mapping[str, Any]) -> None:
-        deadline = Deadline(self.wait_timeout, self.clock)
-        current = change
         cid = str(change.get("id", ""))
-        while current.get("status", "done") != "done":
-            if deadline.expired():
-                raise DnsError(f"Cloud DNS change {cid} of the {self.rec.describe()} was still "
-                               f"{current.get('status')} after {self.wait_timeout:g} s; it was "
-                               "accepted and goes on: check it with `gcloud dns record-sets "
-                               "changes describe`.")
-            self.sleep(self.poll_interval)
-            current = self.client.call("GET", f"{self.rec.zone_path}/changes/{path_segment(cid)}",
-                                       action=f"read Cloud DNS change {cid}")
+
+        def still_pending(current: Mapping[str, Any]) -> Mapping[str, Any]:
+            raise DnsError(f"Cloud DNS change {cid} of the {self.rec.describe()} was still "
+                           f"{current.get('status')} after {self.wait_timeout:g} s; it was "
+                           "accepted and goes on: check it with `gcloud dns record-sets "
+                           "changes describe`.")
+
+        poll(lambda: self.client.call("GET", f"{self.rec.zone_path}/changes/{path_segment(cid)}",
+                                      action=f"read Cloud DNS change {cid}"),
+             lambda current: current.get("status", "done") == "done", first=change,
+             timeout=Deadline(self.wait_timeout, self.clock), interval=self.poll_interval,
+             on_timeout=still_pending, sleep=self.sleep)
 
 
 def record_from_params(*, project: str, zone: str, name: str, rtype: str, ttl: int, location: str,

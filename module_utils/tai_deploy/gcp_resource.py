@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .gcp_rest import Deadline, GcpApiError, RestClient
+from .gcp_rest import GcpApiError, RestClient
+from .poll import Deadline, poll
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 _PLACEHOLDER = re.compile(r"\$\(([A-Za-z0-9_-]+)\.([A-Za-z0-9_.]+)\)")
@@ -182,16 +183,17 @@ class Converger:
         """Wait (bounded) until a list call returns items: objects another system creates."""
         title = str(item["title"])
         client = self.clients(str(item["service"]))
-        deadline = Deadline(float(item.get("timeout", 300)))
-        while True:
-            found = client.call("GET", item["self"], action=f"look for {title}")
-            if found.get("items") or self.check_mode:
-                return ItemResult(str(item["id"]), title, UNCHANGED)
-            if deadline.expired():
-                raise ConvergeError(f"{title} did not appear within {item.get('timeout', 300)} "
-                                    "s; check that the platform phase annotated the ingress "
-                                    "gateway Service and that its pods run in that zone.")
-            self.sleep(self.poll_interval or 1.0)
+
+        def absent(_: Mapping[str, Any]) -> Mapping[str, Any]:
+            raise ConvergeError(f"{title} did not appear within {item.get('timeout', 300)} "
+                                "s; check that the platform phase annotated the ingress "
+                                "gateway Service and that its pods run in that zone.")
+
+        poll(lambda: client.call("GET", item["self"], action=f"look for {title}"),
+             lambda found: bool(found.get("items") or self.check_mode),
+             timeout=float(item.get("timeout", 300)), interval=self.poll_interval or 1.0,
+             on_timeout=absent, sleep=self.sleep)
+        return ItemResult(str(item["id"]), title, UNCHANGED)
 
     # --- plain REST objects -------------------------------------------------------------
     def _read(self, item: Mapping[str, Any]) -> ItemResult:
@@ -271,16 +273,17 @@ class Converger:
 
     # --- long-running operations --------------------------------------------------------
     def _wait(self, client: RestClient, answer: Mapping[str, Any], action: str) -> None:
-        deadline = Deadline(self.operation_timeout)
-        op = dict(answer)
-        while True:
+        path = ""
+
+        def done(op: Mapping[str, Any]) -> bool:
+            nonlocal path
             if op.get("kind") == "compute#operation":
                 if op.get("status") == "DONE":
                     errors = (op.get("error") or {}).get("errors") or []
                     if errors:
                         raise ConvergeError(f"Cannot {action}: the operation {op.get('name')} "
                                             f"failed: {errors[0].get('message', errors[0])}.")
-                    return
+                    return True
                 path = urlsplit(str(op["selfLink"])).path
                 path = path if path.startswith("/compute/") else "/compute" + path
             elif "name" in op and ("done" in op or "metadata" in op) and (
@@ -289,16 +292,20 @@ class Converger:
                     if op.get("error"):
                         raise ConvergeError(f"Cannot {action}: the operation {op['name']} "
                                             f"failed: {op['error'].get('message')}.")
-                    return
+                    return True
                 path = f"/v1/{op['name']}"
             else:
-                return  # answered synchronously
-            if deadline.expired():
-                raise ConvergeError(f"Cannot {action}: the operation {op.get('name')} was not "
-                                    f"done after {self.operation_timeout:.0f} s; it goes on in "
-                                    "Google Cloud: rerun the play to pick it up.")
-            self.sleep(self.poll_interval)
-            op = client.call("GET", path, action=f"wait for the operation to {action}")
+                return True  # answered synchronously
+            return False
+
+        def not_done(op: dict[str, Any]) -> dict[str, Any]:
+            raise ConvergeError(f"Cannot {action}: the operation {op.get('name')} was not "
+                                f"done after {self.operation_timeout:.0f} s; it goes on in "
+                                "Google Cloud: rerun the play to pick it up.")
+
+        poll(lambda: client.call("GET", path, action=f"wait for the operation to {action}"),
+             done, first=dict(answer), timeout=self.operation_timeout,
+             interval=self.poll_interval, on_timeout=not_done, sleep=self.sleep)
 
     # --- Service Usage ------------------------------------------------------------------
     def _services(self, item: Mapping[str, Any]) -> ItemResult:

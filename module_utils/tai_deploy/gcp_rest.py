@@ -250,15 +250,3 @@ def _error_info(text: str) -> tuple[str, dict[str, str]]:
             meta = detail.get("metadata") or {}
             return str(detail.get("reason") or ""), {str(k): str(v) for k, v in meta.items()}
     return "", {}
-
-
-class Deadline:
-    """Wall-clock limit for waiting on long-running operations."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.seconds = seconds
-        self.end = clock() + seconds
-
-    def expired(self) -> bool:
-        return self.clock() >= self.end

@@ -32,7 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .gcp_rest import Deadline, GcpApiError, RestClient, path_segment
+from .gcp_rest import GcpApiError, RestClient, path_segment
+from .poll import Deadline, poll
 
 # Cluster fields that clusters.update changes, one desiredXxx per call, in this order
 # (ClusterUpdate in the container v1 discovery document).
@@ -521,23 +522,29 @@ class Converger:
 
     def wait_operation(self, op: Mapping[str, Any], action: Action, deadline: Deadline) -> None:
         name = str(op.get("name", ""))
-        current: Mapping[str, Any] = op
         started = self.clock()
-        while current.get("status") != "DONE":
+
+        def done(current: Mapping[str, Any]) -> bool:
+            if current.get("status") == "DONE":
+                return True
             self.progress(
                 f"GKE operation {name} ({current.get('operationType') or action.kind}) to "
                 f"{self.describe(action)}: {current.get('status') or 'RUNNING'}, "
                 f"{_elapsed(self.clock() - started)} elapsed")
-            if deadline.expired():
-                raise GkeError(
-                    f"GKE operation {name} to {self.describe(action)} did not finish within "
-                    f"{self.wait_timeout:g} s; "
-                    "it goes on in GCP: rerun the play once `gcloud container operations "
-                    f"describe {name} --location {self.ref.location}` shows DONE.")
-            self.sleep(self.poll_interval)
-            current = self.client.call(
-                "GET", f"{self.ref.parent}/operations/{path_segment(name)}",
-                action=f"read GKE operation {name} of {self.ref.describe()}")
+            return False
+
+        def unfinished(_: Mapping[str, Any]) -> Mapping[str, Any]:
+            raise GkeError(
+                f"GKE operation {name} to {self.describe(action)} did not finish within "
+                f"{self.wait_timeout:g} s; "
+                "it goes on in GCP: rerun the play once `gcloud container operations "
+                f"describe {name} --location {self.ref.location}` shows DONE.")
+
+        current = poll(lambda: self.client.call(
+                           "GET", f"{self.ref.parent}/operations/{path_segment(name)}",
+                           action=f"read GKE operation {name} of {self.ref.describe()}"),
+                       done, first=op, timeout=deadline, interval=self.poll_interval,
+                       on_timeout=unfinished, sleep=self.sleep)
         error = current.get("error") or {}
         if error:
             raise GkeError(f"GKE operation {name} to {self.describe(action)} failed: "
@@ -545,17 +552,21 @@ class Converger:
 
     def _wait_running(self, deadline: Deadline) -> None:
         started = self.clock()
-        while True:
-            live = self.read() or {}
+
+        def idle(live: Mapping[str, Any]) -> bool:
             if live.get("status") not in BUSY_STATUSES:
-                return
+                return True
             self.progress(f"The {self.ref.describe()} is {live.get('status')} (an operation "
                           f"started elsewhere), {_elapsed(self.clock() - started)} waited")
-            if deadline.expired():
-                raise GkeError(f"The {self.ref.describe()} stayed {live.get('status')} for "
-                               f"{self.wait_timeout:g} s; rerun the play when its current "
-                               "operation is done.")
-            self.sleep(self.poll_interval)
+            return False
+
+        def busy(live: Mapping[str, Any]) -> Mapping[str, Any]:
+            raise GkeError(f"The {self.ref.describe()} stayed {live.get('status')} for "
+                           f"{self.wait_timeout:g} s; rerun the play when its current "
+                           "operation is done.")
+
+        poll(lambda: self.read() or {}, idle, timeout=deadline, interval=self.poll_interval,
+             on_timeout=busy, sleep=self.sleep)
 
 
 def _elapsed(seconds: float) -> str:

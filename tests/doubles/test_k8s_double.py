@@ -339,3 +339,27 @@ def test_fault_injection_on_the_nth_matching_request(double: KubeApiDouble,
     assert client.get(path)["metadata"]["name"] == "governor"  # waited Retry-After, retried
     statuses = [r.status for r in double.requests if r.method == "GET" and r.path == path]
     assert statuses[-2:] == [429, 200]
+
+
+def test_the_thin_transport_of_the_swap_module_answers_alike() -> None:
+    """KubeClient(thin=True), the blue-green swap's requests path: same answers and errors."""
+    with KubeApiDouble(token="s3cret") as d:
+        d.seed(*chart_objects("governor", 50051))
+        path = service_path(NAMESPACE, "governor")
+        with KubeClient(ClusterAccess(server=d.url), thin=True) as anonymous, \
+                pytest.raises(ApiError) as err:
+            anonymous.get("/api")
+        assert err.value.status == 401
+        with KubeClient(ClusterAccess(server=d.url, token="s3cret"), thin=True) as thin, \
+                KubeClient(ClusterAccess(server=d.url, token="s3cret")) as full:
+            assert thin.get(path) == full.get(path)
+            d.add_fault(Fault("GET", path, status=503, reason="ServiceUnavailable", times=2))
+            assert thin.get(path)["metadata"]["name"] == "governor"  # retried after 503
+            patched = thin.patch(path, {"metadata": {"labels": {"thin": "yes"}}})
+            assert patched["metadata"]["labels"]["thin"] == "yes"
+            with pytest.raises(ApiError) as strict:
+                thin.patch(path, {"spec": {"selectr": {}}})
+            assert strict.value.status == 400 and "selectr" in str(strict.value)
+    with pytest.raises(Exception, match="cannot reach the API server"), \
+            KubeClient(ClusterAccess(server=d.url), thin=True) as gone:
+        gone.get("/api")
