@@ -71,6 +71,10 @@ class RunReport:
     run: PlaybookRun
     region: str
     seconds: float
+    # Google API calls of the run, counted by the GCP double: reads (GET, and getIamPolicy,
+    # a POST that only reads) and writes (every other call).
+    gcp_reads: int = 0
+    gcp_writes: int = 0
 
     @property
     def recap(self) -> dict[str, int]:
@@ -94,7 +98,8 @@ class RunReport:
             else {}
         return (f"{label}: {'ok' if self.run.returncode == 0 else 'FAILED'}, "
                 f"{recap.get('changed', '?')} tasks changed, {recap.get('ok', '?')} ok, "
-                f"{self.seconds:.0f} s")
+                f"{self.seconds:.0f} s, {self.gcp_reads + self.gcp_writes} Google API calls "
+                f"({self.gcp_writes} writes)")
 
 
 @dataclass
@@ -156,10 +161,12 @@ class Rehearsal:
         env = {"KUBECONFIG": str(self.root / "kubeconfig"),
                "ANSIBLE_VAULT_PASSWORD_FILE": str(self.root / "vault-password"),
                "TAI_BUILD_ROOT": str(self.root / "build")}
-        start = time.monotonic()
+        start, first_call = time.monotonic(), len(self.gcp.requests)
         run = run_playbook("site.yml", "-l", self.region, "-e", f"@{vars_file}", *extra,
                            env=env, timeout=1800)
-        return RunReport(run, self.region, time.monotonic() - start)
+        calls = [(m, p) for m, p, _ in self.gcp.requests[first_call:]]
+        reads = sum(1 for m, p in calls if m == "GET" or p.endswith(":getIamPolicy"))
+        return RunReport(run, self.region, time.monotonic() - start, reads, len(calls) - reads)
 
 
 @contextmanager

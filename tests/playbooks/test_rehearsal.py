@@ -40,6 +40,8 @@ def test_the_first_apply_of_a_region_converges_and_a_second_changes_nothing() ->
         assert second.run.returncode == 0, second.run.output[-6000:]
         # Nothing changes: the live overlay holds only what differs from the plan.
         assert second.changed_tasks == [] and second.recap["changed"] == 0, second.changed_tasks
+        # ... and writes nothing to Google's APIs: every call of the second run only reads
+        assert second.gcp_writes == 0 and second.gcp_reads > 0, second.summary("second apply")
 
 
 @pytest.mark.playbook
