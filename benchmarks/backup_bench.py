@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "module_utils"), str(REPO / "tests")]
 
 from helpers.gcs_double import gcs_double  # noqa: E402
-from helpers.redis_nodes import redis_nodes, run_cluster_init  # noqa: E402
+from helpers.redis_nodes import crc16, redis_nodes, run_cluster_init  # noqa: E402
 from helpers.vault_server import BaoServer  # noqa: E402
 from tai_deploy.backup_store import BackupStore, UrllibTransport, verify_download  # noqa: E402
 from tai_deploy.redis_snapshot import (  # noqa: E402
@@ -112,7 +112,7 @@ def bench_vault(count: int, root: Path) -> dict[str, float]:
 
 def bench_redis(count: int, root: Path) -> dict[str, float]:
     out: dict[str, float] = {}
-    from chart.test_redis_backup import crc16, load, slot_owners  # the tests' own helpers
+    from chart.test_redis_backup import load, slot_owners  # the tests' own helpers
 
     with redis_nodes(root / "nodes") as pool, gcs_double("bench-backups") as (endpoint, _):
         nodes = pool.start(6, extra_args=("--appendonly", "yes"))

@@ -29,6 +29,7 @@ from helpers.redis_nodes import (
     cli,
     cluster_info,
     cluster_nodes,
+    crc16,
     redis_nodes,
     run_cluster_init,
 )
@@ -60,27 +61,6 @@ REGION = "europe-west1"
 LOAD = CHART / "scripts" / "redis-load-snapshot.sh"
 EXTRA_KEYS = 3000
 AOF = ("--appendonly", "yes")
-
-
-def _crc16_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-        table.append(crc & 0xFFFF)
-    return table
-
-
-CRC16_TABLE = _crc16_table()
-
-
-def crc16(data: bytes) -> int:
-    """CRC16-XMODEM, the key-slot hash of the Redis Cluster specification."""
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ CRC16_TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc
 
 
 def one_key_per_slot() -> dict[int, str]:

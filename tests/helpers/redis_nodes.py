@@ -112,6 +112,14 @@ def _crc16_table() -> list[int]:
 _CRC16 = _crc16_table()
 
 
+def crc16(data: bytes) -> int:
+    """CRC16-XMODEM, the key-slot hash of the Redis Cluster specification."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc
+
+
 def key_slot(key: str) -> int:
     """The key's hash slot: CRC16-XMODEM mod 16384 of the key, or of its {hash tag}, as the
     Redis Cluster specification defines it."""
@@ -121,10 +129,7 @@ def key_slot(key: str) -> int:
         end = raw.find(b"}", start + 1)
         if end > start + 1:
             raw = raw[start + 1:end]
-    crc = 0
-    for byte in raw:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
-    return crc % 16384
+    return crc16(raw) % 16384
 
 
 def cluster_info(port: int, client: Client = PLAIN) -> dict[str, str]:
