@@ -57,6 +57,43 @@ options:
     type: list
     elements: dict
     default: []
+  chart:
+    description:
+      - A local Helm chart to render with C(helm template) for O(kubernetes_version) and the
+        complete O(chart.values) (given on helm's standard input); its manifests are then
+        validated and written like O(manifests). If helm refuses the values, the task fails
+        with O(chart.refusal) and helm's reason in one sentence, and writes nothing.
+      - Rendering in this task rather than in a command task before it saves a module process
+        and templating the values a second time.
+    type: dict
+    suboptions:
+      path:
+        description: Folder of the chart.
+        type: path
+        required: true
+      release:
+        description: Release name given to C(helm template).
+        type: str
+        required: true
+      namespace:
+        description: Namespace of the release.
+        type: str
+        required: true
+      values:
+        description: Every value the chart is rendered with.
+        type: dict
+        default: {}
+      values_path:
+        description: When set, the values are also written to this path of the bundle.
+        type: str
+      helm:
+        description: The helm binary.
+        type: str
+        default: helm
+      refusal:
+        description: What the failure message says before helm's reason.
+        type: str
+        default: The chart refused its values
   manifests_dir:
     description: Sub-folder of O(dest) that receives the manifests.
     type: str
@@ -89,14 +126,17 @@ EXAMPLES = r"""
       - path: README.txt
         content: "Request bodies for projects.locations.clusters"
 
-- name: Validate and write the rendered chart
+- name: Render, validate and write a local chart and the values it is rendered with
   tai_bundle:
     dest: "{{ tai_build_dir }}/tai-services"
     kubernetes_version: "1.34"
-    manifests: "{{ tai_services_rendered.stdout }}"
-    files:
-      - path: values.yaml
-        data: "{{ tai_services_values }}"
+    chart:
+      path: charts/tai-chart
+      release: tai
+      namespace: tai-system
+      values: "{{ tai_services_values }}"
+      values_path: values.yaml
+      refusal: charts/tai-chart refused the values of europe-west1
 """
 
 RETURN = r"""
@@ -147,12 +187,23 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "dest": {"type": "path", "required": True},
     "files": {"type": "list", "elements": "dict", "default": []},
     "manifests": {"type": "raw"},
+    "chart": {"type": "dict", "options": {
+        "path": {"type": "path", "required": True},
+        "release": {"type": "str", "required": True},
+        "namespace": {"type": "str", "required": True},
+        "values": {"type": "dict", "default": {}},
+        "values_path": {"type": "str"},
+        "helm": {"type": "str", "default": "helm"},
+        "refusal": {"type": "str", "default": "The chart refused its values"},
+    }},
     "manifests_dir": {"type": "str", "default": "manifests"},
     "releases": {"type": "list", "elements": "dict", "default": []},
     "kubernetes_version": {"type": "str"},
     "prune": {"type": "bool", "default": True},
 }
-SPEC_OPTIONS: dict[str, Any] = {"required_by": {"manifests": ["kubernetes_version"]}}
+SPEC_OPTIONS: dict[str, Any] = {"required_by": {"manifests": ["kubernetes_version"],
+                                                "chart": ["kubernetes_version"]},
+                                "mutually_exclusive": [["manifests", "chart"]]}
 
 
 def main() -> None:

@@ -105,6 +105,13 @@ checked:
   returned: always
   type: list
   elements: str
+checked_roles:
+  description:
+    - Roles whose inputs were checked (O(inputs)). A role of this list skips its own check of
+      the same rules later in the run.
+  returned: always
+  type: list
+  elements: str
 build_dir:
   description: Folder the roles write the region's plan into (the staging folder when staged).
   returned: success

@@ -22,9 +22,22 @@ def run_bundle(p: dict[str, Any], *, check_mode: bool, diff: bool) -> dict[str, 
     """tai_bundle: validate a role's rendered artifacts and write the ones that changed."""
     from .bundle import UNCHANGED, BundleError, collect, diff_entries, plan, write
 
+    files, manifests = list(p["files"]), p["manifests"]
+    chart = p.get("chart")
+    if chart:
+        from .helm_template import ChartRefused, ChartRender, render
+
+        try:
+            manifests = render(ChartRender(
+                path=chart["path"], release=chart["release"], namespace=chart["namespace"],
+                kubernetes_version=p["kubernetes_version"], values=chart["values"],
+                helm=chart["helm"]))
+        except ChartRefused as exc:
+            return _failed(f"{chart['refusal']}: {exc}")
+        if chart.get("values_path"):
+            files.insert(0, {"path": chart["values_path"], "data": chart["values"]})
     try:
-        wanted, objects = collect(p["files"], p["manifests"], p["manifests_dir"],
-                                  p["releases"])
+        wanted, objects = collect(files, manifests, p["manifests_dir"], p["releases"])
         bundle = plan(p["dest"], wanted, objects=objects,
                       kubernetes_version=p["kubernetes_version"], prune=p["prune"])
     except BundleError as exc:
@@ -126,8 +139,8 @@ def run_inventory_check(p: dict[str, Any], *, check_mode: bool,
                 begin_staging(p["build_root"], PROJECT_PLAN)
         except StagingError as exc:
             return _failed(str(exc), errors=[str(exc)])
-    return {"changed": False, "checked": sorted(p["variables"]), "build_dir": build_dir,
-            "project_build_dir": project_build_dir}
+    return {"changed": False, "checked": sorted(p["variables"]), "checked_roles": sorted(inputs),
+            "build_dir": build_dir, "project_build_dir": project_build_dir}
 
 
 def run_project_check(p: dict[str, Any], *, check_mode: bool,

@@ -1,34 +1,20 @@
 # Copyright: tai-deploy contributors
-"""Filters of the tai_services plan: the files it writes and the chart's refusal in one sentence.
+"""Filter of the tai_services plan: the files it writes besides the chart's values and manifests.
 
-``values | tai_services_plan_files(live, apply)`` lists the files of build/<region>/tai-services/
-besides the manifests: values.yaml always, live.yaml (what the live cluster keeps, and why) in
-apply mode only, where the live cluster was read.
-
-``stderr_lines | tai_helm_refusal`` is Helm's error without its "Error: " prefixes, blank lines
-and the "Use --debug" hint, joined into one sentence.
+``live | tai_services_live_files(apply)`` is live.yaml (what the live cluster keeps, and why) in
+apply mode, where the live cluster was read, and nothing in plan mode. The values and the
+manifests are written by the bundle task that renders the chart (module_utils/tai_deploy/
+helm_template.py).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-_NOISE = re.compile(r"^(Use --debug|\s*$)")
 
-
-def tai_services_plan_files(values: Mapping[str, Any], live: Mapping[str, Any],
-                            apply: Any) -> list[dict[str, Any]]:
-    files: list[dict[str, Any]] = [{"path": "values.yaml", "data": values}]
-    if _true(apply):
-        files.append({"path": "live.yaml", "data": live})
-    return files
-
-
-def tai_helm_refusal(stderr_lines: Iterable[str]) -> str:
-    return " ".join(re.sub(r"^Error: ", "", line) for line in stderr_lines
-                    if not _NOISE.match(line))
+def tai_services_live_files(live: Mapping[str, Any], apply: Any) -> list[dict[str, Any]]:
+    return [{"path": "live.yaml", "data": live}] if _true(apply) else []
 
 
 def _true(value: Any) -> bool:
@@ -40,5 +26,4 @@ def _true(value: Any) -> bool:
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"tai_services_plan_files": tai_services_plan_files,
-                "tai_helm_refusal": tai_helm_refusal}
+        return {"tai_services_live_files": tai_services_live_files}
