@@ -189,6 +189,24 @@ def test_an_idle_slot_without_a_planned_tag(keep: bool, expected: dict[str, Any]
     assert effective(PLANNED, result)["services"]["governor"]["slots"]["green"] == expected
 
 
+def test_the_effective_values_merge_the_overlay_as_ansibles_combine_does() -> None:
+    """The filter merges the live overlay itself (vars/main.yml templates the planned values
+    once): the same result as Ansible's own combine(recursive=true), which the role used."""
+    from ansible.plugins.filter.core import combine
+
+    services = [service("governor", "green")]
+    deployments = [deployment("governor", "blue", "gcr.io/ggen-project/governor:1.4.1", 3),
+                   deployment("governor", "green", "gcr.io/ggen-project/governor:1.4.2", 5)]
+    got = live.tai_services_live_values(PLANNED, services, deployments)
+    assert got["values"], "the swapped service must give an overlay, else the test proves nothing"
+    assert got["effective"] == combine(PLANNED, got["values"], recursive=True)
+    assert got["effective"]["services"]["governor"]["activeSlot"] == "green"
+    assert PLANNED["services"]["governor"].get("activeSlot", "blue") == "blue"  # not mutated
+    nested = {"a": {"b": [1, 2], "c": {"d": 1}}, "e": 1}
+    over = {"a": {"b": [3], "c": {"f": 2}}, "e": {"g": 1}}
+    assert live.merged(nested, over) == combine(nested, over, recursive=True)
+
+
 def test_a_service_without_a_slot_selector_is_left_to_the_plan() -> None:
     svc = {"metadata": {"name": "governor"}, "spec": {"selector": {"app": "governor"}}}
     result = live.live_values(PLANNED, [svc], [])

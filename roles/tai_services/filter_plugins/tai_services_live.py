@@ -160,8 +160,23 @@ def tai_services_live_values(planned: Mapping[str, Any], services: Sequence[Mapp
                              deployments: Sequence[Mapping[str, Any]],
                              keep_idle_slot: bool = True,
                              update_active_slot: bool = False) -> dict[str, Any]:
-    return live_values(planned, services, deployments, keep_idle_slot=keep_idle_slot,
+    """live_values, plus ``effective``: the planned values with the overlay merged over them
+    (recursive, as Ansible's ``combine(recursive=true)``), so that the role templates the
+    planned values once rather than once for the overlay and again for the merge."""
+    live = live_values(planned, services, deployments, keep_idle_slot=keep_idle_slot,
                        update_active_slot=update_active_slot)
+    return {**live, "effective": merged(planned, live["values"])}
+
+
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``: mappings merged key by key, any other value replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def tai_services_placeholder_digests(values: Mapping[str, Any], region: str,

@@ -14,7 +14,10 @@ from typing import Any
 
 
 def tai_services_live_files(live: Mapping[str, Any], apply: Any) -> list[dict[str, Any]]:
-    return [{"path": "live.yaml", "data": live}] if _true(apply) else []
+    if not _true(apply):
+        return []
+    # The effective values are values.yaml already; live.yaml says what the cluster kept.
+    return [{"path": "live.yaml", "data": {k: v for k, v in live.items() if k != "effective"}}]
 
 
 def _true(value: Any) -> bool:
