@@ -981,6 +981,15 @@ _REGION_KEYS = ("min_replicas", "max_replicas", "cpu_utilization", "grpc_rps_per
 
 def _autoscaling(v: Mapping[str, Any], c: Context) -> list[str]:  # noqa: PLR0915
     r, out = c.region, list[str]()
+    auth = v.get("autoscaling_keda_redis_auth")
+    if isinstance(auth, Mapping) and "vault_audience" in auth and not str(
+            auth.get("vault_audience") or "").strip():
+        # The TriggerAuthentication names the projected token's file; without an audience the
+        # KEDA release mounts none, and KEDA's login would have no token to send.
+        out.append(f"autoscaling_keda_redis_auth.vault_audience of region {r} is empty; KEDA's "
+                   "operator logs in to Vault with a projected token of that audience, the "
+                   "audience of the Vault role it names (vault_role; the vault role's keda-redis "
+                   "is bound to vault).")
     regions = sorted(c.regions or [r])
     names = {"hpa": "autoscaling_hpa", "keda": "autoscaling_keda"}
     allowed = {"hpa": _HPA_KEYS, "keda": _KEDA_KEYS}

@@ -15,6 +15,16 @@ from typing import Any
 
 _TRUE = ("y", "yes", "on", "1", "true", "t")
 
+# KEDA's operator logs in to Vault with the token in the file its TriggerAuthentication names
+# (hashiCorpVault credential.serviceAccount; KEDA 2.18 reads that file and sends it as the jwt
+# of auth/<mount>/login, it requests no audience of its own). The pod's default token is for
+# the API server's audience, so a Vault role bound to an audience would refuse it: the KEDA
+# release mounts a projected token of the Vault audience here instead (the kubelet requests it
+# and rotates it), and the TriggerAuthentication names it.
+KEDA_VAULT_TOKEN_DIR = "/var/run/secrets/tai/vault"
+KEDA_VAULT_TOKEN_FILE = "token"
+KEDA_VAULT_TOKEN_SECONDS = 3600
+
 
 def _bool(value: Any) -> bool:
     """Ansible's bool filter."""
@@ -190,9 +200,11 @@ def tai_keda_trigger_authentications(manifests: Sequence[Mapping[str, Any]], *,
                 "authentication": "kubernetes",
                 "mount": str(redis_auth["vault_auth_path"]),
                 "role": str(redis_auth["vault_role"]),
-                # The operator's own service-account token (KEDA's default path, said here).
+                # The operator's projected token of the Vault audience (tai_keda_releases
+                # mounts it), not its default API token: the Vault role is bound to that
+                # audience.
                 "credential": {"serviceAccount":
-                               "/var/run/secrets/kubernetes.io/serviceaccount/token"},
+                               f"{KEDA_VAULT_TOKEN_DIR}/{KEDA_VAULT_TOKEN_FILE}"},
                 "secrets": [{"parameter": "password", "key": "password", "type": "secretV2",
                              "path": str(redis_auth["vault_secret_path"])}],
             },
@@ -201,22 +213,33 @@ def tai_keda_trigger_authentications(manifests: Sequence[Mapping[str, Any]], *,
 
 
 def tai_keda_releases(chart: Mapping[str, Any], namespace: str,
-                      vault_ca_secret: str = "") -> list[dict[str, Any]]:
+                      vault_ca_secret: str = "", vault_audience: str = ""
+                      ) -> list[dict[str, Any]]:
     """The KEDA release: its pinned chart and complete values. With ``vault_ca_secret`` (a
     Secret of KEDA's namespace holding Vault's CA as ca.crt, written by the vault role) the
     operator verifies Vault with it (VAULT_CACERT, read by the Vault client of KEDA's
-    hashiCorpVault provider)."""
-    vault_ca: dict[str, Any] = {}
+    hashiCorpVault provider). With ``vault_audience`` the operator's pods get a projected
+    service-account token of that audience (KEDA_VAULT_TOKEN_DIR), which the
+    TriggerAuthentication logs in to Vault with."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    vault_values: dict[str, Any] = {}
     if vault_ca_secret:
-        vault_ca = {
-            "env": [{"name": "VAULT_CACERT", "value": "/vault/tls/ca.crt"}],
-            "volumes": {"keda": {
-                "extraVolumes": [{"name": "vault-ca", "secret": {
-                    "secretName": vault_ca_secret, "items": [{"key": "ca.crt",
-                                                              "path": "ca.crt"}]}}],
-                "extraVolumeMounts": [{"name": "vault-ca", "mountPath": "/vault/tls",
-                                       "readOnly": True}]}},
-        }
+        vault_values = {"env": [{"name": "VAULT_CACERT", "value": "/vault/tls/ca.crt"}]}
+        volumes.append({"name": "vault-ca", "secret": {
+            "secretName": vault_ca_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
+        mounts.append({"name": "vault-ca", "mountPath": "/vault/tls", "readOnly": True})
+    if vault_audience:
+        # Kubernetes API reference, ServiceAccountTokenProjection: audience, expirationSeconds
+        # (at least 600; the kubelet refreshes the file at 80 % of it), path.
+        volumes.append({"name": "vault-token", "projected": {"sources": [{
+            "serviceAccountToken": {"audience": vault_audience,
+                                    "expirationSeconds": KEDA_VAULT_TOKEN_SECONDS,
+                                    "path": KEDA_VAULT_TOKEN_FILE}}]}})
+        mounts.append({"name": "vault-token", "mountPath": KEDA_VAULT_TOKEN_DIR,
+                       "readOnly": True})
+    if volumes:
+        vault_values["volumes"] = {"keda": {"extraVolumes": volumes, "extraVolumeMounts": mounts}}
     restricted_pod = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     restricted_container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]},
@@ -250,7 +273,7 @@ def tai_keda_releases(chart: Mapping[str, Any], namespace: str,
                              "limits": {"memory": "256Mi"}},
             },
             "prometheus": {c: dict(monitor) for c in components},
-            **vault_ca,
+            **vault_values,
         },
     }]
 

@@ -159,8 +159,9 @@ def test_slots_regions_and_triggers_from_the_inventory() -> None:
         "hashiCorpVault": {
             "address": "https://vault.vault.svc:8200", "authentication": "kubernetes",
             "mount": "kubernetes", "role": "keda-redis",
-            "credential": {
-                "serviceAccount": "/var/run/secrets/kubernetes.io/serviceaccount/token"},
+            # the operator's projected token of audience vault (the KEDA release mounts it),
+            # not its default API token: the Vault role keda-redis is bound to that audience
+            "credential": {"serviceAccount": "/var/run/secrets/tai/vault/token"},
             "secrets": [{"parameter": "password", "key": "password", "type": "secretV2",
                          "path": "tai/data/redis/keda"}]}}
     assert crd_schemas.problems(auth["keda-redis"])[0] == []
@@ -210,10 +211,19 @@ def test_keda_release_is_pinned_ha_and_restricted(region: str) -> None:
     # The operator verifies Vault (hashiCorpVault provider) with Vault's CA, which the vault
     # role writes into KEDA's namespace.
     assert values["env"] == [{"name": "VAULT_CACERT", "value": "/vault/tls/ca.crt"}]
+    # It logs in to Vault with a projected token of audience vault (the audience the Vault role
+    # keda-redis is bound to), which the kubelet requests and rotates (Kubernetes API reference,
+    # ServiceAccountTokenProjection: expirationSeconds at least 600).
     assert values["volumes"]["keda"] == {
-        "extraVolumes": [{"name": "vault-ca", "secret": {
-            "secretName": "vault-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}],
-        "extraVolumeMounts": [{"name": "vault-ca", "mountPath": "/vault/tls", "readOnly": True}]}
+        "extraVolumes": [
+            {"name": "vault-ca", "secret": {
+                "secretName": "vault-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"name": "vault-token", "projected": {"sources": [{"serviceAccountToken": {
+                "audience": "vault", "expirationSeconds": 3600, "path": "token"}}]}}],
+        "extraVolumeMounts": [
+            {"name": "vault-ca", "mountPath": "/vault/tls", "readOnly": True},
+            {"name": "vault-token", "mountPath": "/var/run/secrets/tai/vault",
+             "readOnly": True}]}
 
 
 BAD_1: dict[str, dict[str, Any]] = {

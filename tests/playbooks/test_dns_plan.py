@@ -2,7 +2,9 @@
 
 Plan: playbooks/traffic.yml for the three regions, once (module fixture), checked against the
 load balancer and DNS of docs/architecture.md. Drain and restore: the real playbook in apply
-mode against the loopback TEST DOUBLE of the Cloud DNS API.
+mode against the loopback TEST DOUBLE of the Cloud DNS API; a restore reads the gateway's
+cert-manager Certificate from a Kubernetes API TEST DOUBLE (tests/helpers/gateway_cluster.py),
+as the role's apply does before it publishes a region.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.ansible_run import run_playbook
-from helpers.gcp_double import serve
+from helpers.ansible_run import PlaybookRun, run_playbook
+from helpers.gateway_cluster import gateway_cluster
+from helpers.gcp_double import GcpDouble, serve
 from helpers.gcp_plan import REGIONS, load, render
 
 INVENTORY_ADDRESSES = {"us-central1": "35.1.1.1", "europe-west1": "35.2.2.2",
@@ -114,38 +117,90 @@ def test_drain_refuses_bad_input_with_one_sentence(tmp_path: Path, extra: tuple[
     assert not (tmp_path / "europe-west1").exists()
 
 
+def drain_region(url: str, build: Path, kubeconfig: Path, state: str,
+                 *extra: str) -> PlaybookRun:
+    """playbooks/drain-region.yml for europe-west1 in apply mode against the doubles."""
+    endpoints = json.dumps({"dns_api_endpoints": {"compute.googleapis.com": url}})
+    return run_playbook("playbooks/drain-region.yml", "-l", "europe-west1", "-e", "tai_apply=true",
+                        "-e", endpoints, "-e", f"tai_build_root={build}",
+                        "-e", f"dns_api_endpoint={url}", "-e", "dns_auth_kind=none",
+                        "-e", "dns_change_poll_interval=0", "-e", f"dns_region_state={state}",
+                        *extra, env={"KUBECONFIG": str(kubeconfig)})
+
+
+def geo_double(double: GcpDouble, regions: tuple[str, ...]) -> None:
+    """The zone, the geo record set with an item for each of regions, and europe-west1's
+    load balancer address as Google allocated it (the inventory expects it)."""
+    double.add_zone(PROJECT, ZONE, "tai.example.com.")
+    double.put_rrset(PROJECT, ZONE, {"name": NAME, "type": "A", "ttl": 60, "routingPolicy": {
+        "geo": {"items": [{"location": r, "rrdatas": [INVENTORY_ADDRESSES[r]]}
+                          for r in regions]}}})
+    double.apis.add_global_address(PROJECT, "tai-europe-west1-lb-address", "35.2.2.2")
+
+
+def locations(double: GcpDouble) -> list[str]:
+    rrset = double.rrset(PROJECT, ZONE, NAME)
+    assert rrset is not None
+    return [i["location"] for i in rrset["routingPolicy"]["geo"]["items"]]
+
+
 @pytest.mark.playbook
 def test_drain_and_restore_through_the_playbook(tmp_path: Path) -> None:
-    with serve() as (double, url):
-        double.add_zone(PROJECT, ZONE, "tai.example.com.")
-        double.put_rrset(PROJECT, ZONE, {"name": NAME, "type": "A", "ttl": 60, "routingPolicy": {
-            "geo": {"items": [{"location": r, "rrdatas": [a]}
-                              for r, a in INVENTORY_ADDRESSES.items()]}}})
-        # the region's load balancer address, as Google allocated it (the inventory expects it)
-        double.apis.add_global_address(PROJECT, "tai-europe-west1-lb-address", "35.2.2.2")
-        endpoints = json.dumps({"dns_api_endpoints": {"compute.googleapis.com": url}})
-        common = ("playbooks/drain-region.yml", "-l", "europe-west1", "-e", "tai_apply=true",
-                  "-e", endpoints,
-                  "-e", f"tai_build_root={tmp_path}", "-e", f"dns_api_endpoint={url}",
-                  "-e", "dns_auth_kind=none", "-e", "dns_change_poll_interval=0")
+    cluster, kubeconfig = gateway_cluster(tmp_path, PROJECT, ("europe-west1",))
+    try:
+        with serve() as (double, url):
+            geo_double(double, tuple(INVENTORY_ADDRESSES))
+            drained = drain_region(url, tmp_path, kubeconfig, "drained")
+            assert drained.returncode == 0, drained.output[-3000:]
+            assert locations(double) == ["us-central1", "asia-southeast1"]
+            assert "routes us-central1, asia-southeast1 (europe-west1 drained)" in " ".join(
+                drained.output.split())
+            assert load(tmp_path, "europe-west1", "dns", "geo-item.json")["state"] == "drained"
 
-        def locations() -> list[str]:
-            rrset = double.rrset(PROJECT, ZONE, NAME)
-            assert rrset is not None
-            return [i["location"] for i in rrset["routingPolicy"]["geo"]["items"]]
+            restored = drain_region(url, tmp_path, kubeconfig, "active")
+            assert restored.returncode == 0, restored.output[-3000:]
+            assert locations(double) == ["us-central1", "asia-southeast1", "europe-west1"]
+            again = drain_region(url, tmp_path, kubeconfig, "active")
+            assert again.recap("europe-west1")["changed"] == 0
+            assert len([r for r in double.requests if r[0] == "POST"]) == 2
+            # drain and restore only read the load balancer address, never write it
+            assert {m for m, p, _ in double.requests if "/compute/" in p} == {"GET"}
+    finally:
+        cluster.stop()
 
-        drained = run_playbook(*common, "-e", "dns_region_state=drained")
-        assert drained.returncode == 0, drained.output[-3000:]
-        assert locations() == ["us-central1", "asia-southeast1"]
-        assert "routes us-central1, asia-southeast1 (europe-west1 drained)" in " ".join(
-            drained.output.split())
-        assert load(tmp_path, "europe-west1", "dns", "geo-item.json")["state"] == "drained"
 
-        restored = run_playbook(*common, "-e", "dns_region_state=active")
-        assert restored.returncode == 0, restored.output[-3000:]
-        assert locations() == ["us-central1", "asia-southeast1", "europe-west1"]
-        again = run_playbook(*common, "-e", "dns_region_state=active")
-        assert again.recap("europe-west1")["changed"] == 0
-        assert len([r for r in double.requests if r[0] == "POST"]) == 2
-        # drain and restore only read the load balancer address, never write it
-        assert {m for m, p, _ in double.requests if "/compute/" in p} == {"GET"}
+@pytest.mark.playbook
+def test_a_restore_waits_for_the_gateway_certificate(tmp_path: Path) -> None:
+    # The gateway's certificate is not issued (an ACME order that does not complete): a drain
+    # goes ahead (taking a region out never waits), but the restore must not publish the region
+    # again, as the role's apply would not.
+    cluster, kubeconfig = gateway_cluster(tmp_path, PROJECT, ("europe-west1",), issued=False)
+    try:
+        with serve() as (double, url):
+            geo_double(double, tuple(INVENTORY_ADDRESSES))
+            drained = drain_region(url, tmp_path, kubeconfig, "drained")
+            assert drained.returncode == 0, drained.output[-3000:]
+            assert locations(double) == ["us-central1", "asia-southeast1"]
+            posts = len([r for r in double.requests if r[0] == "POST"])
+
+            refused = drain_region(url, tmp_path, kubeconfig, "active",
+                                   "-e", "dns_tls_certificate_wait_seconds=2",
+                                   "-e", "dns_tls_certificate_poll_interval=1")
+            assert refused.returncode != 0
+            text = " ".join(refused.output.split())
+            # cert-manager's Ready condition, as the double's controller reports an order that
+            # does not complete (cert-manager.io/v1 CertificateStatus), then what to check
+            assert ("The gateway's TLS certificate (Certificate istio-system/tai-tls-cert) is "
+                    "not Ready after 2 seconds (dns_tls_certificate_wait_seconds): Ready is False "
+                    "(DoesNotExist: Issuing certificate as Secret does not exist)") in text
+            assert "europe-west1 was not added to the geo-routed name" in text
+            assert "Traceback" not in refused.output
+            assert locations(double) == ["us-central1", "asia-southeast1"]
+            assert len([r for r in double.requests if r[0] == "POST"]) == posts
+
+            cluster.certificates_issued = True  # the order completes
+            restored = drain_region(url, tmp_path, kubeconfig, "active")
+            assert restored.returncode == 0, restored.output[-3000:]
+            assert locations(double) == ["us-central1", "asia-southeast1", "europe-west1"]
+    finally:
+        cluster.stop()

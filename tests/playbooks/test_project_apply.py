@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
-import yaml
 from helpers.ansible_run import PlaybookRun, run_playbook
+from helpers.gateway_cluster import gateway_cluster
 from helpers.gcp_double import GcpDouble, serve
 from helpers.k8s_double import KubeApiDouble
 
@@ -35,41 +34,13 @@ SERVICES = ("serviceusage.googleapis.com", "compute.googleapis.com", "iam.google
             "binaryauthorization.googleapis.com", "artifactregistry.googleapis.com")
 
 
-CERT_MANAGER_CRDS = (Path(__file__).parents[1] / "helpers" / "standin_charts" / "cert-manager"
-                     / "crds" / "cert-manager.io.yaml")
-# group_vars/all/paths.yml: tai_kube_context and the istio role's gateway Certificate
-CONTEXT = "gke_" + PROJECT + "_{region}_tai-cluster"
 KUBECONFIG: dict[str, str] = {}
 
 
 def gateway_certificate(directory: Path) -> KubeApiDouble:
     """A cluster double whose gateway certificate (istio-system/tai-tls-cert) is issued, and a
     kubeconfig naming it under every region's context."""
-    cluster = KubeApiDouble(name="cluster").start()
-    crds = [c for c in yaml.safe_load_all(CERT_MANAGER_CRDS.read_text(encoding="utf-8")) if c]
-    for path, body in [
-            *(("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", c) for c in crds),
-            ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                    "metadata": {"name": "istio-system"}}),
-            ("/apis/cert-manager.io/v1/clusterissuers", {
-                "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
-                "metadata": {"name": "tai-acme-cloud-dns"}, "spec": {"selfSigned": {}}}),
-            ("/apis/cert-manager.io/v1/namespaces/istio-system/certificates", {
-                "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                "metadata": {"name": "tai-tls-cert", "namespace": "istio-system"},
-                "spec": {"secretName": "tai-tls-cert", "dnsNames": ["tai.example.com"],
-                         "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer",
-                                       "name": "tai-acme-cloud-dns"}}})]:
-        answer = requests.post(cluster.url + path, json=body, timeout=10)
-        assert answer.status_code == 201, answer.text
-    contexts = [CONTEXT.format(region=r) for r in (REGION, "us-central1")]
-    kubeconfig = directory / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": contexts[0],
-        "clusters": [{"name": "cluster", "cluster": {"server": cluster.url}}],
-        "users": [{"name": "tester", "user": {}}],
-        "contexts": [{"name": c, "context": {"cluster": "cluster", "user": "tester"}}
-                     for c in contexts]}), encoding="utf-8")
+    cluster, kubeconfig = gateway_cluster(directory, PROJECT, (REGION, "us-central1"))
     KUBECONFIG["KUBECONFIG"] = str(kubeconfig)
     return cluster
 

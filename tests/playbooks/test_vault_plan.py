@@ -129,6 +129,9 @@ def test_bootstrap_and_configuration_are_planned_without_secrets(planned: Path) 
     assert keda["bound_service_account_names"] == ["keda-operator"]
     assert keda["bound_service_account_namespaces"] == ["keda"]
     assert keda["token_policies"] == ["keda-redis"]
+    # only tokens for Vault: KEDA logs in with a projected token of audience vault (the
+    # autoscaling role's KEDA release), never with a token the API server accepts
+    assert keda["audience"] == "vault"
     for svc in ("governor", "coordinator", "scheduler"):
         # Each service reads its own secrets and its own Redis password, nothing else.
         assert policies[f"tai-{svc}"].count("path ") == 2
