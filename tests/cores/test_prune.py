@@ -1,7 +1,7 @@
 """Prune: objects dropped from a role's plan are deleted from the cluster, and only objects
 this project applied for that role (its ownership labels) are ever candidates.
 
-Against the Kubernetes API TEST DOUBLE (tests/helpers/k8s_double.py, which serves discovery,
+Against the Kubernetes API TEST DOUBLE (tests/helpers/k8s_double/, which serves discovery,
 label-selected cluster-wide lists and DELETE of Services), through the project's client.
 """
 

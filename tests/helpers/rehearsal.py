@@ -8,7 +8,7 @@ real helm and kubernetes.core go through every task of the apply path:
   Service Usage is enabled; the cluster it creates reports the Kubernetes double as its
   control plane. GKE's NEG controller is not played: the ingress NEGs the load balancer
   attaches are created in the double up front, as GKE would from the gateway's annotation;
-- Kubernetes: the Kubernetes API TEST DOUBLE (tests/helpers/k8s_double.py) over HTTPS with a
+- Kubernetes: the Kubernetes API TEST DOUBLE (tests/helpers/k8s_double/) over HTTPS with a
   test CA, reached through the kubeconfig the gke role writes and a stand-in credential plugin
   (tests/helpers/static_credential.py);
 - third-party charts: stand-in charts (test doubles, tests/helpers/standin_charts) served by a

@@ -8,7 +8,7 @@ calls of each run are counted per region and printed (pytest -s shows them).
 The dns role publishes a region only once its gateway's certificate is Ready, which it reads from
 the region's cluster: each region's kube context points at a Kubernetes API test double that
 holds cert-manager's CRDs, a ClusterIssuer and the gateway's Certificate, issued by the double's
-minimal cert-manager controller (tests/helpers/k8s_double.py).
+minimal cert-manager controller (tests/helpers/k8s_double/cert_manager.py).
 """
 
 from __future__ import annotations

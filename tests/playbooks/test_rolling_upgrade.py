@@ -2,7 +2,8 @@
 
 Each region is a Kubernetes API TEST DOUBLE seeded like the chart (tests/helpers/
 bluegreen_env.py); the "pods" are real gRPC health servers on loopback, reached through the
-doubles' kube-proxy, and the image tag decides how they behave (see helpers/k8s_double.py).
+doubles' kube-proxy, and the image tag decides how they behave (see
+helpers/k8s_double/behaviour.py).
 The inventory is tests/inventories/bluegreen (short deadlines and soak window).
 """
 
