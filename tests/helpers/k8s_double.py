@@ -96,6 +96,8 @@ import kubernetes_validate
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from helpers.k8s_exec import PodExec
+
 SERVING, NOT_SERVING = "SERVING", "NOT_SERVING"
 _STATUS = {SERVING: health_pb2.HealthCheckResponse.SERVING,
            NOT_SERVING: health_pb2.HealthCheckResponse.NOT_SERVING}
@@ -889,6 +891,7 @@ class KubeApiDouble:
         self._stop = threading.Event()
         self._http: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
+        self.exec = PodExec(self)  # pods/{name}/exec: helpers/k8s_exec.py
         for ns in namespaces:
             self._objects[("namespaces", "", ns)] = {
                 "apiVersion": "v1", "kind": "Namespace",
@@ -1030,6 +1033,8 @@ class KubeApiDouble:
     def handle(self, h: _Handler, method: str) -> None:
         split = urlsplit(h.path)
         path, query = split.path.rstrip("/") or "/", parse_qs(split.query)
+        if self.exec.serve(h, method, path, query):  # a WebSocket upgrade, not a JSON answer
+            return
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
         content_type = (h.headers.get("Content-Type") or "").split(";")[0].strip()
