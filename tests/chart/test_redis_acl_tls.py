@@ -20,31 +20,26 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.chart_render import by_kind, render
 from helpers.gcs_double import gcs_double
+from helpers.redis_chart import ChartRedis, Lab, chart_redis, make_lab, start_nodes
 from helpers.redis_nodes import (
     BUS_OFFSET,
     CHART,
     REDIS_CLI,
     SCRIPT_SHELL,
-    Client,
     RedisNode,
-    RedisNodes,
     cli,
     cluster_info,
     cluster_nodes,
-    free_port,
     key_slot,
     redis_nodes,
     run_cluster_init,
     wait_for,
 )
-from helpers.redis_tls import RedisPasswords, RedisTls, make_tls
 from tai_deploy.backup_store import BackupStore, UrllibTransport, verify_download
 from tai_deploy.redis_snapshot import (
     Access,
@@ -64,89 +59,14 @@ SCRIPTS = CHART / "scripts"
 SERVICES = ("governor", "coordinator", "scheduler")
 
 
-@dataclass(frozen=True)
-class ChartRedis:
-    """What the rendered chart gives a Redis pod: its arguments, environment and ACL rules."""
-
-    args: list[str]
-    env: dict[str, str]
-    acl_rules: str
-
-
 @pytest.fixture(scope="module")
 def chart() -> ChartRedis:
-    objs = render("europe-west1").objects
-    sts = by_kind(objs, "StatefulSet")["redis"]
-    (redis,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "redis"]
-    env = {e["name"]: e["value"] for e in redis["env"] if "value" in e}
-    return ChartRedis(redis["args"], env, by_kind(objs, "ConfigMap")["redis-acl"]["data"][
-        "users.acl"])
-
-
-@dataclass
-class Lab:
-    tls: RedisTls
-    passwords: RedisPasswords
-    rules: Path
-    chart: ChartRedis
-
-    def client(self, user: str) -> Client:
-        return Client(self.tls.ca, user, self.passwords.file(user))
-
-    def access(self, user: str) -> Access:
-        return Access(ca_file=str(self.tls.ca), user=user, password=self.passwords.users[user])
+    return chart_redis("europe-west1")
 
 
 @pytest.fixture(scope="module")
 def lab(chart: ChartRedis, tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    base = tmp_path_factory.mktemp("redis-acl-tls")
-    users = [line.split()[1] for line in chart.acl_rules.splitlines()
-             if line.startswith("user ") and line.split()[1] != "default"]
-    rules = base / "users.acl"
-    rules.write_text(chart.acl_rules)
-    return Lab(make_tls(base / "tls"), RedisPasswords.make(base / "secrets", users), rules, chart)
-
-
-def _chart_args(chart: ChartRedis, node: RedisNode, tls: RedisTls) -> list[str]:
-    """The StatefulSet's redis-server arguments, with this node's port, folder and files."""
-    swap = {"--tls-port": str(node.port), "--tls-cert-file": str(tls.cert),
-            "--tls-key-file": str(tls.key), "--tls-ca-cert-file": str(tls.ca),
-            "--dir": str(node.workdir), "--cluster-config-file": str(node.workdir / "nodes.conf"),
-            "--cluster-node-timeout": "2000", "--appendonly": "no"}
-    args = list(chart.args)
-    for i, arg in enumerate(args[:-1]):
-        if arg in swap:
-            args[i + 1] = swap[arg]
-    # A replica's first sync starts at once here (Redis waits 5 s for more replicas by default).
-    return [*args, "--bind", "127.0.0.1", "--save", "", "--repl-diskless-sync-delay", "0",
-            "--logfile", str(node.workdir / "redis.log")]
-
-
-class ChartNode(RedisNode):
-    """A node started the way the chart's pod starts it."""
-
-    chart: ChartRedis
-
-    def args(self) -> list[str]:
-        assert self.tls is not None
-        return _chart_args(self.chart, self, self.tls)
-
-
-def start_nodes(pool: RedisNodes, lab: Lab, count: int) -> list[RedisNode]:
-    """count chart nodes: redis-start.sh with the chart's ACL environment, TLS from the lab."""
-    env = {k: v for k, v in lab.chart.env.items() if k in (
-        "REDIS_REPLICATION_USER",)}
-    env |= {"REDIS_ACL_RULES": str(lab.rules), "REDIS_PASSWORD_DIR": str(lab.passwords.folder)}
-    started = []
-    for _ in range(count):
-        port = free_port()
-        node = ChartNode(port, pool.base / f"node-{port}",
-                         {**env, "REDIS_AUTH_DIR": str(pool.base / f"auth-{port}")}, (),
-                         lab.tls, lab.client("probe"))
-        node.chart = lab.chart
-        pool.nodes.append(node)
-        started.append(node.start())
-    return started
+    return make_lab(chart, tmp_path_factory.mktemp("redis-acl-tls"))
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from helpers.redis_nodes import (
     cluster_info,
     cluster_nodes,
     crc16,
+    one_key_per_slot,
     redis_nodes,
     run_cluster_init,
 )
@@ -61,17 +62,6 @@ REGION = "europe-west1"
 LOAD = CHART / "scripts" / "redis-load-snapshot.sh"
 EXTRA_KEYS = 3000
 AOF = ("--appendonly", "yes")
-
-
-def one_key_per_slot() -> dict[int, str]:
-    """The first key k<n> that hashes to each slot."""
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < 16384:
-        key = f"k{n}"
-        found.setdefault(crc16(key.encode()) % 16384, key)
-        n += 1
-    return found
 
 
 SLOT_KEYS = one_key_per_slot()

@@ -91,9 +91,10 @@ class Client:
 PLAIN = Client()
 
 
-def cli(port: int, *args: str, timeout: float = 10, client: Client = PLAIN) -> str:
+def cli(port: int, *args: str, timeout: float = 10, client: Client = PLAIN,
+        host: str = "127.0.0.1") -> str:
     """One redis-cli command against a node; output without carriage returns."""
-    proc = subprocess.run([REDIS_CLI, *client.args(), "-h", "127.0.0.1", "-p", str(port), *args],
+    proc = subprocess.run([REDIS_CLI, *client.args(), "-h", host, "-p", str(port), *args],
                           capture_output=True, text=True, timeout=timeout, check=False,
                           env={**os.environ, **client.env()})
     return proc.stdout.replace("\r", "")
@@ -118,6 +119,17 @@ def crc16(data: bytes) -> int:
     for byte in data:
         crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
     return crc
+
+
+def one_key_per_slot() -> dict[int, str]:
+    """The first key k<n> that hashes to each of the 16384 slots."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < 16384:
+        key = f"k{n}"
+        found.setdefault(crc16(key.encode()) % 16384, key)
+        n += 1
+    return found
 
 
 def key_slot(key: str) -> int:
@@ -165,10 +177,12 @@ class RedisNode:
     # Who the start-up PING logs in as (a node with ACL users refuses anonymous PING).
     client: Client = PLAIN
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # The address it listens on (another loopback address plays a pod IP: 127.x.y.z).
+    host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def args(self) -> list[str]:
         if self.tls is None:
@@ -179,7 +193,7 @@ class RedisNode:
                       "--tls-ca-cert-file", str(self.tls.ca), "--tls-cluster", "yes",
                       "--tls-replication", "yes", "--tls-auth-clients", "optional"]
         return [
-            *listen, "--bind", "127.0.0.1",
+            *listen, "--bind", self.host,
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(self.workdir / "nodes.conf"),
             "--cluster-node-timeout", "2000",
@@ -201,7 +215,8 @@ class RedisNode:
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while cli(self.port, "PING", timeout=2, client=self.client).strip() != "PONG":
+        while cli(self.port, "PING", timeout=2, client=self.client,
+                  host=self.host).strip() != "PONG":
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 log = (self.workdir / "redis.log")
                 tail = log.read_text()[-2000:] if log.exists() else ""

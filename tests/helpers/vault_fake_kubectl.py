@@ -3,7 +3,8 @@
 Accepts the arguments the vault modules pass (``[--context C] --namespace N port-forward
 TARGET :REMOTE --address 127.0.0.1``), listens on a free loopback port, prints kubectl's
 ``Forwarding from 127.0.0.1:<port> -> <remote>`` line and relays every connection to the real
-server named by the environment variable FAKE_KUBECTL_UPSTREAM (``host:port``), printing
+server named by the environment variable FAKE_KUBECTL_UPSTREAM (``host:port``), or by
+FAKE_KUBECTL_UPSTREAMS (a JSON object from target, ``pod/redis-0``, to ``host:port``), printing
 ``Handling connection for <port>`` like kubectl does. A target whose name contains ``missing``
 fails the way kubectl does for a pod that is not running. Every invocation is appended to
 FAKE_KUBECTL_LOG when set, so tests can see which targets were forwarded.
@@ -12,6 +13,7 @@ FAKE_KUBECTL_LOG when set, so tests can see which targets were forwarded.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -45,7 +47,8 @@ def main(argv: list[str]) -> int:
         print("error: unable to forward port because pod is not running. Current "
               "status=Pending", file=sys.stderr, flush=True)
         return 1
-    host, _, port = os.environ["FAKE_KUBECTL_UPSTREAM"].rpartition(":")
+    upstreams = json.loads(os.environ.get("FAKE_KUBECTL_UPSTREAMS") or "{}")
+    host, _, port = (upstreams.get(target) or os.environ["FAKE_KUBECTL_UPSTREAM"]).rpartition(":")
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", 0))

@@ -83,6 +83,9 @@ The modules, one part each (``KubeApiDouble`` mixes them over one shared state):
   controllers played and the admission of their pods;
 - ``pods.py``, ``kube_proxy.py``, ``behaviour.py``: the pods' gRPC servers, kube-proxy and the
   image-tag conventions;
+- ``pod_exec.py``: the ``pods/{name}/exec`` subresource (a WebSocket upgrade with the
+  ``v4``/``v5.channel.k8s.io`` streams); what a command does is a handler each test registers
+  per pod (``double.exec.register``), as no container runs here;
 - ``common.py``: the error answer (a Status body) and the timestamps.
 
 A new kind is a row of ``_BUILTINS`` (resources.py); a new subresource is named in its kind's

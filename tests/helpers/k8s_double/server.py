@@ -100,6 +100,8 @@ class HttpFrontEnd(FaultInjection):
     def handle(self, h: _Handler, method: str) -> None:
         split = urlsplit(h.path)
         path, query = split.path.rstrip("/") or "/", parse_qs(split.query)
+        if self.exec.serve(h, method, path, query):  # a WebSocket upgrade, not a JSON answer
+            return
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
         content_type = (h.headers.get("Content-Type") or "").split(";")[0].strip()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .behaviour import Behaviour, behaviour_for_tag, image_tag
 from .common import _now_iso
+from .pod_exec import PodExec
 from .pods import _Pods, _ServiceProxy
 from .resources import _BUILTINS, _Resource
 
@@ -69,6 +70,7 @@ class DoubleState:
         self._stop = threading.Event()
         self._http: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
+        self.exec = PodExec(self)  # type: ignore[arg-type]  # pods/{name}/exec: pod_exec.py
         for ns in namespaces:
             self._objects[("namespaces", "", ns)] = {
                 "apiVersion": "v1", "kind": "Namespace",
