@@ -13,10 +13,12 @@ description:
     O(source_region), by default O(region)), downloads its manifest and every master's RDB into
     O(workdir) and refuses, in one sentence,
     a missing set or RDB, one from another region (unless O(allow_other_region)), an RDB whose
-    sha256 differs from the recorded one, an RDB that C(redis-check-rdb) refuses, and a set
-    that does not cover every slot exactly once. It then refuses nodes that hold keys or belong
-    to a formed cluster unless O(confirm). It returns the masters in slot order with their local
-    RDB file and key count.
+    sha256 differs from the recorded one, an RDB that the project's own check refuses (its
+    header and format version up to 12, the EOF opcode and the CRC64 trailer, a walk of its
+    records), an RDB that C(redis-check-rdb) refuses where it reads the RDB's format version,
+    and a set that does not cover every slot exactly once. It then refuses nodes that hold keys
+    or belong to a formed cluster unless O(confirm). It returns the masters in slot order with
+    their local RDB file, key count and the checks that accepted it.
   - O(action=reform) gives each master (already loaded with its RDB by the chart's
     C(redis-load-snapshot.sh)) its recorded slot ranges, makes every node meet, attaches the
     replicas and waits for C(cluster_state:ok) with the recorded key counts.
@@ -26,7 +28,7 @@ description:
     O(redis_user)/O(redis_password) (the chart's cluster-admin user) say how to reach them.
 version_added: "0.1.0"
 author: tai-deploy contributors
-requirements: [google-auth, redis-check-rdb on the controller]
+requirements: [google-auth]
 options:
   action:
     description: What to do.
@@ -98,7 +100,11 @@ options:
     type: path
     required: true
   check_rdb:
-    description: The redis-check-rdb binary.
+    description:
+      - The redis-check-rdb binary, run after the project's own check where it reads the RDB's
+        format version (it must then count the same keys). An older one (Debian bookworm's 7.0
+        reads up to format 10; the chart's Redis 7.4 writes 12), or the default one when it is
+        not installed, leaves the decision to the project's check.
     type: str
     default: redis-check-rdb
   storage_endpoint:
@@ -155,7 +161,9 @@ set:
   returned: always
   type: str
 masters:
-  description: prepare - object, node_id, slots, file and keys per master, in slot order.
+  description:
+    - prepare - object, node_id, slots, file, keys, rdb_version and checked_by (the checks that
+      accepted the RDB) per master, in slot order.
   returned: always
   type: list
   elements: dict
@@ -225,8 +233,7 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
         SET_KIND,
         Access,
         RedisError,
-        check_rdb,
-        format_slots,
+        download_and_check,
         latest_set,
         live_data,
         members,
@@ -273,15 +280,7 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
         out["set"] = chosen.name
         with contextlib.ExitStack() as stack:
             if p["action"] == "prepare":
-                listed = []
-                for member in set_members:
-                    local = workdir / member.obj.name.rsplit("/", 1)[-1]
-                    store.download(member.obj.name, local)
-                    verify_download(member.obj, local)
-                    keys = check_rdb(local, member.obj.name, p["check_rdb"])
-                    listed.append({"object": member.obj.name, "node_id": member.node_id,
-                                   "slots": format_slots(member.slots), "file": str(local),
-                                   "keys": keys})
+                listed = download_and_check(store, set_members, workdir, p["check_rdb"])
                 live = live_data([reach(stack, n) for n in p["nodes"]], access)
                 if live and not p["confirm"]:
                     raise RedisError(

@@ -21,6 +21,11 @@ the restore as ``cluster-admin``. The server certificate is verified against the
 name is not, because nodes are reached by the pod IPs that ``CLUSTER NODES`` announces, which
 no certificate can list (redis-cli, replication and the cluster bus verify the same way).
 
+Before a restore touches a node, every RDB of the set is downloaded and checked
+(``download_and_check``): its sha256 against the recorded one, then ``check_snapshot``: the
+project's own check (``rdb_check``: header, CRC64 trailer, record walk), and redis-check-rdb as
+well where it reads the RDB's format version.
+
 Re-forming (``reform``) takes nodes that were loaded with those RDBs (the chart's
 ``redis-load-snapshot.sh`` puts one in place and restarts the node) and empty ones for the
 replicas: every master gets exactly its recorded slot ranges, the nodes meet, the replicas
@@ -33,6 +38,7 @@ import functools
 import hashlib
 import json
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -49,7 +55,9 @@ from .backup_store import (
     StoreError,
     snapshot_metadata,
     utc_stamp,
+    verify_download,
 )
+from .rdb_check import RdbError, check_rdb_file
 
 KIND = "redis-rdb"
 SET_KIND = "redis-set"
@@ -444,9 +452,14 @@ def members(manifest: Mapping[str, Any], objects: Mapping[str, StoredObject]) ->
 _KEYS_READ = re.compile(r"(\d+) keys read")
 # rdb.c (redis-check-rdb): "Can't handle RDB format version %d".
 _NEWER_FORMAT = re.compile(r"Can't handle RDB format version (\d+)")
+DEFAULT_CHECKER = "redis-check-rdb"
 
 
-def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> int:
+class CheckerTooOld(RedisError):
+    """redis-check-rdb does not read the RDB's format version (the file is not called corrupt)."""
+
+
+def check_rdb(path: Path, name: str, check_binary: str = DEFAULT_CHECKER) -> int:
     """redis-check-rdb must accept the file; returns the keys it read."""
     try:
         proc = subprocess.run([check_binary, str(path)], capture_output=True, text=True,
@@ -458,10 +471,10 @@ def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> i
     if newer:
         # A sound snapshot of a newer Redis (the chart's 7.4 writes version 12; Debian
         # bookworm's 7.0 checker reads up to 10): the checker is too old, not the file bad.
-        raise RedisError(f"snapshot {name} is an RDB of format version {newer.group(1)}, newer "
-                         f"than {check_binary} on this controller reads; install the "
-                         f"redis-check-rdb of the Redis that wrote it (the chart's "
-                         f"redis.image.tag) and restore again")
+        raise CheckerTooOld(f"snapshot {name} is an RDB of format version {newer.group(1)}, "
+                            f"newer than {check_binary} on this controller reads; install the "
+                            f"redis-check-rdb of the Redis that wrote it (the chart's "
+                            f"redis.image.tag) and restore again")
     if proc.returncode != 0 or "RDB looks OK" not in text:
         reason = next((ln.split("]", 1)[-1].strip() for ln in text.splitlines()
                        if "Error" in ln or "Wrong" in ln or "Unexpected" in ln), "refused")
@@ -469,6 +482,66 @@ def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> i
                          "refusing to restore it")
     match = _KEYS_READ.search(text)
     return int(match.group(1)) if match else 0
+
+
+@dataclass(frozen=True)
+class SnapshotCheck:
+    """An accepted RDB: its format version, its keys, and which checks accepted it."""
+
+    version: int
+    keys: int
+    expires: int
+    checked_by: tuple[str, ...]
+
+
+# The project's own check (rdb_check: header, trailer CRC64, record walk).
+OWN_CHECK = "header, CRC64 and records"
+
+
+def check_snapshot(path: Path, name: str, check_binary: str = DEFAULT_CHECKER) -> SnapshotCheck:
+    """The restore's check of one RDB, before anything is touched.
+
+    The project's check (rdb_check) always runs and must accept the file. redis-check-rdb, a
+    full load, runs as well where it reads the file's format version, and must accept it with
+    the same key count; where it is older than the file's format (Debian bookworm's 7.0 and the
+    chart's 7.4 RDBs), or it is the default checker and not installed, the project's check
+    alone decides, and ``checked_by`` says so.
+    """
+    try:
+        report = check_rdb_file(path, f"snapshot {name}")
+    except RdbError as exc:
+        raise RedisError(f"{exc}; refusing to restore it") from None
+    checked = [OWN_CHECK]
+    if check_binary == DEFAULT_CHECKER and shutil.which(check_binary) is None:
+        return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked))
+    try:
+        keys = check_rdb(path, name, check_binary)
+    except CheckerTooOld:
+        return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked))
+    if keys != report.keys:
+        raise RedisError(f"snapshot {name}: {check_binary} reads {keys} keys but the record walk "
+                         f"counts {report.keys}; refusing to restore a snapshot the two checks "
+                         "disagree on")
+    checked.append(check_binary)
+    return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked))
+
+
+def download_and_check(store: BackupStore, set_members: Sequence[SetMember], workdir: Path,
+                       check_binary: str = DEFAULT_CHECKER) -> list[dict[str, Any]]:
+    """Download every RDB of the set into workdir and check it (sha256 against the recorded
+    one, then ``check_snapshot``); the masters in slot order, each with its local file and key
+    count. Refuses, in one sentence, the first RDB that fails."""
+    listed = []
+    for member in set_members:
+        local = workdir / member.obj.name.rsplit("/", 1)[-1]
+        store.download(member.obj.name, local)
+        verify_download(member.obj, local)
+        checked = check_snapshot(local, member.obj.name, check_binary)
+        listed.append({"object": member.obj.name, "node_id": member.node_id,
+                       "slots": format_slots(member.slots), "file": str(local),
+                       "keys": checked.keys, "rdb_version": checked.version,
+                       "checked_by": list(checked.checked_by)})
+    return listed
 
 
 def live_data(addrs: Sequence[str], access: Access = PLAIN) -> list[str]:
