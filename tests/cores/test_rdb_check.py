@@ -23,7 +23,13 @@ import pytest
 from helpers.gcs_double import gcs_double
 from helpers.redis_nodes import REDIS_CLI, RedisNode, cli, redis_nodes
 from tai_deploy.backup_store import BackupStore, UrllibTransport, snapshot_metadata
-from tai_deploy.rdb_check import RdbError, check_rdb_bytes, check_rdb_file, crc64
+from tai_deploy.rdb_check import (
+    RdbError,
+    check_rdb_bytes,
+    check_rdb_file,
+    crc64,
+    crc64_table,
+)
 from tai_deploy.redis_snapshot import (
     KIND,
     OWN_CHECK,
@@ -141,13 +147,20 @@ def test_crc64_matches_the_test_vectors_of_redis() -> None:
              b"fugiat nulla pariatur. Excepteur sint occaecat cupidatat non proident, sunt in "
              b"culpa qui officia deserunt mollit anim id est laborum.\0")
     assert crc64(lorem) == 0xC7794709E69683B3
+    assert crc64_table(lorem) == 0xC7794709E69683B3
     assert _crc64_bitwise(b"123456789") == 0xE9C6D914C4B8D9CA
     rng = random.Random(12)
-    for size in (0, 1, 7, 8, 9, 15, 16, 17, 1000, 4099):
+    # Both ways (tables below 1024 bytes, folding from there), whole and continued.
+    for size in (0, 1, 7, 8, 9, 15, 16, 17, 1000, 1023, 1024, 1025, 4099):
         data = rng.randbytes(size)
-        assert crc64(data) == _crc64_bitwise(data), size
+        assert crc64(data) == crc64_table(data) == _crc64_bitwise(data), size
         for cut in {0, size // 3, size}:
             assert crc64(data[cut:], crc64(data[:cut])) == crc64(data), (size, cut)
+            assert crc64_table(data[cut:], crc64(data[:cut])) == crc64(data), (size, cut)
+    # Several 1 MiB folds, against the tables.
+    data = rng.randbytes(3 * 2**20 + 5)
+    assert crc64(data) == crc64_table(data)
+    assert crc64(data[7:], crc64(data[:7])) == crc64(data)
 
 
 def test_real_dumps_are_accepted_with_the_keys_redis_check_rdb_counts(dumps: Dumps) -> None:
@@ -160,7 +173,7 @@ def test_real_dumps_are_accepted_with_the_keys_redis_check_rdb_counts(dumps: Dum
         assert report.aux["redis-ver"] == dumps.version
         data = path.read_bytes()
         assert report.checksum == int.from_bytes(data[-8:], "little") == crc64(data[:-8])
-        assert report.checksum == _crc64_bitwise(data[:-8])
+        assert report.checksum == _crc64_bitwise(data[:-8]) == crc64_table(data[:-8])
         assert check_rdb_bytes(data, path.name) == report
 
 
