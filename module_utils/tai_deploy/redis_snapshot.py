@@ -494,8 +494,8 @@ class SnapshotCheck:
     checked_by: tuple[str, ...]
 
 
-# The project's own check (rdb_check: header, trailer CRC64, record walk).
-OWN_CHECK = "header, CRC64 and records"
+# The project's own check, as checked_by names it.
+OWN_CHECK = "rdb_check (header, CRC64, records)"
 
 
 def check_snapshot(path: Path, name: str, check_binary: str = DEFAULT_CHECKER) -> SnapshotCheck:
