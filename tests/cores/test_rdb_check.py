@@ -286,6 +286,20 @@ def test_format_12_is_accepted_where_the_old_checker_refused(dumps: Dumps,
         check_snapshot(dumps.saved, "saved.rdb", "/nonexistent/redis-check-rdb")
 
 
+def test_without_redis_check_rdb_the_own_check_decides(dumps: Dumps, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller that carries no redis-check-rdb (the execution environment): the default
+    checker is skipped, and said to be."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    checked = check_snapshot(dumps.saved, "saved.rdb")
+    assert (checked.version, checked.keys, checked.checked_by) == (10, dumps.keys, (OWN_CHECK,))
+    with pytest.raises(RedisError, match=r"is corrupt: the CRC64 of its "):
+        flipped = bytearray(dumps.saved.read_bytes())
+        flipped[100] ^= 0xFF
+        (tmp_path / "bad.rdb").write_bytes(bytes(flipped))
+        check_snapshot(tmp_path / "bad.rdb", "bad.rdb")
+
+
 def _save_len(value: int) -> bytes:
     """rdbSaveLen of Redis 7.4.1's src/rdb.c: 6-bit, 14-bit, 0x80 + 32-bit or 0x81 + 64-bit
     big-endian."""
