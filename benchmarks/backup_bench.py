@@ -156,7 +156,7 @@ def bench_redis(count: int, root: Path) -> dict[str, float]:
                 rdb = root / "dl" / member.obj.name.rsplit("/", 1)[-1]
                 store.download(member.obj.name, rdb)
                 verify_download(member.obj, rdb)
-                expected[member.obj.name] = check_snapshot(rdb, member.obj.name).keys
+                expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
                 load(node, rdb)
             for node in nodes[3:]:
                 load(node, None)

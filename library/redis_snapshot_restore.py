@@ -21,7 +21,10 @@ description:
     their local RDB file, key count and the checks that accepted it.
   - O(action=reform) gives each master (already loaded with its RDB by the chart's
     C(redis-load-snapshot.sh)) its recorded slot ranges, makes every node meet, attaches the
-    replicas and waits for C(cluster_state:ok) with the recorded key counts.
+    replicas and waits for C(cluster_state:ok); each master must then hold at most its RDB's
+    keys and at least those without an expiry plus those whose expiry is still ahead (a master
+    drops the keys whose expiry passed; the expire times are read again from the RDB files of
+    O(prepared)).
   - Nodes are C(host:port), or Kubernetes targets such as C(pod/redis-0) reached through
     O(port_forward).
   - The chart's nodes listen on TLS only and refuse anonymous clients - O(tls_ca_file) and
@@ -91,7 +94,9 @@ options:
     type: int
     default: 6379
   prepared:
-    description: O(action=reform) - the RV(masters) that O(action=prepare) returned (key counts).
+    description:
+      - O(action=reform) - the RV(masters) that O(action=prepare) returned (key counts, keys with
+        an expiry, local RDB files).
     type: list
     elements: dict
     default: []
@@ -162,8 +167,8 @@ set:
   type: str
 masters:
   description:
-    - prepare - object, node_id, slots, file, keys, rdb_version and checked_by (the checks that
-      accepted the RDB) per master, in slot order.
+    - prepare - object, node_id, slots, file, keys, expires (keys with an expiry), rdb_version
+      and checked_by (the checks that accepted the RDB) per master, in slot order.
   returned: always
   type: list
   elements: dict
@@ -232,8 +237,10 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
     from ansible.module_utils.tai_deploy.redis_snapshot import (
         SET_KIND,
         Access,
+        ExpectedKeys,
         RedisError,
         download_and_check,
+        expected_from_file,
         latest_set,
         live_data,
         members,
@@ -313,10 +320,20 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
                             by_object[str(m["object"])]) for m in p["masters"]]
                 replicas = [(reach(stack, str(r["node"])), str(r["announce"]))
                             for r in p["replicas"]]
+                expected: dict[str, ExpectedKeys] = {}
+                for m in p["prepared"]:
+                    name = str(m["object"])
+                    # Keys with an expiry: their expire times, read again from the checked file.
+                    if m.get("expires") == 0:
+                        expected[name] = ExpectedKeys(int(m["keys"]), 0, ())
+                        continue
+                    expected[name] = expected_from_file(Path(str(m["file"])), name)
+                    if expected[name].keys != int(m["keys"]):
+                        raise RedisError(f"the RDB file {m['file']} of {name} changed since it "
+                                         "was checked; run the restore again")
                 if not module.check_mode:
                     result = reform(masters, replicas, timeout=p["timeout"], access=access,
-                                    expected_keys={str(m["object"]): int(m["keys"])
-                                                   for m in p["prepared"]})
+                                    expected_keys=expected)
                     out["cluster"] = result
                     changed = True
     except (StoreError, RedisError, VaultError) as exc:

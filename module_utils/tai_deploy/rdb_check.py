@@ -19,7 +19,8 @@ What ``check_rdb_file`` checks, in this order (one sentence per refusal, naming 
 3. the records: every opcode (AUX, RESIZEDB, EXPIRETIME(_MS), SELECTDB, SLOT_INFO, FUNCTION2,
    MODULE_AUX, IDLE, FREQ) and every value type of versions up to 12 is framed as ``rdb.c``
    reads it, and the records must end with the EOF opcode exactly where the trailer begins. The
-   walk counts the keys and the keys with an expire.
+   walk counts the keys and the keys with an expire, and keeps each expire time (the restore
+   needs them: a master drops the keys whose expire has passed, see redis_snapshot.ExpectedKeys).
 
 What it does not check: the inside of the encoded blobs (ziplists, listpacks, intsets, stream
 listpacks are skipped by their length), LZF payloads (not decompressed), module payloads beyond
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +176,13 @@ class RdbReport:
     databases: tuple[int, ...]
     # AUX fields stored as plain strings (redis-ver, redis-bits, ctime, used-mem, ...).
     aux: dict[str, str] = field(default_factory=dict)
+    # The expire time of every key that has one, in milliseconds since the epoch, file order
+    # (8 bytes each: a million keys with an expire take 8 MB).
+    expire_times: array[int] = field(default_factory=lambda: array("q"))
+
+    def expiring_after(self, ms: int) -> int:
+        """The keys whose expire time is later than ms (milliseconds since the epoch)."""
+        return sum(1 for when in self.expire_times if when > ms)
 
 
 class _Bad(Exception):
@@ -361,6 +370,7 @@ class _Walk:
     expires: int = 0
     databases: set[int] = field(default_factory=set)
     aux: dict[str, str] = field(default_factory=dict)
+    expire_times: array[int] = field(default_factory=lambda: array("q"))
 
 
 def _walk(buf: memoryview, end: int) -> _Walk:  # noqa: PLR0915
@@ -368,6 +378,7 @@ def _walk(buf: memoryview, end: int) -> _Walk:  # noqa: PLR0915
     out = _Walk()
     pos = 9
     expire = False
+    expire_at = 0
     db = 0
     while True:
         if pos > end:
@@ -389,10 +400,12 @@ def _walk(buf: memoryview, end: int) -> _Walk:  # noqa: PLR0915
                 raise _Bad(f"the EOF opcode {end - start} bytes before the trailer", start)
             return out
         else:
-            if kind == _EXPIRETIME_MS:
+            if kind == _EXPIRETIME_MS:     # rdbLoadMillisecondTime: int64, little-endian
+                expire_at = int.from_bytes(buf[pos:pos + 8], "little", signed=True)
                 pos += 8
                 expire = True
-            elif kind == _EXPIRETIME:
+            elif kind == _EXPIRETIME:      # rdbLoadTime: int32 seconds (before RDB 3)
+                expire_at = 1000 * int.from_bytes(buf[pos:pos + 4], "little", signed=True)
                 pos += 4
                 expire = True
             elif kind == _SELECTDB:
@@ -430,6 +443,7 @@ def _walk(buf: memoryview, end: int) -> _Walk:  # noqa: PLR0915
         out.databases.add(db)
         if expire:
             out.expires += 1
+            out.expire_times.append(expire_at)
             expire = False
 
 
@@ -490,7 +504,7 @@ def _check(data: bytes | bytearray | memoryview | mmap.mmap, name: str) -> RdbRe
         return str(refused)
     return RdbReport(version=version, size=size, checksum=stored, keys=walked.keys,
                      expires=walked.expires, databases=tuple(sorted(walked.databases)),
-                     aux=walked.aux)
+                     aux=walked.aux, expire_times=walked.expire_times)
 
 
 def check_rdb_bytes(data: bytes | bytearray | memoryview, name: str) -> RdbReport:

@@ -29,7 +29,8 @@ well where it reads the RDB's format version.
 Re-forming (``reform``) takes nodes that were loaded with those RDBs (the chart's
 ``redis-load-snapshot.sh`` puts one in place and restarts the node) and empty ones for the
 replicas: every master gets exactly its recorded slot ranges, the nodes meet, the replicas
-replicate, and the cluster must report ``cluster_state:ok`` with the recorded keys.
+replicate, and the cluster must report ``cluster_state:ok``; each master must then hold the keys
+its RDB leaves after loading (``ExpectedKeys``: a range, since keys whose expiry passed are gone).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import socket
 import ssl
 import subprocess
 import time
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -492,6 +494,67 @@ class SnapshotCheck:
     keys: int
     expires: int
     checked_by: tuple[str, ...]
+    expire_times: array[int] = field(default_factory=lambda: array("q"), repr=False)
+
+    @property
+    def expected(self) -> ExpectedKeys:
+        """What the master loaded from this RDB must hold."""
+        return ExpectedKeys(self.keys, self.expires, self.expire_times)
+
+
+@dataclass(frozen=True)
+class ExpectedKeys:
+    """The keys a master loaded from an RDB must hold: a range, not the RDB's count.
+
+    A master drops the keys whose expiry has passed: while it loads a dump.rdb (Redis 7.4's
+    rdb.c, rdbLoadRioWithLoadingCtx: ``iAmMaster() && !(rdbflags&RDBFLAGS_AOF_PREAMBLE) &&
+    expiretime != -1 && expiretime < now``, ``now`` read when the load starts), or by its expire
+    cycle soon after it loaded the RDB as an AOF base (the chart's appendonly yes; that flag
+    makes rdb.c load every key). So the master holds at most the RDB's keys, and at least its
+    keys without an expiry plus those whose expiry is still ahead of the master's clock when the
+    keys are counted (later than the load, so each of them was kept by it). Without the expire
+    times (``expire_times`` None), at least the keys without an expiry.
+    """
+
+    keys: int
+    expires: int = 0
+    expire_times: Sequence[int] | None = field(default=None, repr=False)
+
+    def refusal(self, name: str, held: int, now_ms: int | None) -> str | None:
+        """None when ``held`` keys, counted when the master's clock read ``now_ms`` (or just
+        before; None: not known), fit the range; else the sentence that says which bound failed
+        and why."""
+        lasting = self.keys - self.expires
+        what = f"the master loaded from {name} holds {held} keys"
+        if held > self.keys:
+            return (f"{what}, more than the {self.keys} its snapshot holds: it was written to "
+                    "since it loaded the RDB, or it loaded another one")
+        if now_ms is None or self.expire_times is None or len(
+                self.expire_times) != self.expires:
+            if held < lasting:
+                return (f"{what}, fewer than the {lasting} keys without an expiry in its "
+                        "snapshot (only keys whose expiry passed may be gone): it did not load "
+                        "the whole RDB")
+            return None
+        ahead = sum(1 for when in self.expire_times if when > now_ms)
+        if held < lasting + ahead:
+            clock = datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z")
+            return (f"{what}, fewer than the {lasting + ahead} its snapshot must leave after "
+                    f"loading ({lasting} keys without an expiry and {ahead} whose expiry is "
+                    f"still ahead of the master's clock, {clock}): it did not load the whole "
+                    "RDB")
+        return None
+
+
+def expected_from_file(path: Path, name: str) -> ExpectedKeys:
+    """The range of keys for the master loaded from the RDB at path (the project's walk)."""
+    try:
+        report = check_rdb_file(path, f"snapshot {name}")
+    except RdbError as exc:
+        raise RedisError(f"{exc}; cannot tell the keys the master loaded from it must "
+                         "hold") from None
+    return ExpectedKeys(report.keys, report.expires, report.expire_times)
 
 
 # The project's own check, as checked_by names it.
@@ -513,17 +576,20 @@ def check_snapshot(path: Path, name: str, check_binary: str = DEFAULT_CHECKER) -
         raise RedisError(f"{exc}; refusing to restore it") from None
     checked = [OWN_CHECK]
     if check_binary == DEFAULT_CHECKER and shutil.which(check_binary) is None:
-        return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked))
+        return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked),
+                             report.expire_times)
     try:
         keys = check_rdb(path, name, check_binary)
     except CheckerTooOld:
-        return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked))
+        return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked),
+                             report.expire_times)
     if keys != report.keys:
         raise RedisError(f"snapshot {name}: {check_binary} reads {keys} keys but the record walk "
                          f"counts {report.keys}; refusing to restore a snapshot the two checks "
                          "disagree on")
     checked.append(check_binary)
-    return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked))
+    return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked),
+                             report.expire_times)
 
 
 def download_and_check(store: BackupStore, set_members: Sequence[SetMember], workdir: Path,
@@ -539,7 +605,8 @@ def download_and_check(store: BackupStore, set_members: Sequence[SetMember], wor
         checked = check_snapshot(local, member.obj.name, check_binary)
         listed.append({"object": member.obj.name, "node_id": member.node_id,
                        "slots": format_slots(member.slots), "file": str(local),
-                       "keys": checked.keys, "rdb_version": checked.version,
+                       "keys": checked.keys, "expires": checked.expires,
+                       "rdb_version": checked.version,
                        "checked_by": list(checked.checked_by)})
     return listed
 
@@ -576,13 +643,36 @@ def _wait(check: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def _check_keys(masters: Sequence[tuple[str, str, SetMember]],
+                expected_keys: Mapping[str, ExpectedKeys], access: Access) -> dict[str, int]:
+    """Each master's keys (DBSIZE), refused in one sentence outside its expected range."""
+    counts = {}
+    clocks: dict[str, int | None] = {}
+    for addr, _, member in masters:
+        with Resp(addr, access=access) as conn:
+            counts[member.obj.name] = int(conn.call("DBSIZE"))
+            # The master's clock after the count (a key whose expiry is later was there), from
+            # INFO server: server.c's call() reads the clock as each command starts (Redis 7.0
+            # on; the chart's cluster-admin user may not run TIME).
+            usec = parse_info(str(conn.call("INFO", "server"))).get("server_time_usec", "")
+            clocks[member.obj.name] = int(usec) // 1000 if usec.isdigit() else None
+    for name, expected in expected_keys.items():
+        if name not in counts:
+            raise RedisError(f"no master was loaded from {name}, which the restore expects")
+        refused = expected.refusal(name, counts[name], clocks[name])
+        if refused:
+            raise RedisError(refused)
+    return counts
+
+
 def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tuple[str, str]],
-           *, expected_keys: Mapping[str, int] | None = None, timeout: float = 60.0,
+           *, expected_keys: Mapping[str, ExpectedKeys] | None = None, timeout: float = 60.0,
            access: Access = PLAIN) -> dict[str, Any]:
     """Give each loaded master its slots, meet every node, attach replicas, wait for ok.
 
     ``masters``: (address the controller connects to, address the cluster announces, member);
     ``replicas``: (connect address, announce address), spread over the masters in turn.
+    ``expected_keys``: per RDB object, the range of keys its master must hold at the end.
     """
     ids: dict[str, str] = {}
     for epoch, (addr, _, member) in enumerate(masters, start=1):
@@ -644,14 +734,7 @@ def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tup
         return True
 
     _wait(healthy, timeout, "the restored cluster did not reach cluster_state:ok")
-    counts = {}
-    for addr, _, member in masters:
-        with Resp(addr, access=access) as conn:
-            counts[member.obj.name] = int(conn.call("DBSIZE"))
-    for name, keys in (expected_keys or {}).items():
-        if counts.get(name) != keys:
-            raise RedisError(f"the master loaded from {name} holds {counts.get(name)} keys, but "
-                             f"its snapshot holds {keys}")
+    counts = _check_keys(masters, expected_keys or {}, access)
     return {"masters": {a: ids[a] for a, _, _ in masters}, "keys": counts,
             "replicas": {a: ids[masters[i % len(masters)][0]]
                          for i, (a, _) in enumerate(replicas)}}

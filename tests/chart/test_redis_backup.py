@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from helpers.redis_nodes import (
     crc16,
     redis_nodes,
     run_cluster_init,
+    wait_for,
 )
 from tai_deploy.backup_store import (
     BackupStore,
@@ -41,10 +43,13 @@ from tai_deploy.backup_store import (
     verify_download,
 )
 from tai_deploy.redis_snapshot import (
+    ExpectedKeys,
     RedisError,
     Resp,
     SetMember,
     check_rdb,
+    check_snapshot,
+    fetch_rdb,
     format_slots,
     latest_set,
     live_data,
@@ -178,12 +183,12 @@ def test_snapshot_kill_wipe_restore_every_key_back(tmp_path: Path,
         objects = {o.name: o for o in store.list(chosen.name.rsplit("/", 1)[0] + "/")}
         members_ = members(json.loads(local_manifest.read_text()), objects)
         masters, replicas = nodes[:3], nodes[3:]
-        expected: dict[str, int] = {}
+        expected: dict[str, ExpectedKeys] = {}
         for node, member in zip(masters, members_, strict=True):
             rdb = tmp_path / "restore" / member.obj.name.rsplit("/", 1)[-1]
             store.download(member.obj.name, rdb)
             verify_download(member.obj, rdb)
-            expected[member.obj.name] = check_rdb(rdb, member.obj.name)
+            expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
             run = load(node, rdb)
             assert run.returncode == 0, run.stdout + run.stderr
         for node in replicas:
@@ -361,3 +366,133 @@ def test_a_node_still_loading_its_dataset_is_waited_for_not_fatal() -> None:
     assert _ready(loading) is False
     with pytest.raises(RedisError, match="unknown command"):
         _ready(broken)
+
+
+# Short enough for a fast test, long enough for three masters' snapshots (under 1 s here).
+FLEETING_MS = 2000
+
+
+def write_commands(port: int, commands: list[tuple[str | int, ...]]) -> None:
+    """Each command (SET key ...) on the master of its key's slot, pipelined per master."""
+    owners = slot_owners(port)
+    by_master: dict[str, list[tuple[str | int, ...]]] = {}
+    for command in commands:
+        by_master.setdefault(owners[crc16(str(command[1]).encode()) % 16384], []).append(command)
+    for addr, mine in by_master.items():
+        with Resp(addr) as conn:
+            for command in mine:
+                conn.send(*command)
+            assert all(conn.reply() == "OK" for _ in mine)
+
+
+@pytest.mark.parametrize("extra_args", [AOF, ()], ids=["aof-base", "dump-rdb"])
+def test_keys_whose_ttl_passed_after_the_snapshot_do_not_fail_the_restore(
+        tmp_path: Path, bucket: tuple[BackupStore, GcsDouble], extra_args: tuple[str, ...]
+        ) -> None:
+    """A master drops the keys whose expiry has passed: while it loads a dump.rdb (rdb.c,
+    rdbLoadRioWithLoadingCtx), or by its expire cycle right after it loaded an AOF base (which
+    rdb.c loads whole, RDBFLAGS_AOF_PREAMBLE). The restore expects a range, not the RDB's count."""
+    store, _ = bucket
+    with redis_nodes(tmp_path / "nodes") as pool:
+        nodes = pool.start(3, extra_args=extra_args)
+        assert run_cluster_init([n.address for n in nodes]).returncode == 0
+        lasting = {f"keep:{i}": f"v{i}" for i in range(300)}
+        fleeting = [f"ttl:{i}" for i in range(150)]
+        written = time.monotonic()
+        write_commands(nodes[0].port, [("SET", k, v) for k, v in lasting.items()]
+                       + [("SET", k, "gone", "PX", FLEETING_MS) for k in fleeting])
+        manifest_obj = take_snapshots([nodes[0].address], store, region=REGION,
+                                      workdir=tmp_path)
+        assert time.monotonic() - written < FLEETING_MS / 1000, "the snapshot came too late"
+        for node in nodes:
+            node.stop()
+            shutil.rmtree(node.workdir)
+            node.start()
+        time.sleep(max(0.0, written + FLEETING_MS / 1000 + 0.2 - time.monotonic()))
+
+        local_manifest = tmp_path / "manifest.json"
+        store.download(manifest_obj.name, local_manifest)
+        objects = {o.name: o for o in store.list(manifest_obj.name.rsplit("/", 1)[0] + "/")}
+        members_ = members(json.loads(local_manifest.read_text()), objects)
+        expected: dict[str, ExpectedKeys] = {}
+        for node, member in zip(nodes, members_, strict=True):
+            rdb = tmp_path / "restore" / member.obj.name.rsplit("/", 1)[-1]
+            store.download(member.obj.name, rdb)
+            verify_download(member.obj, rdb)
+            expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
+            run = load(node, rdb)
+            assert run.returncode == 0, run.stdout + run.stderr
+        # Every master's RDB holds keys of both kinds, the fleeting ones with their expiry.
+        assert all(0 < e.expires < e.keys for e in expected.values())
+        assert sum(e.keys for e in expected.values()) == len(lasting) + len(fleeting)
+        assert sum(e.expires for e in expected.values()) == len(fleeting)
+
+        result = reform([(n.address, n.address, m) for n, m in zip(nodes, members_,
+                                                                   strict=True)],
+                        [], expected_keys=expected)
+
+        assert len(lasting) <= sum(result["keys"].values()) <= len(lasting) + len(fleeting)
+        assert cluster_info(nodes[0].port)["cluster_state"] == "ok"
+        for key, value in lasting.items():
+            assert cli(nodes[0].port, "-c", "GET", key).strip() == value
+        for key in fleeting:
+            assert cli(nodes[0].port, "-c", "EXISTS", key).strip() == "0"
+
+
+def test_a_master_with_fewer_keys_than_its_rdb_must_leave_is_refused(tmp_path: Path) -> None:
+    """Keys whose expiry is still ahead count in the lower bound: losing one is refused."""
+    with redis_nodes(tmp_path / "n") as pool:
+        (node,) = pool.start(1)
+        cli(node.port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        wait_for(node.port)
+        with Resp(node.address) as conn:
+            for i in range(40):
+                assert conn.call("SET", f"keep:{i}", "v") == "OK"
+            for i in range(30):
+                assert conn.call("SET", f"later:{i}", "v", "PX", 600_000) == "OK"
+            for i in range(20):
+                assert conn.call("SET", f"soon:{i}", "v", "PX", 1000) == "OK"
+        written = time.monotonic()
+        rdb = tmp_path / "master.rdb"
+        fetch_rdb(node.address, rdb)
+        expected = check_snapshot(rdb, "redis/r/s/master.rdb").expected
+        assert (expected.keys, expected.expires) == (90, 50)
+        # The master then loads an RDB that lacks one key the load would have kept.
+        cli(node.port, "DEL", "later:7")
+        short = tmp_path / "short.rdb"
+        fetch_rdb(node.address, short)
+        time.sleep(max(0.0, written + 1.1 - time.monotonic()))
+        assert load(node, short).returncode == 0
+        member = SetMember(obj=StoredObject("redis/r/s/master.rdb", 1, "1", {}), node_id="x",
+                           slots=((0, 16383),))
+        with pytest.raises(RedisError) as refused:
+            reform([(node.address, node.address, member)], [],
+                   expected_keys={member.obj.name: expected})
+    message = str(refused.value)
+    assert message.startswith(
+        "the master loaded from redis/r/s/master.rdb holds 69 keys, fewer than the 70 its "
+        "snapshot must leave after loading (40 keys without an expiry and 30 whose expiry is "
+        "still ahead of the master's clock, 20")
+    assert message.endswith("Z): it did not load the whole RDB")
+
+
+def test_the_expected_keys_name_the_bound_that_failed() -> None:
+    now = 1_800_000_000_000
+    times = [now - 5000] * 3 + [now + 60_000] * 2          # 3 passed, 2 still ahead
+    known = ExpectedKeys(keys=10, expires=5, expire_times=times)
+    assert known.refusal("a.rdb", 7, now) is None            # 5 lasting + 2 ahead
+    assert known.refusal("a.rdb", 10, now) is None           # passed, not yet expired
+    assert known.refusal("a.rdb", 11, now) == (
+        "the master loaded from a.rdb holds 11 keys, more than the 10 its snapshot holds: it "
+        "was written to since it loaded the RDB, or it loaded another one")
+    assert known.refusal("a.rdb", 6, now) == (
+        "the master loaded from a.rdb holds 6 keys, fewer than the 7 its snapshot must leave "
+        "after loading (5 keys without an expiry and 2 whose expiry is still ahead of the "
+        "master's clock, 2027-01-15T08:00:00.000Z): it did not load the whole RDB")
+    unknown = ExpectedKeys(keys=10, expires=5)
+    assert unknown.refusal("a.rdb", 5, now) is None
+    assert unknown.refusal("a.rdb", 4, now) == (
+        "the master loaded from a.rdb holds 4 keys, fewer than the 5 keys without an expiry in "
+        "its snapshot (only keys whose expiry passed may be gone): it did not load the whole "
+        "RDB")
+
