@@ -288,22 +288,38 @@ def masters_of(seeds: Sequence[str], access: Access = PLAIN) -> list[ClusterNode
     raise RedisError("no Redis node answered: " + "; ".join(problems))
 
 
-def bgsave_and_wait(conn: Resp, timeout: float) -> None:
-    """BGSAVE and wait for it through LASTSAVE / INFO persistence."""
-    before = int(conn.call("LASTSAVE"))
-    saves_before = int(parse_info(str(conn.call("INFO", "persistence"))).get("rdb_saves", -1))
+def _bgsave(conn: Resp) -> bool:
+    """BGSAVE SCHEDULE: True when the save started, or was scheduled after a running AOF
+    rewrite (plain BGSAVE is refused then); False when another RDB child runs (rdb.c,
+    bgsaveCommand: "Background save already in progress")."""
     try:
-        conn.call("BGSAVE")
+        conn.call("BGSAVE", "SCHEDULE")
     except RedisError as exc:
         if "in progress" not in str(exc):
             raise
+        return False
+    return True
+
+
+def bgsave_and_wait(conn: Resp, timeout: float) -> None:
+    """BGSAVE and wait for it through LASTSAVE / INFO persistence.
+
+    The RDB child that was running when BGSAVE came may be a replica's diskless full sync (or
+    another client's SYNC with EOF capability), which writes to a socket: when it ends, neither
+    LASTSAVE nor rdb_saves has moved. So once no RDB child runs, BGSAVE is sent again.
+    """
+    before = int(conn.call("LASTSAVE"))
+    saves_before = int(parse_info(str(conn.call("INFO", "persistence"))).get("rdb_saves", -1))
+    started = _bgsave(conn)
     deadline = time.monotonic() + timeout
     while True:
         info = parse_info(str(conn.call("INFO", "persistence")))
         done = info.get("rdb_bgsave_in_progress") == "0"
         newer = (int(conn.call("LASTSAVE")) > before
                  or int(info.get("rdb_saves", -1)) > saves_before >= 0)
-        if done and newer:
+        if done and not newer and not started:
+            started = _bgsave(conn)
+        elif done and newer:
             if info.get("rdb_last_bgsave_status") != "ok":
                 raise RedisError(f"BGSAVE failed on {conn.addr} (rdb_last_bgsave_status "
                                  f"{info.get('rdb_last_bgsave_status')}); see its log")

@@ -47,6 +47,7 @@ from tai_deploy.redis_snapshot import (
     RedisError,
     Resp,
     SetMember,
+    bgsave_and_wait,
     check_rdb,
     check_snapshot,
     fetch_rdb,
@@ -496,3 +497,72 @@ def test_the_expected_keys_name_the_bound_that_failed() -> None:
         "its snapshot (only keys whose expiry passed may be gone): it did not load the whole "
         "RDB")
 
+
+def _persistence(port: int) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in cli(port, "INFO", "persistence").splitlines()
+                if ":" in line)
+
+
+def _slow_saves(node: RedisNode, keys: int = 2000) -> None:
+    """keys keys, and every save child then sleeps 1 ms per key (rdb-key-save-delay, in
+    microseconds, a hidden setting of Redis 7.0's config.c read by rdbSaveKeyValuePair)."""
+    cli(node.port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+    wait_for(node.port)
+    with Resp(node.address) as conn:
+        for i in range(keys):
+            conn.send("SET", f"{{a}}k{i}", "v")
+        assert all(conn.reply() == "OK" for _ in range(keys))
+    assert cli(node.port, "CONFIG", "SET", "rdb-key-save-delay", "1000").strip() == "OK"
+
+
+def _wait_child(port: int, field: str) -> None:
+    deadline = time.monotonic() + 10
+    while _persistence(port).get(field) != "1":
+        assert time.monotonic() < deadline, f"{field} never became 1"
+        time.sleep(0.02)
+    # The running child keeps the delay it was forked with; the save under test is quick.
+    assert cli(port, "CONFIG", "SET", "rdb-key-save-delay", "0").strip() == "OK"
+
+
+def test_bgsave_during_a_diskless_full_sync_waits_for_it_then_saves(tmp_path: Path) -> None:
+    """A replica's full sync with repl-diskless-sync (Redis 7's default) runs an RDB child that
+    writes to the replica's socket, not dump.rdb: BGSAVE meanwhile answers "Background save
+    already in progress", and when that child ends neither LASTSAVE nor rdb_saves has moved
+    (rdb.c: only rdbSaveBackground counts rdb_saves; backgroundSaveDoneHandlerSocket sets no
+    lastsave). The wait starts its own BGSAVE once that child ends."""
+    with redis_nodes(tmp_path / "n") as pool:
+        (node,) = pool.start(1, extra_args=("--repl-diskless-sync", "yes",
+                                            "--repl-diskless-sync-delay", "0"))
+        _slow_saves(node)
+        # What a replica sends (replication.c, syncWithMaster): it can read an EOF-marked stream.
+        replica = Resp(node.address)
+        try:
+            assert replica.call("REPLCONF", "capa", "eof") == "OK"
+            replica.send("PSYNC", "?", "-1")
+            assert str(replica.reply()).startswith("FULLRESYNC")
+            _wait_child(node.port, "rdb_bgsave_in_progress")
+            saves = int(_persistence(node.port)["rdb_saves"])
+            with Resp(node.address) as conn:
+                bgsave_and_wait(conn, timeout=15)
+            after = _persistence(node.port)
+        finally:
+            replica.close()
+    assert int(after["rdb_saves"]) == saves + 1         # a BGSAVE of ours ran
+    assert after["rdb_last_bgsave_status"] == "ok" and after["rdb_bgsave_in_progress"] == "0"
+
+
+def test_bgsave_during_an_aof_rewrite_is_scheduled_not_refused(tmp_path: Path) -> None:
+    """BGSAVE during an AOF rewrite (the StatefulSet's appendonly yes rewrites under write load)
+    answers "Another child process is active (AOF?)"; BGSAVE SCHEDULE runs it after the rewrite
+    (rdb.c, bgsaveCommand)."""
+    with redis_nodes(tmp_path / "n") as pool:
+        (node,) = pool.start(1, extra_args=AOF)
+        _slow_saves(node)
+        cli(node.port, "BGREWRITEAOF")
+        _wait_child(node.port, "aof_rewrite_in_progress")
+        saves = int(_persistence(node.port)["rdb_saves"])
+        with Resp(node.address) as conn:
+            bgsave_and_wait(conn, timeout=15)
+        after = _persistence(node.port)
+    assert int(after["rdb_saves"]) == saves + 1
+    assert after["rdb_last_bgsave_status"] == "ok" and after["aof_rewrite_in_progress"] == "0"
