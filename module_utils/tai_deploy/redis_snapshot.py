@@ -5,9 +5,10 @@ speaks RESP itself (no redis-cli there).
 
 Taking a set (``take_snapshots``), for each master of ``CLUSTER NODES``:
 
-1. ``BGSAVE``, then wait until ``INFO persistence`` shows no save in progress and a newer
-   ``LASTSAVE`` (or more ``rdb_saves``) with ``rdb_last_bgsave_status:ok``: the master can fork and
-   write, and its own disk holds a fresh ``dump.rdb``.
+1. ``BGSAVE SCHEDULE`` (sent again once an RDB child that was running ends), then wait until
+   ``INFO persistence`` shows no save in progress and a newer ``LASTSAVE`` (or more
+   ``rdb_saves``) with ``rdb_last_bgsave_status:ok``: the master can fork and write, and its own
+   disk holds a fresh ``dump.rdb``.
 2. The RDB is pulled over the network with ``SYNC`` (what ``redis-cli --rdb`` does): the job pod
    cannot mount the master's volume, and the master streams a point-in-time RDB to the caller.
 3. ``CLUSTER NODES`` is read again: a master whose slots moved meanwhile makes the set refused.

@@ -566,3 +566,94 @@ def test_bgsave_during_an_aof_rewrite_is_scheduled_not_refused(tmp_path: Path) -
         after = _persistence(node.port)
     assert int(after["rdb_saves"]) == saves + 1
     assert after["rdb_last_bgsave_status"] == "ok" and after["aof_rewrite_in_progress"] == "0"
+
+
+RESTORE = """\
+---
+- name: Restore a Redis snapshot set with the module, in its two steps
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Download and check the newest set
+      when: step == 'prepare'
+      redis_snapshot_restore:
+        action: prepare
+        region: europe-west1
+        bucket: "{{ bucket }}"
+        nodes: "{{ nodes }}"
+        workdir: "{{ workdir }}"
+        storage_endpoint: "{{ endpoint }}"
+        auth_kind: none
+      register: checked
+
+    - name: Keep what the check returned
+      when: step == 'prepare'
+      ansible.builtin.copy:
+        content: "{{ checked.masters | to_json }}"
+        dest: "{{ prepared_file }}"
+        mode: "0600"
+
+    - name: Re-form the cluster
+      when: step == 'reform'
+      redis_snapshot_restore:
+        action: reform
+        region: europe-west1
+        bucket: "{{ bucket }}"
+        masters: "{{ masters }}"
+        prepared: "{{ lookup('ansible.builtin.file', prepared_file) | from_json }}"
+        workdir: "{{ workdir }}"
+        storage_endpoint: "{{ endpoint }}"
+        auth_kind: none
+        timeout: 60
+      register: reformed
+
+    - name: Show the keys
+      when: step == 'reform'
+      ansible.builtin.debug:
+        msg: "KEYS {{ reformed.cluster['keys'].values() | sum }}"
+"""
+
+
+@pytest.mark.playbook
+def test_the_module_restores_a_set_whose_ttls_passed(tmp_path: Path,
+                                                     bucket: tuple[BackupStore, GcsDouble]
+                                                     ) -> None:
+    """prepare returns the keys with an expiry; reform reads their expire times again from
+    the checked RDB files and accepts the masters that dropped the expired keys."""
+    store, state = bucket
+    playbook = tmp_path / "restore.yml"
+    playbook.write_text(RESTORE)
+    with redis_nodes(tmp_path / "nodes") as pool:
+        nodes = pool.start(3)
+        assert run_cluster_init([n.address for n in nodes]).returncode == 0
+        written = time.monotonic()
+        write_commands(nodes[0].port, [("SET", f"keep:{i}", "v") for i in range(200)]
+                       + [("SET", f"ttl:{i}", "v", "PX", FLEETING_MS) for i in range(100)])
+        take_snapshots([nodes[0].address], store, region=REGION, workdir=tmp_path)
+        assert time.monotonic() - written < FLEETING_MS / 1000, "the snapshot came too late"
+        for node in nodes:
+            node.stop()
+            shutil.rmtree(node.workdir)
+            node.start()
+        time.sleep(max(0.0, written + FLEETING_MS / 1000 + 0.2 - time.monotonic()))
+        prepared_file = tmp_path / "prepared.json"
+        extra = {"ansible_python_interpreter": sys.executable, "bucket": state.bucket,
+                 "nodes": [n.address for n in nodes], "workdir": str(tmp_path / "dl"),
+                 "endpoint": store.endpoint, "prepared_file": str(prepared_file)}
+        vars_file = tmp_path / "vars.json"
+        vars_file.write_text(json.dumps(extra))
+        args = ("-i", "localhost,", "-c", "local", "-e", f"@{vars_file}", str(playbook))
+        done = run_playbook(*args, "-e", "step=prepare")
+        assert done.returncode == 0, done.output[-2000:]
+        prepared = json.loads(prepared_file.read_text())
+        assert sum(m["keys"] for m in prepared) == 300
+        assert sum(m["expires"] for m in prepared) == 100
+        for node, master in zip(nodes, prepared, strict=True):
+            assert load(node, Path(master["file"])).returncode == 0
+        masters = [{"node": n.address, "announce": n.address, "object": m["object"]}
+                   for n, m in zip(nodes, prepared, strict=True)]
+        (tmp_path / "masters.json").write_text(json.dumps({"masters": masters}))
+        done = run_playbook(*args[:-1], "-e", f"@{tmp_path / 'masters.json'}",
+                            "-e", "step=reform", str(playbook))
+        assert done.returncode == 0, done.output[-2000:]
+        assert "KEYS 200" in done.output
