@@ -400,3 +400,27 @@ def test_the_walk_counts_what_dbsize_counts_in_a_dump_of_many_keys(tmp_path: Pat
         assert cli(node.port, "SAVE").strip() == "OK"
         report = check_rdb_file(node.workdir / "dump.rdb")
         assert report.keys == int(cli(node.port, "DBSIZE").strip()) == 40000
+
+
+def test_the_walk_keeps_the_expire_time_redis_reports_for_each_key(tmp_path: Path) -> None:
+    with redis_nodes(tmp_path / "nodes") as pool:
+        (node,) = pool.start(1, extra_args=STANDALONE)
+        for command in (("SET", "ex", "v", "EX", "100000"), ("SET", "px", "v", "PX", "2500"),
+                        ("SET", "at", "v", "PXAT", "4102444800123"), ("SET", "none", "v"),
+                        ("RPUSH", "list", "a"), ("PEXPIRE", "list", "600000")):
+            assert "ERR" not in cli(node.port, *command)
+        # PEXPIRETIME (Redis 7.0): the absolute expire time in ms, which the RDB records.
+        told = sorted(int(cli(node.port, "PEXPIRETIME", key).strip())
+                      for key in ("ex", "px", "at", "list"))
+        report = check_rdb_file(_save(node, tmp_path / "dump.rdb"))
+    assert (report.keys, report.expires) == (5, 4)
+    assert sorted(report.expire_times) == told and told[-1] == 4102444800123
+    assert report.expiring_after(told[1]) == 2 and report.expiring_after(0) == 4
+
+
+def test_an_expire_time_in_seconds_is_read_as_redis_reads_it() -> None:
+    # RDB_OPCODE_EXPIRETIME (253, written before RDB 3): rdb.c reads rdbLoadTime, an int32 of
+    # seconds, and multiplies it by 1000. Then a string key "k" with value "v".
+    body = b"REDIS0009" + b"\xfd" + (2_000_000_000).to_bytes(4, "little") + b"\x00\x01k\x01v\xff"
+    report = check_rdb_bytes(_with_crc(body), "seconds.rdb")
+    assert (report.keys, report.expires, list(report.expire_times)) == (1, 1, [2_000_000_000_000])
