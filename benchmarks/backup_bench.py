@@ -7,8 +7,9 @@ the same code the CronJobs and the restore playbooks run. Vault: N secrets in a 
 snapshot (GET + sha256 + upload), then the data directory is destroyed and the restore
 (download + checks + throw-away init + forced restore + restart + unseal) is timed. Redis: N keys
 (16-byte values) across all slots, the set (BGSAVE + SYNC + upload per master), then every node
-is killed and wiped and the restore (download + sha256 + redis-check-rdb + load + restart +
-re-form until cluster_state:ok) is timed.
+is killed and wiped and the restore (download + sha256 + the RDB check of the restore, the
+project's own and redis-check-rdb + load + restart + re-form until cluster_state:ok) is timed.
+The RDB check alone: rdb_check_bench.py.
 
     python benchmarks/backup_bench.py [--vault-secrets 10000] [--redis-keys 1000000]
 """
@@ -32,7 +33,7 @@ from helpers.vault_server import BaoServer  # noqa: E402
 from tai_deploy.backup_store import BackupStore, UrllibTransport, verify_download  # noqa: E402
 from tai_deploy.redis_snapshot import (  # noqa: E402
     Resp,
-    check_rdb,
+    check_snapshot,
     latest_set,
     members,
     reform,
@@ -155,7 +156,7 @@ def bench_redis(count: int, root: Path) -> dict[str, float]:
                 rdb = root / "dl" / member.obj.name.rsplit("/", 1)[-1]
                 store.download(member.obj.name, rdb)
                 verify_download(member.obj, rdb)
-                expected[member.obj.name] = check_rdb(rdb, member.obj.name)
+                expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
                 load(node, rdb)
             for node in nodes[3:]:
                 load(node, None)

@@ -13,20 +13,25 @@ description:
     O(source_region), by default O(region)), downloads its manifest and every master's RDB into
     O(workdir) and refuses, in one sentence,
     a missing set or RDB, one from another region (unless O(allow_other_region)), an RDB whose
-    sha256 differs from the recorded one, an RDB that C(redis-check-rdb) refuses, and a set
-    that does not cover every slot exactly once. It then refuses nodes that hold keys or belong
-    to a formed cluster unless O(confirm). It returns the masters in slot order with their local
-    RDB file and key count.
+    sha256 differs from the recorded one, an RDB that the project's own check refuses (its
+    header and format version up to 12, the EOF opcode and the CRC64 trailer, a walk of its
+    records), an RDB that C(redis-check-rdb) refuses where it reads the RDB's format version,
+    and a set that does not cover every slot exactly once. It then refuses nodes that hold keys
+    or belong to a formed cluster unless O(confirm). It returns the masters in slot order with
+    their local RDB file, key count and the checks that accepted it.
   - O(action=reform) gives each master (already loaded with its RDB by the chart's
     C(redis-load-snapshot.sh)) its recorded slot ranges, makes every node meet, attaches the
-    replicas and waits for C(cluster_state:ok) with the recorded key counts.
+    replicas and waits for C(cluster_state:ok); each master must then hold at most its RDB's
+    keys and at least those without an expiry plus those whose expiry is still ahead (a master
+    drops the keys whose expiry passed; the expire times are read again from the RDB files of
+    O(prepared)).
   - Nodes are C(host:port), or Kubernetes targets such as C(pod/redis-0) reached through
     O(port_forward).
   - The chart's nodes listen on TLS only and refuse anonymous clients - O(tls_ca_file) and
     O(redis_user)/O(redis_password) (the chart's cluster-admin user) say how to reach them.
 version_added: "0.1.0"
 author: tai-deploy contributors
-requirements: [google-auth, redis-check-rdb on the controller]
+requirements: [google-auth]
 options:
   action:
     description: What to do.
@@ -89,7 +94,9 @@ options:
     type: int
     default: 6379
   prepared:
-    description: O(action=reform) - the RV(masters) that O(action=prepare) returned (key counts).
+    description:
+      - O(action=reform) - the RV(masters) that O(action=prepare) returned (key counts, keys with
+        an expiry, local RDB files).
     type: list
     elements: dict
     default: []
@@ -98,7 +105,11 @@ options:
     type: path
     required: true
   check_rdb:
-    description: The redis-check-rdb binary.
+    description:
+      - The redis-check-rdb binary, run after the project's own check where it reads the RDB's
+        format version (it must then count the same keys). An older one (Debian bookworm's 7.0
+        reads up to format 10; the chart's Redis 7.4 writes 12), or the default one when it is
+        not installed, leaves the decision to the project's check.
     type: str
     default: redis-check-rdb
   storage_endpoint:
@@ -155,7 +166,9 @@ set:
   returned: always
   type: str
 masters:
-  description: prepare - object, node_id, slots, file and keys per master, in slot order.
+  description:
+    - prepare - object, node_id, slots, file, keys, expires (keys with an expiry), rdb_version
+      and checked_by (the checks that accepted the RDB) per master, in slot order.
   returned: always
   type: list
   elements: dict
@@ -224,9 +237,10 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
     from ansible.module_utils.tai_deploy.redis_snapshot import (
         SET_KIND,
         Access,
+        ExpectedKeys,
         RedisError,
-        check_rdb,
-        format_slots,
+        download_and_check,
+        expected_from_file,
         latest_set,
         live_data,
         members,
@@ -273,15 +287,7 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
         out["set"] = chosen.name
         with contextlib.ExitStack() as stack:
             if p["action"] == "prepare":
-                listed = []
-                for member in set_members:
-                    local = workdir / member.obj.name.rsplit("/", 1)[-1]
-                    store.download(member.obj.name, local)
-                    verify_download(member.obj, local)
-                    keys = check_rdb(local, member.obj.name, p["check_rdb"])
-                    listed.append({"object": member.obj.name, "node_id": member.node_id,
-                                   "slots": format_slots(member.slots), "file": str(local),
-                                   "keys": keys})
+                listed = download_and_check(store, set_members, workdir, p["check_rdb"])
                 live = live_data([reach(stack, n) for n in p["nodes"]], access)
                 if live and not p["confirm"]:
                     raise RedisError(
@@ -314,10 +320,20 @@ def main() -> None:  # noqa: PLR0915 - one module flow, read top to bottom
                             by_object[str(m["object"])]) for m in p["masters"]]
                 replicas = [(reach(stack, str(r["node"])), str(r["announce"]))
                             for r in p["replicas"]]
+                expected: dict[str, ExpectedKeys] = {}
+                for m in p["prepared"]:
+                    name = str(m["object"])
+                    # Keys with an expiry: their expire times, read again from the checked file.
+                    if m.get("expires") == 0:
+                        expected[name] = ExpectedKeys(int(m["keys"]), 0, ())
+                        continue
+                    expected[name] = expected_from_file(Path(str(m["file"])), name)
+                    if expected[name].keys != int(m["keys"]):
+                        raise RedisError(f"the RDB file {m['file']} of {name} changed since it "
+                                         "was checked; run the restore again")
                 if not module.check_mode:
                     result = reform(masters, replicas, timeout=p["timeout"], access=access,
-                                    expected_keys={str(m["object"]): int(m["keys"])
-                                                   for m in p["prepared"]})
+                                    expected_keys=expected)
                     out["cluster"] = result
                     changed = True
     except (StoreError, RedisError, VaultError) as exc:

@@ -5,9 +5,10 @@ speaks RESP itself (no redis-cli there).
 
 Taking a set (``take_snapshots``), for each master of ``CLUSTER NODES``:
 
-1. ``BGSAVE``, then wait until ``INFO persistence`` shows no save in progress and a newer
-   ``LASTSAVE`` (or more ``rdb_saves``) with ``rdb_last_bgsave_status:ok``: the master can fork and
-   write, and its own disk holds a fresh ``dump.rdb``.
+1. ``BGSAVE SCHEDULE`` (sent again once an RDB child that was running ends), then wait until
+   ``INFO persistence`` shows no save in progress and a newer ``LASTSAVE`` (or more
+   ``rdb_saves``) with ``rdb_last_bgsave_status:ok``: the master can fork and write, and its own
+   disk holds a fresh ``dump.rdb``.
 2. The RDB is pulled over the network with ``SYNC`` (what ``redis-cli --rdb`` does): the job pod
    cannot mount the master's volume, and the master streams a point-in-time RDB to the caller.
 3. ``CLUSTER NODES`` is read again: a master whose slots moved meanwhile makes the set refused.
@@ -21,10 +22,16 @@ the restore as ``cluster-admin``. The server certificate is verified against the
 name is not, because nodes are reached by the pod IPs that ``CLUSTER NODES`` announces, which
 no certificate can list (redis-cli, replication and the cluster bus verify the same way).
 
+Before a restore touches a node, every RDB of the set is downloaded and checked
+(``download_and_check``): its sha256 against the recorded one, then ``check_snapshot``: the
+project's own check (``rdb_check``: header, CRC64 trailer, record walk), and redis-check-rdb as
+well where it reads the RDB's format version.
+
 Re-forming (``reform``) takes nodes that were loaded with those RDBs (the chart's
 ``redis-load-snapshot.sh`` puts one in place and restarts the node) and empty ones for the
 replicas: every master gets exactly its recorded slot ranges, the nodes meet, the replicas
-replicate, and the cluster must report ``cluster_state:ok`` with the recorded keys.
+replicate, and the cluster must report ``cluster_state:ok``; each master must then hold the keys
+its RDB leaves after loading (``ExpectedKeys``: a range, since keys whose expiry passed are gone).
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ import functools
 import hashlib
 import json
 import re
+import shutil
 import socket
 import ssl
 import subprocess
 import time
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,7 +58,9 @@ from .backup_store import (
     StoreError,
     snapshot_metadata,
     utc_stamp,
+    verify_download,
 )
+from .rdb_check import RdbError, check_rdb_file
 
 KIND = "redis-rdb"
 SET_KIND = "redis-set"
@@ -278,22 +289,38 @@ def masters_of(seeds: Sequence[str], access: Access = PLAIN) -> list[ClusterNode
     raise RedisError("no Redis node answered: " + "; ".join(problems))
 
 
-def bgsave_and_wait(conn: Resp, timeout: float) -> None:
-    """BGSAVE and wait for it through LASTSAVE / INFO persistence."""
-    before = int(conn.call("LASTSAVE"))
-    saves_before = int(parse_info(str(conn.call("INFO", "persistence"))).get("rdb_saves", -1))
+def _bgsave(conn: Resp) -> bool:
+    """BGSAVE SCHEDULE: True when the save started, or was scheduled after a running AOF
+    rewrite (plain BGSAVE is refused then); False when another RDB child runs (rdb.c,
+    bgsaveCommand: "Background save already in progress")."""
     try:
-        conn.call("BGSAVE")
+        conn.call("BGSAVE", "SCHEDULE")
     except RedisError as exc:
         if "in progress" not in str(exc):
             raise
+        return False
+    return True
+
+
+def bgsave_and_wait(conn: Resp, timeout: float) -> None:
+    """BGSAVE and wait for it through LASTSAVE / INFO persistence.
+
+    The RDB child that was running when BGSAVE came may be a replica's diskless full sync (or
+    another client's SYNC with EOF capability), which writes to a socket: when it ends, neither
+    LASTSAVE nor rdb_saves has moved. So once no RDB child runs, BGSAVE is sent again.
+    """
+    before = int(conn.call("LASTSAVE"))
+    saves_before = int(parse_info(str(conn.call("INFO", "persistence"))).get("rdb_saves", -1))
+    started = _bgsave(conn)
     deadline = time.monotonic() + timeout
     while True:
         info = parse_info(str(conn.call("INFO", "persistence")))
         done = info.get("rdb_bgsave_in_progress") == "0"
         newer = (int(conn.call("LASTSAVE")) > before
                  or int(info.get("rdb_saves", -1)) > saves_before >= 0)
-        if done and newer:
+        if done and not newer and not started:
+            started = _bgsave(conn)
+        elif done and newer:
             if info.get("rdb_last_bgsave_status") != "ok":
                 raise RedisError(f"BGSAVE failed on {conn.addr} (rdb_last_bgsave_status "
                                  f"{info.get('rdb_last_bgsave_status')}); see its log")
@@ -444,9 +471,14 @@ def members(manifest: Mapping[str, Any], objects: Mapping[str, StoredObject]) ->
 _KEYS_READ = re.compile(r"(\d+) keys read")
 # rdb.c (redis-check-rdb): "Can't handle RDB format version %d".
 _NEWER_FORMAT = re.compile(r"Can't handle RDB format version (\d+)")
+DEFAULT_CHECKER = "redis-check-rdb"
 
 
-def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> int:
+class CheckerTooOld(RedisError):
+    """redis-check-rdb does not read the RDB's format version (the file is not called corrupt)."""
+
+
+def check_rdb(path: Path, name: str, check_binary: str = DEFAULT_CHECKER) -> int:
     """redis-check-rdb must accept the file; returns the keys it read."""
     try:
         proc = subprocess.run([check_binary, str(path)], capture_output=True, text=True,
@@ -458,10 +490,10 @@ def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> i
     if newer:
         # A sound snapshot of a newer Redis (the chart's 7.4 writes version 12; Debian
         # bookworm's 7.0 checker reads up to 10): the checker is too old, not the file bad.
-        raise RedisError(f"snapshot {name} is an RDB of format version {newer.group(1)}, newer "
-                         f"than {check_binary} on this controller reads; install the "
-                         f"redis-check-rdb of the Redis that wrote it (the chart's "
-                         f"redis.image.tag) and restore again")
+        raise CheckerTooOld(f"snapshot {name} is an RDB of format version {newer.group(1)}, "
+                            f"newer than {check_binary} on this controller reads; install the "
+                            f"redis-check-rdb of the Redis that wrote it (the chart's "
+                            f"redis.image.tag) and restore again")
     if proc.returncode != 0 or "RDB looks OK" not in text:
         reason = next((ln.split("]", 1)[-1].strip() for ln in text.splitlines()
                        if "Error" in ln or "Wrong" in ln or "Unexpected" in ln), "refused")
@@ -469,6 +501,131 @@ def check_rdb(path: Path, name: str, check_binary: str = "redis-check-rdb") -> i
                          "refusing to restore it")
     match = _KEYS_READ.search(text)
     return int(match.group(1)) if match else 0
+
+
+@dataclass(frozen=True)
+class SnapshotCheck:
+    """An accepted RDB: its format version, its keys, and which checks accepted it."""
+
+    version: int
+    keys: int
+    expires: int
+    checked_by: tuple[str, ...]
+    expire_times: array[int] = field(default_factory=lambda: array("q"), repr=False)
+
+    @property
+    def expected(self) -> ExpectedKeys:
+        """What the master loaded from this RDB must hold."""
+        return ExpectedKeys(self.keys, self.expires, self.expire_times)
+
+
+@dataclass(frozen=True)
+class ExpectedKeys:
+    """The keys a master loaded from an RDB must hold: a range, not the RDB's count.
+
+    A master drops the keys whose expiry has passed: while it loads a dump.rdb (Redis 7.4's
+    rdb.c, rdbLoadRioWithLoadingCtx: ``iAmMaster() && !(rdbflags&RDBFLAGS_AOF_PREAMBLE) &&
+    expiretime != -1 && expiretime < now``, ``now`` read when the load starts), or by its expire
+    cycle soon after it loaded the RDB as an AOF base (the chart's appendonly yes; that flag
+    makes rdb.c load every key). So the master holds at most the RDB's keys, and at least its
+    keys without an expiry plus those whose expiry is still ahead of the master's clock when the
+    keys are counted (later than the load, so each of them was kept by it). Without the expire
+    times (``expire_times`` None), at least the keys without an expiry.
+    """
+
+    keys: int
+    expires: int = 0
+    expire_times: Sequence[int] | None = field(default=None, repr=False)
+
+    def refusal(self, name: str, held: int, now_ms: int | None) -> str | None:
+        """None when ``held`` keys, counted when the master's clock read ``now_ms`` (or just
+        before; None: not known), fit the range; else the sentence that says which bound failed
+        and why."""
+        lasting = self.keys - self.expires
+        what = f"the master loaded from {name} holds {held} keys"
+        if held > self.keys:
+            return (f"{what}, more than the {self.keys} its snapshot holds: it was written to "
+                    "since it loaded the RDB, or it loaded another one")
+        if now_ms is None or self.expire_times is None or len(
+                self.expire_times) != self.expires:
+            if held < lasting:
+                return (f"{what}, fewer than the {lasting} keys without an expiry in its "
+                        "snapshot (only keys whose expiry passed may be gone): it did not load "
+                        "the whole RDB")
+            return None
+        ahead = sum(1 for when in self.expire_times if when > now_ms)
+        if held < lasting + ahead:
+            clock = datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z")
+            return (f"{what}, fewer than the {lasting + ahead} its snapshot must leave after "
+                    f"loading ({lasting} keys without an expiry and {ahead} whose expiry is "
+                    f"still ahead of the master's clock, {clock}): it did not load the whole "
+                    "RDB")
+        return None
+
+
+def expected_from_file(path: Path, name: str) -> ExpectedKeys:
+    """The range of keys for the master loaded from the RDB at path (the project's walk)."""
+    try:
+        report = check_rdb_file(path, f"snapshot {name}")
+    except RdbError as exc:
+        raise RedisError(f"{exc}; cannot tell the keys the master loaded from it must "
+                         "hold") from None
+    return ExpectedKeys(report.keys, report.expires, report.expire_times)
+
+
+# The project's own check, as checked_by names it.
+OWN_CHECK = "rdb_check (header, CRC64, records)"
+
+
+def check_snapshot(path: Path, name: str, check_binary: str = DEFAULT_CHECKER) -> SnapshotCheck:
+    """The restore's check of one RDB, before anything is touched.
+
+    The project's check (rdb_check) always runs and must accept the file. redis-check-rdb, a
+    full load, runs as well where it reads the file's format version, and must accept it with
+    the same key count; where it is older than the file's format (Debian bookworm's 7.0 and the
+    chart's 7.4 RDBs), or it is the default checker and not installed, the project's check
+    alone decides, and ``checked_by`` says so.
+    """
+    try:
+        report = check_rdb_file(path, f"snapshot {name}")
+    except RdbError as exc:
+        raise RedisError(f"{exc}; refusing to restore it") from None
+    checked = [OWN_CHECK]
+    if check_binary == DEFAULT_CHECKER and shutil.which(check_binary) is None:
+        return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked),
+                             report.expire_times)
+    try:
+        keys = check_rdb(path, name, check_binary)
+    except CheckerTooOld:
+        return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked),
+                             report.expire_times)
+    if keys != report.keys:
+        raise RedisError(f"snapshot {name}: {check_binary} reads {keys} keys but the record walk "
+                         f"counts {report.keys}; refusing to restore a snapshot the two checks "
+                         "disagree on")
+    checked.append(check_binary)
+    return SnapshotCheck(report.version, report.keys, report.expires, tuple(checked),
+                             report.expire_times)
+
+
+def download_and_check(store: BackupStore, set_members: Sequence[SetMember], workdir: Path,
+                       check_binary: str = DEFAULT_CHECKER) -> list[dict[str, Any]]:
+    """Download every RDB of the set into workdir and check it (sha256 against the recorded
+    one, then ``check_snapshot``); the masters in slot order, each with its local file and key
+    count. Refuses, in one sentence, the first RDB that fails."""
+    listed = []
+    for member in set_members:
+        local = workdir / member.obj.name.rsplit("/", 1)[-1]
+        store.download(member.obj.name, local)
+        verify_download(member.obj, local)
+        checked = check_snapshot(local, member.obj.name, check_binary)
+        listed.append({"object": member.obj.name, "node_id": member.node_id,
+                       "slots": format_slots(member.slots), "file": str(local),
+                       "keys": checked.keys, "expires": checked.expires,
+                       "rdb_version": checked.version,
+                       "checked_by": list(checked.checked_by)})
+    return listed
 
 
 def live_data(addrs: Sequence[str], access: Access = PLAIN) -> list[str]:
@@ -503,13 +660,36 @@ def _wait(check: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def _check_keys(masters: Sequence[tuple[str, str, SetMember]],
+                expected_keys: Mapping[str, ExpectedKeys], access: Access) -> dict[str, int]:
+    """Each master's keys (DBSIZE), refused in one sentence outside its expected range."""
+    counts = {}
+    clocks: dict[str, int | None] = {}
+    for addr, _, member in masters:
+        with Resp(addr, access=access) as conn:
+            counts[member.obj.name] = int(conn.call("DBSIZE"))
+            # The master's clock after the count (a key whose expiry is later was there), from
+            # INFO server: server.c's call() reads the clock as each command starts (Redis 7.0
+            # on; the chart's cluster-admin user may not run TIME).
+            usec = parse_info(str(conn.call("INFO", "server"))).get("server_time_usec", "")
+            clocks[member.obj.name] = int(usec) // 1000 if usec.isdigit() else None
+    for name, expected in expected_keys.items():
+        if name not in counts:
+            raise RedisError(f"no master was loaded from {name}, which the restore expects")
+        refused = expected.refusal(name, counts[name], clocks[name])
+        if refused:
+            raise RedisError(refused)
+    return counts
+
+
 def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tuple[str, str]],
-           *, expected_keys: Mapping[str, int] | None = None, timeout: float = 60.0,
+           *, expected_keys: Mapping[str, ExpectedKeys] | None = None, timeout: float = 60.0,
            access: Access = PLAIN) -> dict[str, Any]:
     """Give each loaded master its slots, meet every node, attach replicas, wait for ok.
 
     ``masters``: (address the controller connects to, address the cluster announces, member);
     ``replicas``: (connect address, announce address), spread over the masters in turn.
+    ``expected_keys``: per RDB object, the range of keys its master must hold at the end.
     """
     ids: dict[str, str] = {}
     for epoch, (addr, _, member) in enumerate(masters, start=1):
@@ -571,14 +751,7 @@ def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tup
         return True
 
     _wait(healthy, timeout, "the restored cluster did not reach cluster_state:ok")
-    counts = {}
-    for addr, _, member in masters:
-        with Resp(addr, access=access) as conn:
-            counts[member.obj.name] = int(conn.call("DBSIZE"))
-    for name, keys in (expected_keys or {}).items():
-        if counts.get(name) != keys:
-            raise RedisError(f"the master loaded from {name} holds {counts.get(name)} keys, but "
-                             f"its snapshot holds {keys}")
+    counts = _check_keys(masters, expected_keys or {}, access)
     return {"masters": {a: ids[a] for a, _, _ in masters}, "keys": counts,
             "replicas": {a: ids[masters[i % len(masters)][0]]
                          for i, (a, _) in enumerate(replicas)}}

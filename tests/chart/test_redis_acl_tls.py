@@ -45,7 +45,7 @@ from tai_deploy.redis_snapshot import (
     Access,
     RedisError,
     Resp,
-    check_rdb,
+    check_snapshot,
     latest_set,
     members,
     reform,
@@ -333,7 +333,7 @@ def test_snapshot_and_restore_over_tls_with_the_chart_users(lab: Lab, tmp_path: 
             rdb = tmp_path / member.obj.name.rsplit("/", 1)[-1]
             store.download(member.obj.name, rdb)
             verify_download(member.obj, rdb)
-            expected[member.obj.name] = check_rdb(rdb, member.obj.name)
+            expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
             loaded = _load(node, lab, rdb)
             assert loaded.returncode == 0, loaded.stdout + loaded.stderr
         for node in replicas:

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from helpers.redis_nodes import (
     one_key_per_slot,
     redis_nodes,
     run_cluster_init,
+    wait_for,
 )
 from tai_deploy.backup_store import (
     BackupStore,
@@ -42,10 +44,14 @@ from tai_deploy.backup_store import (
     verify_download,
 )
 from tai_deploy.redis_snapshot import (
+    ExpectedKeys,
     RedisError,
     Resp,
     SetMember,
+    bgsave_and_wait,
     check_rdb,
+    check_snapshot,
+    fetch_rdb,
     format_slots,
     latest_set,
     live_data,
@@ -168,12 +174,12 @@ def test_snapshot_kill_wipe_restore_every_key_back(tmp_path: Path,
         objects = {o.name: o for o in store.list(chosen.name.rsplit("/", 1)[0] + "/")}
         members_ = members(json.loads(local_manifest.read_text()), objects)
         masters, replicas = nodes[:3], nodes[3:]
-        expected: dict[str, int] = {}
+        expected: dict[str, ExpectedKeys] = {}
         for node, member in zip(masters, members_, strict=True):
             rdb = tmp_path / "restore" / member.obj.name.rsplit("/", 1)[-1]
             store.download(member.obj.name, rdb)
             verify_download(member.obj, rdb)
-            expected[member.obj.name] = check_rdb(rdb, member.obj.name)
+            expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
             run = load(node, rdb)
             assert run.returncode == 0, run.stdout + run.stderr
         for node in replicas:
@@ -351,3 +357,293 @@ def test_a_node_still_loading_its_dataset_is_waited_for_not_fatal() -> None:
     assert _ready(loading) is False
     with pytest.raises(RedisError, match="unknown command"):
         _ready(broken)
+
+
+# Short enough for a fast test, long enough for three masters' snapshots (under 1 s here).
+FLEETING_MS = 2000
+
+
+def write_commands(port: int, commands: list[tuple[str | int, ...]]) -> None:
+    """Each command (SET key ...) on the master of its key's slot, pipelined per master."""
+    owners = slot_owners(port)
+    by_master: dict[str, list[tuple[str | int, ...]]] = {}
+    for command in commands:
+        by_master.setdefault(owners[crc16(str(command[1]).encode()) % 16384], []).append(command)
+    for addr, mine in by_master.items():
+        with Resp(addr) as conn:
+            for command in mine:
+                conn.send(*command)
+            assert all(conn.reply() == "OK" for _ in mine)
+
+
+@pytest.mark.parametrize("extra_args", [AOF, ()], ids=["aof-base", "dump-rdb"])
+def test_keys_whose_ttl_passed_after_the_snapshot_do_not_fail_the_restore(
+        tmp_path: Path, bucket: tuple[BackupStore, GcsDouble], extra_args: tuple[str, ...]
+        ) -> None:
+    """A master drops the keys whose expiry has passed: while it loads a dump.rdb (rdb.c,
+    rdbLoadRioWithLoadingCtx), or by its expire cycle right after it loaded an AOF base (which
+    rdb.c loads whole, RDBFLAGS_AOF_PREAMBLE). The restore expects a range, not the RDB's count."""
+    store, _ = bucket
+    with redis_nodes(tmp_path / "nodes") as pool:
+        nodes = pool.start(3, extra_args=extra_args)
+        assert run_cluster_init([n.address for n in nodes]).returncode == 0
+        lasting = {f"keep:{i}": f"v{i}" for i in range(300)}
+        fleeting = [f"ttl:{i}" for i in range(150)]
+        written = time.monotonic()
+        write_commands(nodes[0].port, [("SET", k, v) for k, v in lasting.items()]
+                       + [("SET", k, "gone", "PX", FLEETING_MS) for k in fleeting])
+        manifest_obj = take_snapshots([nodes[0].address], store, region=REGION,
+                                      workdir=tmp_path)
+        assert time.monotonic() - written < FLEETING_MS / 1000, "the snapshot came too late"
+        for node in nodes:
+            node.stop()
+            shutil.rmtree(node.workdir)
+            node.start()
+        time.sleep(max(0.0, written + FLEETING_MS / 1000 + 0.2 - time.monotonic()))
+
+        local_manifest = tmp_path / "manifest.json"
+        store.download(manifest_obj.name, local_manifest)
+        objects = {o.name: o for o in store.list(manifest_obj.name.rsplit("/", 1)[0] + "/")}
+        members_ = members(json.loads(local_manifest.read_text()), objects)
+        expected: dict[str, ExpectedKeys] = {}
+        for node, member in zip(nodes, members_, strict=True):
+            rdb = tmp_path / "restore" / member.obj.name.rsplit("/", 1)[-1]
+            store.download(member.obj.name, rdb)
+            verify_download(member.obj, rdb)
+            expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
+            run = load(node, rdb)
+            assert run.returncode == 0, run.stdout + run.stderr
+        # Every master's RDB holds keys of both kinds, the fleeting ones with their expiry.
+        assert all(0 < e.expires < e.keys for e in expected.values())
+        assert sum(e.keys for e in expected.values()) == len(lasting) + len(fleeting)
+        assert sum(e.expires for e in expected.values()) == len(fleeting)
+
+        result = reform([(n.address, n.address, m) for n, m in zip(nodes, members_,
+                                                                   strict=True)],
+                        [], expected_keys=expected)
+
+        assert len(lasting) <= sum(result["keys"].values()) <= len(lasting) + len(fleeting)
+        assert cluster_info(nodes[0].port)["cluster_state"] == "ok"
+        for key, value in lasting.items():
+            assert cli(nodes[0].port, "-c", "GET", key).strip() == value
+        for key in fleeting:
+            assert cli(nodes[0].port, "-c", "EXISTS", key).strip() == "0"
+
+
+def test_a_master_with_fewer_keys_than_its_rdb_must_leave_is_refused(tmp_path: Path) -> None:
+    """Keys whose expiry is still ahead count in the lower bound: losing one is refused."""
+    with redis_nodes(tmp_path / "n") as pool:
+        (node,) = pool.start(1)
+        cli(node.port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        wait_for(node.port)
+        with Resp(node.address) as conn:
+            for i in range(40):
+                assert conn.call("SET", f"keep:{i}", "v") == "OK"
+            for i in range(30):
+                assert conn.call("SET", f"later:{i}", "v", "PX", 600_000) == "OK"
+            for i in range(20):
+                assert conn.call("SET", f"soon:{i}", "v", "PX", 1000) == "OK"
+        written = time.monotonic()
+        rdb = tmp_path / "master.rdb"
+        fetch_rdb(node.address, rdb)
+        expected = check_snapshot(rdb, "redis/r/s/master.rdb").expected
+        assert (expected.keys, expected.expires) == (90, 50)
+        # The master then loads an RDB that lacks one key the load would have kept.
+        cli(node.port, "DEL", "later:7")
+        short = tmp_path / "short.rdb"
+        fetch_rdb(node.address, short)
+        time.sleep(max(0.0, written + 1.1 - time.monotonic()))
+        assert load(node, short).returncode == 0
+        member = SetMember(obj=StoredObject("redis/r/s/master.rdb", 1, "1", {}), node_id="x",
+                           slots=((0, 16383),))
+        with pytest.raises(RedisError) as refused:
+            reform([(node.address, node.address, member)], [],
+                   expected_keys={member.obj.name: expected})
+    message = str(refused.value)
+    assert message.startswith(
+        "the master loaded from redis/r/s/master.rdb holds 69 keys, fewer than the 70 its "
+        "snapshot must leave after loading (40 keys without an expiry and 30 whose expiry is "
+        "still ahead of the master's clock, 20")
+    assert message.endswith("Z): it did not load the whole RDB")
+
+
+def test_the_expected_keys_name_the_bound_that_failed() -> None:
+    now = 1_800_000_000_000
+    times = [now - 5000] * 3 + [now + 60_000] * 2          # 3 passed, 2 still ahead
+    known = ExpectedKeys(keys=10, expires=5, expire_times=times)
+    assert known.refusal("a.rdb", 7, now) is None            # 5 lasting + 2 ahead
+    assert known.refusal("a.rdb", 10, now) is None           # passed, not yet expired
+    assert known.refusal("a.rdb", 11, now) == (
+        "the master loaded from a.rdb holds 11 keys, more than the 10 its snapshot holds: it "
+        "was written to since it loaded the RDB, or it loaded another one")
+    assert known.refusal("a.rdb", 6, now) == (
+        "the master loaded from a.rdb holds 6 keys, fewer than the 7 its snapshot must leave "
+        "after loading (5 keys without an expiry and 2 whose expiry is still ahead of the "
+        "master's clock, 2027-01-15T08:00:00.000Z): it did not load the whole RDB")
+    unknown = ExpectedKeys(keys=10, expires=5)
+    assert unknown.refusal("a.rdb", 5, now) is None
+    assert unknown.refusal("a.rdb", 4, now) == (
+        "the master loaded from a.rdb holds 4 keys, fewer than the 5 keys without an expiry in "
+        "its snapshot (only keys whose expiry passed may be gone): it did not load the whole "
+        "RDB")
+
+
+def _persistence(port: int) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in cli(port, "INFO", "persistence").splitlines()
+                if ":" in line)
+
+
+def _slow_saves(node: RedisNode, keys: int = 2000) -> None:
+    """keys keys, and every save child then sleeps 1 ms per key (rdb-key-save-delay, in
+    microseconds, a hidden setting of Redis 7.0's config.c read by rdbSaveKeyValuePair)."""
+    cli(node.port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+    wait_for(node.port)
+    with Resp(node.address) as conn:
+        for i in range(keys):
+            conn.send("SET", f"{{a}}k{i}", "v")
+        assert all(conn.reply() == "OK" for _ in range(keys))
+    assert cli(node.port, "CONFIG", "SET", "rdb-key-save-delay", "1000").strip() == "OK"
+
+
+def _wait_child(port: int, field: str) -> None:
+    deadline = time.monotonic() + 10
+    while _persistence(port).get(field) != "1":
+        assert time.monotonic() < deadline, f"{field} never became 1"
+        time.sleep(0.02)
+    # The running child keeps the delay it was forked with; the save under test is quick.
+    assert cli(port, "CONFIG", "SET", "rdb-key-save-delay", "0").strip() == "OK"
+
+
+def test_bgsave_during_a_diskless_full_sync_waits_for_it_then_saves(tmp_path: Path) -> None:
+    """A replica's full sync with repl-diskless-sync (Redis 7's default) runs an RDB child that
+    writes to the replica's socket, not dump.rdb: BGSAVE meanwhile answers "Background save
+    already in progress", and when that child ends neither LASTSAVE nor rdb_saves has moved
+    (rdb.c: only rdbSaveBackground counts rdb_saves; backgroundSaveDoneHandlerSocket sets no
+    lastsave). The wait starts its own BGSAVE once that child ends."""
+    with redis_nodes(tmp_path / "n") as pool:
+        (node,) = pool.start(1, extra_args=("--repl-diskless-sync", "yes",
+                                            "--repl-diskless-sync-delay", "0"))
+        _slow_saves(node)
+        # What a replica sends (replication.c, syncWithMaster): it can read an EOF-marked stream.
+        replica = Resp(node.address)
+        try:
+            assert replica.call("REPLCONF", "capa", "eof") == "OK"
+            replica.send("PSYNC", "?", "-1")
+            assert str(replica.reply()).startswith("FULLRESYNC")
+            _wait_child(node.port, "rdb_bgsave_in_progress")
+            saves = int(_persistence(node.port)["rdb_saves"])
+            with Resp(node.address) as conn:
+                bgsave_and_wait(conn, timeout=15)
+            after = _persistence(node.port)
+        finally:
+            replica.close()
+    assert int(after["rdb_saves"]) == saves + 1         # a BGSAVE of ours ran
+    assert after["rdb_last_bgsave_status"] == "ok" and after["rdb_bgsave_in_progress"] == "0"
+
+
+def test_bgsave_during_an_aof_rewrite_is_scheduled_not_refused(tmp_path: Path) -> None:
+    """BGSAVE during an AOF rewrite (the StatefulSet's appendonly yes rewrites under write load)
+    answers "Another child process is active (AOF?)"; BGSAVE SCHEDULE runs it after the rewrite
+    (rdb.c, bgsaveCommand)."""
+    with redis_nodes(tmp_path / "n") as pool:
+        (node,) = pool.start(1, extra_args=AOF)
+        _slow_saves(node)
+        cli(node.port, "BGREWRITEAOF")
+        _wait_child(node.port, "aof_rewrite_in_progress")
+        saves = int(_persistence(node.port)["rdb_saves"])
+        with Resp(node.address) as conn:
+            bgsave_and_wait(conn, timeout=15)
+        after = _persistence(node.port)
+    assert int(after["rdb_saves"]) == saves + 1
+    assert after["rdb_last_bgsave_status"] == "ok" and after["aof_rewrite_in_progress"] == "0"
+
+
+RESTORE = """\
+---
+- name: Restore a Redis snapshot set with the module, in its two steps
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Download and check the newest set
+      when: step == 'prepare'
+      redis_snapshot_restore:
+        action: prepare
+        region: europe-west1
+        bucket: "{{ bucket }}"
+        nodes: "{{ nodes }}"
+        workdir: "{{ workdir }}"
+        storage_endpoint: "{{ endpoint }}"
+        auth_kind: none
+      register: checked
+
+    - name: Keep what the check returned
+      when: step == 'prepare'
+      ansible.builtin.copy:
+        content: "{{ checked.masters | to_json }}"
+        dest: "{{ prepared_file }}"
+        mode: "0600"
+
+    - name: Re-form the cluster
+      when: step == 'reform'
+      redis_snapshot_restore:
+        action: reform
+        region: europe-west1
+        bucket: "{{ bucket }}"
+        masters: "{{ masters }}"
+        prepared: "{{ lookup('ansible.builtin.file', prepared_file) | from_json }}"
+        workdir: "{{ workdir }}"
+        storage_endpoint: "{{ endpoint }}"
+        auth_kind: none
+        timeout: 60
+      register: reformed
+
+    - name: Show the keys
+      when: step == 'reform'
+      ansible.builtin.debug:
+        msg: "KEYS {{ reformed.cluster['keys'].values() | sum }}"
+"""
+
+
+@pytest.mark.playbook
+def test_the_module_restores_a_set_whose_ttls_passed(tmp_path: Path,
+                                                     bucket: tuple[BackupStore, GcsDouble]
+                                                     ) -> None:
+    """prepare returns the keys with an expiry; reform reads their expire times again from
+    the checked RDB files and accepts the masters that dropped the expired keys."""
+    store, state = bucket
+    playbook = tmp_path / "restore.yml"
+    playbook.write_text(RESTORE)
+    with redis_nodes(tmp_path / "nodes") as pool:
+        nodes = pool.start(3)
+        assert run_cluster_init([n.address for n in nodes]).returncode == 0
+        written = time.monotonic()
+        write_commands(nodes[0].port, [("SET", f"keep:{i}", "v") for i in range(200)]
+                       + [("SET", f"ttl:{i}", "v", "PX", FLEETING_MS) for i in range(100)])
+        take_snapshots([nodes[0].address], store, region=REGION, workdir=tmp_path)
+        assert time.monotonic() - written < FLEETING_MS / 1000, "the snapshot came too late"
+        for node in nodes:
+            node.stop()
+            shutil.rmtree(node.workdir)
+            node.start()
+        time.sleep(max(0.0, written + FLEETING_MS / 1000 + 0.2 - time.monotonic()))
+        prepared_file = tmp_path / "prepared.json"
+        extra = {"ansible_python_interpreter": sys.executable, "bucket": state.bucket,
+                 "nodes": [n.address for n in nodes], "workdir": str(tmp_path / "dl"),
+                 "endpoint": store.endpoint, "prepared_file": str(prepared_file)}
+        vars_file = tmp_path / "vars.json"
+        vars_file.write_text(json.dumps(extra))
+        args = ("-i", "localhost,", "-c", "local", "-e", f"@{vars_file}", str(playbook))
+        done = run_playbook(*args, "-e", "step=prepare")
+        assert done.returncode == 0, done.output[-2000:]
+        prepared = json.loads(prepared_file.read_text())
+        assert sum(m["keys"] for m in prepared) == 300
+        assert sum(m["expires"] for m in prepared) == 100
+        for node, master in zip(nodes, prepared, strict=True):
+            assert load(node, Path(master["file"])).returncode == 0
+        masters = [{"node": n.address, "announce": n.address, "object": m["object"]}
+                   for n, m in zip(nodes, prepared, strict=True)]
+        (tmp_path / "masters.json").write_text(json.dumps({"masters": masters}))
+        done = run_playbook(*args[:-1], "-e", f"@{tmp_path / 'masters.json'}",
+                            "-e", "step=reform", str(playbook))
+        assert done.returncode == 0, done.output[-2000:]
+        assert "KEYS 200" in done.output

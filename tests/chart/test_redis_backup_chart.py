@@ -66,7 +66,8 @@ def test_cronjob_is_valid_restricted_and_uses_workload_identity(tmp_path: Path) 
     assert "CKV_K8S_23" not in failed     # admission of root containers
 
 
-@pytest.mark.parametrize("name", ["backup_store.py", "redis_snapshot.py", "backup_job.py"])
+@pytest.mark.parametrize("name", ["backup_store.py", "redis_snapshot.py", "rdb_check.py",
+                                  "backup_job.py"])
 def test_the_chart_links_the_core_instead_of_copying_it(name: str) -> None:
     link = REPO / "charts/tai-chart/backup" / name
     assert link.is_symlink()

@@ -1,0 +1,1 @@
+../../../module_utils/tai_deploy/rdb_check.py
