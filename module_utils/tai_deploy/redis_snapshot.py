@@ -36,7 +36,6 @@ import re
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ from .backup_store import (
     snapshot_metadata,
     utc_stamp,
 )
+from .poll import poll
 
 KIND = "redis-rdb"
 SET_KIND = "redis-set"
@@ -287,20 +287,22 @@ def bgsave_and_wait(conn: Resp, timeout: float) -> None:
     except RedisError as exc:
         if "in progress" not in str(exc):
             raise
-    deadline = time.monotonic() + timeout
-    while True:
-        info = parse_info(str(conn.call("INFO", "persistence")))
-        done = info.get("rdb_bgsave_in_progress") == "0"
-        newer = (int(conn.call("LASTSAVE")) > before
-                 or int(info.get("rdb_saves", -1)) > saves_before >= 0)
-        if done and newer:
-            if info.get("rdb_last_bgsave_status") != "ok":
-                raise RedisError(f"BGSAVE failed on {conn.addr} (rdb_last_bgsave_status "
-                                 f"{info.get('rdb_last_bgsave_status')}); see its log")
-            return
-        if time.monotonic() > deadline:
-            raise RedisError(f"BGSAVE on {conn.addr} did not finish within {timeout:g} s")
-        time.sleep(0.1)
+
+    def persistence() -> tuple[dict[str, str], int]:
+        return parse_info(str(conn.call("INFO", "persistence"))), int(conn.call("LASTSAVE"))
+
+    def finished(answer: tuple[dict[str, str], int]) -> bool:
+        info, lastsave = answer
+        return info.get("rdb_bgsave_in_progress") == "0" and (
+            lastsave > before or int(info.get("rdb_saves", -1)) > saves_before >= 0)
+
+    def late(_: tuple[dict[str, str], int]) -> tuple[dict[str, str], int]:
+        raise RedisError(f"BGSAVE on {conn.addr} did not finish within {timeout:g} s")
+
+    info, _ = poll(persistence, finished, timeout=timeout, interval=0.1, on_timeout=late)
+    if info.get("rdb_last_bgsave_status") != "ok":
+        raise RedisError(f"BGSAVE failed on {conn.addr} (rdb_last_bgsave_status "
+                         f"{info.get('rdb_last_bgsave_status')}); see its log")
 
 
 def fetch_rdb(addr: str, dest: Path, timeout: float = 600.0, access: Access = PLAIN
@@ -316,6 +318,7 @@ def fetch_rdb(addr: str, dest: Path, timeout: float = 600.0, access: Access = PL
         if not head.startswith(b"$"):
             raise RedisError(f"Redis at {addr} answered SYNC with {head[:60]!r}")
         marker = head[1:]
+        # Reading the transfer to its end (mark or length), not a wait: nothing is polled.
         if marker.startswith(b"EOF:"):        # diskless transfer, ends with the 40-byte mark
             mark = marker[4:]
             tail = b""
@@ -496,11 +499,10 @@ def _ready(check: Any) -> bool:
 
 
 def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not _ready(check):
-        if time.monotonic() > deadline:
-            raise RedisError(f"{what} within {timeout:g} s")
-        time.sleep(0.1)
+    def late(_: bool) -> bool:
+        raise RedisError(f"{what} within {timeout:g} s")
+
+    poll(lambda: _ready(check), timeout=timeout, interval=0.1, on_timeout=late)
 
 
 def reform(masters: Sequence[tuple[str, str, SetMember]], replicas: Sequence[tuple[str, str]],
