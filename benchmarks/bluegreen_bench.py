@@ -131,7 +131,9 @@ def core_numbers(runs: int, ready_delay: float, poll: float = 1.0
                 started = time.time()
                 BlueGreen(client, settings).rollback([Target("governor")])
                 rollbacks.append(time.time() - started)
-                BlueGreen(client, settings).promote([Target("governor", version=f"v1.{i + 1}.0")])
+                # The rollback marked the release aborted: promoting it again is the override.
+                BlueGreen(client, settings, allow_aborted=True).promote(
+                    [Target("governor", version=f"v1.{i + 1}.0")])
     return rollbacks, overheads, requests
 
 

@@ -394,6 +394,8 @@ def run(analysis: Analysis, *, clock: Callable[[], float] = time.monotonic,
     measured: set[str] = set()
     ticks = 0
     last: list[Measurement] = []
+    # Not a poll: the analysis lasts its duration at a fixed rate (the interval counts from each
+    # measurement's start) and passes when that is over; a gate over its limit ends it.
     while True:
         if on_tick is not None:
             on_tick()

@@ -234,7 +234,7 @@ class BackupStore:
         """Every object under prefix (all pages of objects.list), in name order."""
         found: list[StoredObject] = []
         token = ""
-        while True:
+        while True:  # one page per pass, not a wait
             url = self._url(f"/storage/v1/b/{quote(self.bucket, safe='')}/o", prefix=prefix,
                             pageToken=token)
             status, data = self._transport.send("GET", url, {}, None)

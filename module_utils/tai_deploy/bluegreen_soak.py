@@ -99,6 +99,7 @@ def soak(bg: BlueGreen, services: Sequence[str], health_targets: Sequence[Mappin
         raise SwapError(f"health_targets: {exc}") from exc
     watch = SoakWatch(bg, services)
     started, checks = clock(), 0
+    # Not a poll: the soak lasts its time and passes when that is over; a bad check ends it.
     while True:
         watch.check()
         report = run_health_checks(targets, WaitPolicy())

@@ -198,6 +198,8 @@ class GeoItemConverger:
     def converge(self, state: str, *, check_mode: bool) -> Result:
         check_input(self.rec, state)
         last: GcpApiError | None = None
+        # Not poll(): a read-modify-write redone on a conflict, with pauses growing linearly
+        # (0.5 s per attempt, at most 2 s), and its own result at each way out.
         for attempt in range(1, self.attempts + 1):
             live = self.read()
             after = desired_record_set(self.rec, live, state)

@@ -314,7 +314,7 @@ class Converger:
         wanted = [str(s) for s in item["services"]]
         enabled: set[str] = set()
         token = ""
-        while True:
+        while True:  # one page per pass, not a wait
             query = "?filter=state:ENABLED&pageSize=200" + (f"&pageToken={token}" if token
                                                            else "")
             page = client.call("GET", f"/v1/projects/{project}/services{query}",
@@ -346,6 +346,9 @@ class Converger:
         conflicts = unseen = 0
         deadline = Deadline(self.iam_retry_seconds)
         delay = 1.0
+        # Not poll(): two retries with budgets of their own, a stale etag (read and merge again
+        # at once, iam_attempts) and a member IAM does not see yet (back-off, at most 10 times
+        # within iam_retry_seconds).
         while True:
             try:
                 policy = _policy_call(client, item, resource, title)

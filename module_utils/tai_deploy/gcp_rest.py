@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from .poll import poll
 
 AUTH_KINDS = ("application", "serviceaccount", "none")
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -91,14 +94,12 @@ class GcpApiError(Exception):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential back-off for 429, 5xx and connection errors."""
+    """Bounded exponential back-off for 429, 5xx and connection errors: at most ``attempts``
+    calls, the pause after the n-th failure min(max_delay, base_delay * 2 ** (n - 1))."""
 
     attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 32.0
-
-    def delay(self, failures: int) -> float:
-        return float(min(self.max_delay, self.base_delay * (2 ** (failures - 1))))
 
 
 def is_loopback(url: str) -> bool:
@@ -194,27 +195,32 @@ class RestClient:
         import requests
 
         url = self.endpoint + path
-        attempts = max(1, self.retry.attempts)
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+
+        def send() -> Any:
+            nonlocal attempt
+            attempt += 1
             self.calls.append((method, path))
-            try:
-                resp = self.session.request(method, url, json=body, timeout=self.timeout)
-            except requests.RequestException as exc:
-                if attempt < attempts:
-                    self.sleep(self.retry.delay(attempt))
-                    continue
-                raise GcpApiError(action, 0, str(exc), attempts=attempt,
-                                  service=self.service) from exc
-            if resp.status_code < 300:
-                return _decode(resp.text)
-            status, message = _error_of(resp.status_code, resp.text)
-            if resp.status_code in RETRYABLE_STATUSES and attempt < attempts:
-                self.sleep(self.retry.delay(attempt))
-                continue
-            reason, metadata = _error_info(resp.text)
-            raise GcpApiError(action, resp.status_code, message, status, attempts=attempt,
-                              service=self.service, reason=reason, metadata=metadata)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self.session.request(method, url, json=body, timeout=self.timeout)
+
+        # RetryPolicy's pauses: base_delay doubling after each failure, at most max_delay; the
+        # last answer (or connection error) is the one reported.
+        try:
+            resp = poll(send, lambda r: r.status_code not in RETRYABLE_STATUSES,
+                        timeout=math.inf, attempts=max(1, self.retry.attempts),
+                        interval=min(self.retry.base_delay, self.retry.max_delay), backoff=2,
+                        max_interval=self.retry.max_delay,
+                        retry_on=(requests.RequestException,), on_timeout=lambda last: last,
+                        sleep=self.sleep)
+        except requests.RequestException as exc:
+            raise GcpApiError(action, 0, str(exc), attempts=attempt,
+                              service=self.service) from exc
+        if resp.status_code < 300:
+            return _decode(resp.text)
+        status, message = _error_of(resp.status_code, resp.text)
+        reason, metadata = _error_info(resp.text)
+        raise GcpApiError(action, resp.status_code, message, status, attempts=attempt,
+                          service=self.service, reason=reason, metadata=metadata)
 
 
 def _decode(text: str) -> dict[str, Any]:

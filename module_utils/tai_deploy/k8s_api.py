@@ -25,6 +25,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -37,6 +38,8 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
+
+from .poll import poll
 
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",
@@ -544,6 +547,8 @@ class KubeClient:
         self._exec_credentials()
         attempt = 0
         refreshed = False
+        # Not poll(): each answer says whether and when to send again (Retry-After; a 401 once,
+        # at once, with fresh credentials; a GET that could not connect), each with its budget.
         while True:
             attempt += 1
             headers = {"Accept": "application/json"}
@@ -618,21 +623,29 @@ class KubeClient:
         object is read again and ``change`` decides afresh. Returns the final object, whether
         it was patched, and the number of conflicts met.
         """
-        conflicts = 0
-        while True:
+        tries = 0
+        refused: list[ApiError] = []  # what this patch got; only its 409 is tried again
+
+        def once() -> tuple[dict[str, Any], bool, int]:
+            nonlocal tries
+            tries += 1
             current = self.get(path)
             patch = change(current)
             if patch is None:
-                return current, False, conflicts
+                return current, False, tries - 1
             meta = dict(patch.get("metadata") or {})
             meta["resourceVersion"] = current["metadata"]["resourceVersion"]
             try:
-                return self.patch(path, {**patch, "metadata": meta}), True, conflicts
+                return self.patch(path, {**patch, "metadata": meta}), True, tries - 1
             except ApiError as exc:
-                if not exc.conflict or conflicts + 1 >= attempts:
-                    raise
-                conflicts += 1
-                time.sleep(min(0.05 * 2 ** conflicts, 1.0))
+                refused[:] = [exc]
+                raise
+
+        def conflict(exc: BaseException) -> bool:
+            return isinstance(exc, ApiError) and exc.conflict and exc in refused
+
+        return poll(once, lambda _: True, timeout=math.inf, attempts=attempts, interval=0.1,
+                    backoff=2, max_interval=1.0, retry_on=(ApiError,), retry_if=conflict)
 
 
 def _parse_time(text: str) -> float | None:

@@ -44,7 +44,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from .backup_store import (
     utc_stamp,
     verify_download,
 )
+from .poll import poll
 from .rdb_check import RdbError, check_rdb_file
 
 KIND = "redis-rdb"
@@ -312,22 +312,26 @@ def bgsave_and_wait(conn: Resp, timeout: float) -> None:
     before = int(conn.call("LASTSAVE"))
     saves_before = int(parse_info(str(conn.call("INFO", "persistence"))).get("rdb_saves", -1))
     started = _bgsave(conn)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def persistence() -> tuple[dict[str, str], bool]:
+        """INFO persistence, and whether our save has finished (sent again if it never ran)."""
+        nonlocal started
         info = parse_info(str(conn.call("INFO", "persistence")))
         done = info.get("rdb_bgsave_in_progress") == "0"
         newer = (int(conn.call("LASTSAVE")) > before
                  or int(info.get("rdb_saves", -1)) > saves_before >= 0)
         if done and not newer and not started:
             started = _bgsave(conn)
-        elif done and newer:
-            if info.get("rdb_last_bgsave_status") != "ok":
-                raise RedisError(f"BGSAVE failed on {conn.addr} (rdb_last_bgsave_status "
-                                 f"{info.get('rdb_last_bgsave_status')}); see its log")
-            return
-        if time.monotonic() > deadline:
-            raise RedisError(f"BGSAVE on {conn.addr} did not finish within {timeout:g} s")
-        time.sleep(0.1)
+        return info, done and newer
+
+    def late(_: tuple[dict[str, str], bool]) -> tuple[dict[str, str], bool]:
+        raise RedisError(f"BGSAVE on {conn.addr} did not finish within {timeout:g} s")
+
+    info, _ = poll(persistence, lambda answer: answer[1], timeout=timeout, interval=0.1,
+                   on_timeout=late)
+    if info.get("rdb_last_bgsave_status") != "ok":
+        raise RedisError(f"BGSAVE failed on {conn.addr} (rdb_last_bgsave_status "
+                         f"{info.get('rdb_last_bgsave_status')}); see its log")
 
 
 def fetch_rdb(addr: str, dest: Path, timeout: float = 600.0, access: Access = PLAIN
@@ -343,6 +347,7 @@ def fetch_rdb(addr: str, dest: Path, timeout: float = 600.0, access: Access = PL
         if not head.startswith(b"$"):
             raise RedisError(f"Redis at {addr} answered SYNC with {head[:60]!r}")
         marker = head[1:]
+        # Reading the transfer to its end (mark or length), not a wait: nothing is polled.
         if marker.startswith(b"EOF:"):        # diskless transfer, ends with the 40-byte mark
             mark = marker[4:]
             tail = b""
@@ -653,11 +658,10 @@ def _ready(check: Any) -> bool:
 
 
 def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not _ready(check):
-        if time.monotonic() > deadline:
-            raise RedisError(f"{what} within {timeout:g} s")
-        time.sleep(0.1)
+    def late(_: bool) -> bool:
+        raise RedisError(f"{what} within {timeout:g} s")
+
+    poll(lambda: _ready(check), timeout=timeout, interval=0.1, on_timeout=late)
 
 
 def _check_keys(masters: Sequence[tuple[str, str, SetMember]],

@@ -48,6 +48,7 @@ from tai_deploy.redis_snapshot import (
     RedisError,
     Resp,
     SetMember,
+    _wait,
     bgsave_and_wait,
     check_rdb,
     check_snapshot,
@@ -259,6 +260,37 @@ def test_reform_refuses_a_node_loaded_with_another_masters_rdb(tmp_path: Path) -
                           slots=((6000, 16383),))
         with pytest.raises(RedisError, match=r"holds keys of slots outside 6000-16383"):
             reform([(node.address, node.address, other)], [])
+
+
+def test_reform_gives_up_with_one_sentence_when_the_cluster_never_reaches_ok(
+        tmp_path: Path) -> None:
+    with redis_nodes(tmp_path / "n") as pool:
+        (node,) = pool.start(1)
+        part = SetMember(obj=StoredObject("redis/r/s/x.rdb", 1, "1", {}), node_id="x",
+                         slots=((0, 99),))  # 100 of 16384 slots: never cluster_state:ok
+        with pytest.raises(RedisError, match=r"^the restored cluster did not reach "
+                           r"cluster_state:ok within 0\.3 s$"):
+            reform([(node.address, node.address, part)], [], timeout=0.3)
+
+
+def test_a_node_still_loading_is_waited_for_and_other_errors_stop_at_once() -> None:
+    answers: list[bool | RedisError] = [RedisError("LOADING Redis is loading the dataset"),
+                                        False, True]
+
+    def check() -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, RedisError):
+            raise answer
+        return answer
+
+    _wait(check, 5, "never")
+    assert answers == []
+
+    def refused() -> bool:
+        raise RedisError("NOAUTH Authentication required")
+
+    with pytest.raises(RedisError, match="NOAUTH"):
+        _wait(refused, 5, "never")
 
 
 PREPARE = """\

@@ -10,6 +10,7 @@ import json
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,24 @@ def test_never_available_hits_the_deadline_and_switches_nothing(
     assert selector(double)["slot"] == "blue"
     assert not [r for r in double.writes() if "governor-blue" in r.path]
     assert replicas(double, "governor-blue") == 3
+
+
+def test_the_readiness_wait_backs_off_to_the_poll_interval_and_stops_at_the_deadline(
+        client: KubeClient) -> None:
+    """On the swap's own clock: pauses double from 0.1 s up to poll_interval, and the last one
+    ends at progress_deadline (2.2 s) rather than a whole interval later."""
+    now = [time.time()]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    swap = BlueGreen(client, Settings(NAMESPACE, progress_deadline=2.2, poll_interval=1.0),
+                     clock=lambda: now[0], sleep=sleep)
+    with pytest.raises(SwapError, match=r"did not become fully available within 2\.2 s"):
+        swap.promote([Target("governor", version="v1.1.0-never")])
+    assert sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 0.7])
 
 
 def test_progress_deadline_exceeded_fails_fast(double: KubeApiDouble, client: KubeClient,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from tai_deploy.poll import Deadline, PollTimeout, poll
 
@@ -108,3 +110,96 @@ def test_a_shared_deadline_bounds_several_waits() -> None:
     with pytest.raises(PollTimeout):
         poll(lambda: False, timeout=deadline, interval=1, sleep=t.sleep)
     assert t.now == 103.0  # the second wait had one second left, not three
+
+
+def test_attempts_bound_a_retry_without_a_deadline() -> None:
+    t = FakeTime()
+    calls: list[float] = []
+
+    def busy() -> str:
+        calls.append(t.now)
+        raise OSError("busy")
+
+    def unread() -> float:
+        raise AssertionError("a retry bounded by attempts alone read the clock")
+
+    with pytest.raises(OSError, match="busy"):
+        poll(busy, timeout=math.inf, interval=0.1, backoff=2, max_interval=0.3, attempts=4,
+             retry_on=(OSError,), clock=unread, sleep=t.sleep)
+    assert len(calls) == 4 and t.sleeps == [0.1, 0.2, 0.3]  # no pause after the last attempt
+    with pytest.raises(PollTimeout, match=r"in 2 attempt\(s\)") as err:
+        poll(lambda: "no", lambda s: s == "yes", timeout=math.inf, interval=1, attempts=2,
+             clock=t.clock, sleep=t.sleep)
+    assert err.value.attempts == 2 and err.value.last == "no"
+    answers = iter(["no", "no", "yes"])
+    assert poll(lambda: next(answers), lambda s: s == "yes", timeout=math.inf, interval=1,
+                attempts=3, clock=t.clock, sleep=t.sleep) == "yes"
+    # a first answer in hand is not a call
+    assert poll(lambda: "yes", lambda s: s == "yes", first="no", timeout=math.inf,
+                interval=1, attempts=1, clock=t.clock, sleep=t.sleep) == "yes"
+
+
+def test_retry_if_sorts_the_exceptions_of_one_type() -> None:
+    t = FakeTime()
+    errors = [OSError(11, "try again"), OSError(2, "no such file")]
+    calls: list[int] = []
+
+    def call() -> str:
+        calls.append(1)
+        raise errors.pop(0)
+
+    with pytest.raises(OSError, match="no such file"):  # not retried: at once
+        poll(call, timeout=10, interval=1, retry_on=(OSError,),
+             retry_if=lambda exc: isinstance(exc, OSError) and exc.errno == 11,
+             clock=t.clock, sleep=t.sleep)
+    assert len(calls) == 2 and t.sleeps == [1]
+
+
+def test_on_miss_runs_after_every_miss_before_the_deadline_is_checked() -> None:
+    t = FakeTime()
+    events: list[str] = []
+
+    def ask() -> bool:
+        events.append(f"ask {t.now:g}")
+        return False
+
+    def sleep(seconds: float) -> None:
+        events.append(f"sleep {seconds:g}")
+        t.sleep(seconds)
+
+    with pytest.raises(PollTimeout):
+        poll(ask, timeout=2, interval=1, on_miss=lambda: events.append("renew"),
+             clock=t.clock, sleep=sleep)
+    assert events == ["ask 100", "renew", "sleep 1", "ask 101", "renew", "sleep 1",
+                      "ask 102", "renew"]  # also after the last answer, before giving up
+    events.clear()
+    replies: list[OSError | str] = [OSError("refused"), "up"]
+    answers = iter(replies)
+
+    def call() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert poll(call, timeout=5, interval=1, retry_on=(OSError,),
+                on_miss=lambda: events.append("renew"), clock=t.clock, sleep=sleep) == "up"
+    assert events == ["renew", "sleep 1"]  # a retried exception is a miss; a hit is not
+
+    def lost() -> None:
+        raise RuntimeError("lease lost")
+
+    with pytest.raises(RuntimeError, match="lease lost"):
+        poll(lambda: False, timeout=5, interval=1, on_miss=lost, clock=t.clock, sleep=sleep)
+
+
+def test_stop_at_deadline_ends_the_last_pause_at_the_deadline() -> None:
+    t = FakeTime()
+    with pytest.raises(PollTimeout):
+        poll(lambda: False, timeout=2.5, interval=1, stop_at_deadline=True, clock=t.clock,
+             sleep=t.sleep)
+    assert t.sleeps == [1, 1, 0.5] and t.now == 102.5
+    t = FakeTime()
+    with pytest.raises(PollTimeout):  # without it, the wait may end an interval late
+        poll(lambda: False, timeout=2.5, interval=1, clock=t.clock, sleep=t.sleep)
+    assert t.sleeps == [1, 1, 1] and t.now == 103.0

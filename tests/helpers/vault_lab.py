@@ -34,6 +34,7 @@ PLAYBOOK = """\
 - name: Initialise, unseal and configure a local Vault with the vault role
   hosts: localhost
   gather_facts: false
+  vars_files: [{services}]
   tasks:
     - name: Run the bootstrap tasks of the vault role
       ansible.builtin.import_role:
@@ -99,7 +100,7 @@ class Lab:
             ) -> PlaybookRun:
         """ansible-playbook -vvv of the bootstrap tasks; the output is kept for the sweep."""
         playbook = self.root / "bootstrap.yml"
-        playbook.write_text(PLAYBOOK)
+        playbook.write_text(PLAYBOOK.format(services=REPO / "group_vars" / "all" / "services.yml"))
         vars_file = self.root / f"vars-{len(self.outputs)}.json"
         vars_file.write_text(json.dumps(self.extra_vars(**overrides)))
         run_env = {"ANSIBLE_VAULT_PASSWORD_FILE": str(self.password_file)}

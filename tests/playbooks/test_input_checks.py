@@ -162,7 +162,9 @@ def test_vault_token_ttls_and_autoscaler_ceilings() -> None:
                  vault_rotate_key_shares=5, vault_rotate_key_threshold=3,
                  # templates among the defaults, as the play would resolve them
                  vault_backup_service_account="vault-snapshot", vault_tls_ca_secret_name="vault-ca",
-                 vault_tls_ca_namespaces=["tai-system", "keda"])
+                 vault_tls_ca_namespaces=["tai-system", "keda"],
+                 vault_services=yaml.safe_load((REPO / "group_vars" / "all" / "services.yml")
+                                               .read_text())["tai_service_names"])
     ctx = Context(region=REGION, charts={"vault": {"repository": "r", "chart": "c",
                                                    "version": "1.0.0"}})
     assert role_problems("vault", {**vault, "vault_token_ttl": "-5m"}, ctx) == [

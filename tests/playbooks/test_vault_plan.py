@@ -20,6 +20,7 @@ PLAYBOOK = """\
   gather_facts: false
   vars_files:
     - {repo}/group_vars/all/versions.yml
+    - {repo}/group_vars/all/services.yml
   vars:
     tai_project_root: {repo}
   tasks:

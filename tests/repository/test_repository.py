@@ -110,6 +110,28 @@ def test_role_has_documented_prefixed_and_validated_defaults(role: str) -> None:
         assert key in options, f"{role}: default {key} is not in meta/argument_specs.yml"
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_no_role_copies_the_list_of_services(role: str) -> None:
+    """The services are listed once (group_vars/all/services.yml); a role derives its own list
+    from tai_service_names instead of writing the names again."""
+    names = yaml.safe_load((REPO / "group_vars" / "all" / "services.yml").read_text())[
+        "tai_service_names"]
+    defaults = REPO / "roles" / role / "defaults" / "main.yml"
+    values = (yaml.safe_load(defaults.read_text()) or {}) if defaults.exists() else {}
+    copies = [key for key, value in values.items()
+              if isinstance(value, list) and sorted(map(str, value)) == sorted(names)]
+    assert copies == [], f"{role}: {', '.join(copies)} lists the services again; derive it " \
+        "from tai_service_names"
+
+
+def test_the_roles_that_name_the_services_derive_them_from_the_one_list() -> None:
+    wanted = {"vault": "vault_services", "monitoring": "monitoring_tai_services",
+              "bluegreen": "bluegreen_known_services"}
+    for role, key in wanted.items():
+        values = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
+        assert values[key] == "{{ tai_service_names }}", f"{role}: {key} is {values[key]!r}"
+
+
 def _module_doc(name: str) -> dict[str, Any]:
     proc = subprocess.run([str(BIN / "ansible-doc"), "-M", str(REPO / "library"), "--json", name],
                           capture_output=True, text=True, env=ansible_env(), check=False)

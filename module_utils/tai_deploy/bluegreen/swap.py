@@ -7,12 +7,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..bluegreen_lease import LeaseError, LeaseLock
 from ..k8s_api import ApiError, KubeClient, KubeError, deployment_path, service_path
+from ..poll import poll
 from .inputs import (
     _NOT_COPIED,
     ABORTED,
@@ -33,6 +35,10 @@ from .inputs import (
 )
 from .record import Record, _iso, _json_annotation
 from .view import Outcome, Slot, SlotWait, SwitchBack, View, container_image, readiness
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and retryable(exc)
 
 
 class BlueGreen:
@@ -95,6 +101,8 @@ class BlueGreen:
 
     def pause(self, seconds: float) -> None:
         """Sleep, renewing the lease (if held) often enough for it not to expire meanwhile."""
+        # Not a poll: nothing is asked and nothing can time out; each step is the time left,
+        # at most a third of the lease, and the lease is renewed after it, right up to the end.
         end = self.clock() + seconds
         while True:
             left = end - self.clock()
@@ -445,24 +453,24 @@ class BlueGreen:
             return Record(ROLLED_BACK, rec.previous, rec.previous_image, rec.active,
                           rec.active_image, at, at + self.s.scale_down_delay)
 
-        started, pause, attempt = self.clock(), self.s.switch_back_pause, 0
+        started, attempt = self.clock(), 0
         out.act(f"switch {self._svc_ref(name)} from slot {view.active} to {rec.previous} "
                 f"({rec.previous_image})")
-        while True:
+
+        def switch() -> Record:
+            nonlocal attempt
             attempt += 1
-            try:
-                return self._switch(out, view, rec.previous, rolled_back, desired=count,
-                                    image=rec.previous_image, annotations=annotations,
-                                    announce=False)
-            except (ApiError, KubeError) as exc:
-                last: Exception = exc
-                if not retryable(exc) or attempt >= self.s.switch_back_attempts:
-                    break
-            except SwapError as exc:
-                last = exc
-                break
-            self.sleep(pause)
-            pause = min(pause * 2, 1.0)
+            return self._switch(out, view, rec.previous, rolled_back, desired=count,
+                                image=rec.previous_image, annotations=annotations,
+                                announce=False)
+
+        try:
+            return poll(switch, lambda _: True, timeout=math.inf,
+                        attempts=self.s.switch_back_attempts, interval=self.s.switch_back_pause,
+                        backoff=2, max_interval=1.0, retry_on=(ApiError, KubeError),
+                        retry_if=_retryable, clock=self.clock, sleep=self.sleep)
+        except (ApiError, KubeError, SwapError) as exc:
+            last: Exception = exc
         spent = self.clock() - started
         reason = (f"the switch-back to slot {rec.previous} failed after {attempt} "
                   f"attempt(s) over {spent:.1f} s: {last}")
@@ -503,10 +511,11 @@ class BlueGreen:
         """Wait until every slot of ``waits`` is fully available."""
         if self.check_mode or not waits:
             return
-        deadline = self.clock() + self.s.progress_deadline
         pending = list(waits)
-        pause = min(0.1, self.s.poll_interval)
-        while True:
+
+        def unavailable() -> list[SlotWait]:
+            """The slots of ``pending`` not yet available (read again); SwapError if failed."""
+            nonlocal pending
             still: list[SlotWait] = []
             failed: list[str] = []
             for item in pending:
@@ -522,24 +531,28 @@ class BlueGreen:
                     still.append(item)
             if failed:
                 raise SwapError(f"{'; '.join(failed)}; {why}")
-            if not still:
-                return
+            pending = still
+            return still
+
+        def renew() -> None:
             if self.lease is not None:
                 self.renew_lease(at_most_every=self.lease.duration / 6)
-            now = self.clock()
-            if now >= deadline:
-                details = []
-                for item in still:
-                    dep = item.view.slots[item.slot]
-                    state = readiness(dep.obj, desired=item.replicas, image=item.image,
-                                      container=item.view.container)
-                    details.append(f"Deployment {self.s.namespace}/{dep.deployment} did not "
-                                   f"become fully available within "
-                                   f"{self.s.progress_deadline:g} s ({state.detail})")
-                raise SwapError(f"{'; '.join(details)}; {why}")
-            self.sleep(min(pause, deadline - now))
-            pause = min(pause * 2, self.s.poll_interval)
-            pending = still
+
+        def late(still: list[SlotWait]) -> list[SlotWait]:
+            details = []
+            for item in still:
+                dep = item.view.slots[item.slot]
+                state = readiness(dep.obj, desired=item.replicas, image=item.image,
+                                  container=item.view.container)
+                details.append(f"Deployment {self.s.namespace}/{dep.deployment} did not "
+                               f"become fully available within "
+                               f"{self.s.progress_deadline:g} s ({state.detail})")
+            raise SwapError(f"{'; '.join(details)}; {why}")
+
+        poll(unavailable, lambda still: not still, timeout=self.s.progress_deadline,
+             interval=min(0.1, self.s.poll_interval), backoff=2,
+             max_interval=self.s.poll_interval, on_miss=renew, stop_at_deadline=True,
+             on_timeout=late, clock=self.clock, sleep=self.sleep)
 
     # -- operations ----------------------------------------------------------------------
 

@@ -172,6 +172,7 @@ def _await_ready(channel: grpc.Channel, timeout: float) -> Any:
         return _await_ready_subscribed(channel, timeout)
     deadline = time.time() + timeout  # the C core wants wall-clock deadlines
     state = _CONNECTIVITY.get(raw.check_connectivity_state(True))
+    # Not a poll: each pass blocks in the C core until the state changes (no sleep).
     while state not in _FINAL_STATES and time.time() < deadline:
         if not raw.watch_connectivity_state(state.value[0] if state else 0, deadline).success:
             break

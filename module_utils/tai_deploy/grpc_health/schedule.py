@@ -24,6 +24,7 @@ def _run_checks(runs: list[_TargetRun], policy: WaitPolicy, deadline: float,
     running: dict[futures.Future[Observation], int] = {}
     with futures.ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(runs))),
                                     thread_name_prefix="grpc-health") as pool:
+        # Not a poll: a scheduler of many targets' attempts, each due at its own time.
         while due or running:
             now = time.monotonic()
             while due and due[0][0] <= now:

@@ -111,7 +111,7 @@ def _watch_stream(run: _TargetRun, policy: WaitPolicy, deadline: float) -> bool:
     threading.Thread(target=stream.read, args=(call,), name="grpc-health-watch",
                      daemon=True).start()
     try:
-        while True:
+        while True:  # a stream reader (events as they come), not a poll
             wait_until = stream.wait_until(policy, deadline, target.rpc_timeout)
             try:
                 event = stream.events.get(timeout=max(wait_until - time.monotonic(), 0.0))
@@ -126,6 +126,8 @@ def _watch_stream(run: _TargetRun, policy: WaitPolicy, deadline: float) -> bool:
 
 
 def _watch_target(run: _TargetRun, policy: WaitPolicy, deadline: float) -> None:
+    # Not poll(): the pause is the policy's delay for the target's failures so far, and the
+    # deadline (a monotonic time) is the one shared with every target of the report.
     while True:
         try:
             if _watch_stream(run, policy, deadline):
