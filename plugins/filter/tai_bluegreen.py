@@ -24,6 +24,7 @@ from tai_deploy.inventory import (
     check_rollback_inputs,
     check_upgrade_digests,
     check_upgrade_inputs,
+    combine,
 )
 from tai_deploy.services import other_slot
 
@@ -102,17 +103,6 @@ def _true(value: Any) -> bool:
     return bool(value)
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Ansible's combine(recursive=true): mappings merged, anything else replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def tai_grpc_endpoints(services: Sequence[str], address: str,
                        overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Per service, how its preview and active paths are reached.
@@ -126,7 +116,8 @@ def tai_grpc_endpoints(services: Sequence[str], address: str,
                     "metadata": {"x-tai-service": str(svc), "x-tai-slot": "preview"}},
         "active": {"address": address, "metadata": {"x-tai-service": str(svc)}},
     } for svc in services}
-    return _merge(default, overrides or {})
+    merged: dict[str, Any] = combine(default, overrides or {})
+    return merged
 
 
 def tai_grpc_targets(services: Sequence[str], endpoints: Mapping[str, Any], path: str,

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -408,6 +408,23 @@ def write_commands(port: int, commands: list[tuple[str | int, ...]]) -> None:
             assert all(conn.reply() == "OK" for _ in mine)
 
 
+def snapshot_then_expire(nodes: list[RedisNode], store: BackupStore, tmp_path: Path,
+                         lasting: Mapping[str, str], fleeting: Sequence[str]) -> StoredObject:
+    """Write ``lasting`` keys and ``fleeting`` ones that expire after FLEETING_MS, snapshot the
+    set before they expire, kill and wipe every node, and return once they have expired."""
+    written = time.monotonic()
+    write_commands(nodes[0].port, [("SET", k, v) for k, v in lasting.items()]
+                   + [("SET", k, "gone", "PX", FLEETING_MS) for k in fleeting])
+    manifest_obj = take_snapshots([nodes[0].address], store, region=REGION, workdir=tmp_path)
+    assert time.monotonic() - written < FLEETING_MS / 1000, "the snapshot came too late"
+    for node in nodes:
+        node.stop()
+        shutil.rmtree(node.workdir)
+        node.start()
+    time.sleep(max(0.0, written + FLEETING_MS / 1000 + 0.2 - time.monotonic()))
+    return manifest_obj
+
+
 @pytest.mark.parametrize("extra_args", [AOF, ()], ids=["aof-base", "dump-rdb"])
 def test_keys_whose_ttl_passed_after_the_snapshot_do_not_fail_the_restore(
         tmp_path: Path, bucket: tuple[BackupStore, GcsDouble], extra_args: tuple[str, ...]
@@ -421,17 +438,7 @@ def test_keys_whose_ttl_passed_after_the_snapshot_do_not_fail_the_restore(
         assert run_cluster_init([n.address for n in nodes]).returncode == 0
         lasting = {f"keep:{i}": f"v{i}" for i in range(300)}
         fleeting = [f"ttl:{i}" for i in range(150)]
-        written = time.monotonic()
-        write_commands(nodes[0].port, [("SET", k, v) for k, v in lasting.items()]
-                       + [("SET", k, "gone", "PX", FLEETING_MS) for k in fleeting])
-        manifest_obj = take_snapshots([nodes[0].address], store, region=REGION,
-                                      workdir=tmp_path)
-        assert time.monotonic() - written < FLEETING_MS / 1000, "the snapshot came too late"
-        for node in nodes:
-            node.stop()
-            shutil.rmtree(node.workdir)
-            node.start()
-        time.sleep(max(0.0, written + FLEETING_MS / 1000 + 0.2 - time.monotonic()))
+        manifest_obj = snapshot_then_expire(nodes, store, tmp_path, lasting, fleeting)
 
         local_manifest = tmp_path / "manifest.json"
         store.download(manifest_obj.name, local_manifest)
@@ -648,16 +655,8 @@ def test_the_module_restores_a_set_whose_ttls_passed(tmp_path: Path,
     with redis_nodes(tmp_path / "nodes") as pool:
         nodes = pool.start(3)
         assert run_cluster_init([n.address for n in nodes]).returncode == 0
-        written = time.monotonic()
-        write_commands(nodes[0].port, [("SET", f"keep:{i}", "v") for i in range(200)]
-                       + [("SET", f"ttl:{i}", "v", "PX", FLEETING_MS) for i in range(100)])
-        take_snapshots([nodes[0].address], store, region=REGION, workdir=tmp_path)
-        assert time.monotonic() - written < FLEETING_MS / 1000, "the snapshot came too late"
-        for node in nodes:
-            node.stop()
-            shutil.rmtree(node.workdir)
-            node.start()
-        time.sleep(max(0.0, written + FLEETING_MS / 1000 + 0.2 - time.monotonic()))
+        snapshot_then_expire(nodes, store, tmp_path, {f"keep:{i}": "v" for i in range(200)},
+                             [f"ttl:{i}" for i in range(100)])
         prepared_file = tmp_path / "prepared.json"
         extra = {"ansible_python_interpreter": sys.executable, "bucket": state.bucket,
                  "nodes": [n.address for n in nodes], "workdir": str(tmp_path / "dl"),

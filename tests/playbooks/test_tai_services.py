@@ -204,7 +204,7 @@ def test_the_effective_values_merge_the_overlay_as_ansibles_combine_does() -> No
     assert PLANNED["services"]["governor"].get("activeSlot", "blue") == "blue"  # not mutated
     nested = {"a": {"b": [1, 2], "c": {"d": 1}}, "e": 1}
     over = {"a": {"b": [3], "c": {"f": 2}}, "e": {"g": 1}}
-    assert live.merged(nested, over) == combine(nested, over, recursive=True)
+    assert live.combine(nested, over) == combine(nested, over, recursive=True)
 
 
 def test_a_service_without_a_slot_selector_is_left_to_the_plan() -> None:

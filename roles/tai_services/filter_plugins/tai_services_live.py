@@ -27,7 +27,7 @@ _MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "module_utils")
 if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
-from tai_deploy.inventory import placeholder_digest_problems  # noqa: E402
+from tai_deploy.inventory import combine, placeholder_digest_problems  # noqa: E402
 
 # The chart's two slots, named once for the Python code (module_utils/tai_deploy/services.py);
 # importable only once module_utils is on the path (above).
@@ -165,18 +165,7 @@ def tai_services_live_values(planned: Mapping[str, Any], services: Sequence[Mapp
     planned values once rather than once for the overlay and again for the merge."""
     live = live_values(planned, services, deployments, keep_idle_slot=keep_idle_slot,
                        update_active_slot=update_active_slot)
-    return {**live, "effective": merged(planned, live["values"])}
-
-
-def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` merged into ``base``: mappings merged key by key, any other value replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
+    return {**live, "effective": combine(planned, live["values"])}
 
 
 def tai_services_placeholder_digests(values: Mapping[str, Any], region: str,
