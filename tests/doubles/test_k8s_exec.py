@@ -164,6 +164,24 @@ def test_refusals_come_before_the_upgrade_with_a_status(double: KubeApiDouble,
     assert messages == {"nobody": 404, "redis-0": 400, "single": 500}
 
 
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes, however TCP splits them into segments."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"connection closed after {len(data)} of {size} bytes"
+        data += chunk
+    return data
+
+
+def recv_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends before it closes (the answer says Connection: close)."""
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
 def test_rfc6455_handshake_and_an_unmasked_client_frame() -> None:
     # the double without TLS, to speak raw HTTP/1.1 to it
     with KubeApiDouble() as plain:
@@ -182,16 +200,16 @@ def test_rfc6455_handshake_and_an_unmasked_client_frame() -> None:
         assert head.startswith(b"HTTP/1.1 101")
         assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
         assert f"Sec-WebSocket-Protocol: {V5}".encode() in head
-        assert sock.recv(3) == b"\x82\x01\x01"  # unmasked server frame: stdout, empty
+        assert recv_exactly(sock, 3) == b"\x82\x01\x01"  # unmasked server frame: stdout, empty
         sock.sendall(b"\x82\x04\x00abc")  # an UNMASKED client frame
-        frame = sock.recv(4)
+        frame = recv_exactly(sock, 4)
         assert frame[0] == 0x88 and struct.unpack("!H", frame[2:4])[0] == 1002
         sock.close()
         plain.wait_for(lambda: bool(plain.exec.calls) and plain.exec.calls[-1].exit_code is None)
         no_upgrade = socket.create_connection(("127.0.0.1", plain.port), timeout=10)
         no_upgrade.sendall(f"GET /api/v1/namespaces/{NS}/pods/single/exec?command=rev&stdout=1"
                            " HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        answer = no_upgrade.recv(4096)
+        answer = recv_until_closed(no_upgrade)
         assert answer.startswith(b"HTTP/1.1 400") and b"Upgrade request required" in answer
         no_upgrade.close()
 
