@@ -129,6 +129,26 @@ def load(node: RedisNode, rdb: Path | None) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def load_set(store: BackupStore, manifest: StoredObject, masters: list[RedisNode],
+             tmp_path: Path) -> tuple[list[SetMember], dict[str, ExpectedKeys]]:
+    """Download the set's manifest and RDBs (each verified), check every RDB and load the
+    i-th into the i-th master with the chart's script; the members and their expected keys."""
+    local_manifest = tmp_path / "manifest.json"
+    store.download(manifest.name, local_manifest)
+    verify_download(manifest, local_manifest)
+    objects = {o.name: o for o in store.list(manifest.name.rsplit("/", 1)[0] + "/")}
+    members_ = members(json.loads(local_manifest.read_text()), objects)
+    expected: dict[str, ExpectedKeys] = {}
+    for node, member in zip(masters, members_, strict=True):
+        rdb = tmp_path / "restore" / member.obj.name.rsplit("/", 1)[-1]
+        store.download(member.obj.name, rdb)
+        verify_download(member.obj, rdb)
+        expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
+        run = load(node, rdb)
+        assert run.returncode == 0, run.stdout + run.stderr
+    return members_, expected
+
+
 @pytest.fixture
 def bucket() -> Iterator[tuple[BackupStore, GcsDouble]]:
     with gcs_double("tai-test-europe-west1-backups") as (endpoint, state):
@@ -169,20 +189,8 @@ def test_snapshot_kill_wipe_restore_every_key_back(tmp_path: Path,
 
         chosen = latest_set(store, REGION)
         assert chosen.name == manifest_obj.name
-        local_manifest = tmp_path / "manifest.json"
-        store.download(chosen.name, local_manifest)
-        verify_download(chosen, local_manifest)
-        objects = {o.name: o for o in store.list(chosen.name.rsplit("/", 1)[0] + "/")}
-        members_ = members(json.loads(local_manifest.read_text()), objects)
         masters, replicas = nodes[:3], nodes[3:]
-        expected: dict[str, ExpectedKeys] = {}
-        for node, member in zip(masters, members_, strict=True):
-            rdb = tmp_path / "restore" / member.obj.name.rsplit("/", 1)[-1]
-            store.download(member.obj.name, rdb)
-            verify_download(member.obj, rdb)
-            expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
-            run = load(node, rdb)
-            assert run.returncode == 0, run.stdout + run.stderr
+        members_, expected = load_set(store, chosen, masters, tmp_path)
         for node in replicas:
             assert load(node, None).returncode == 0
         result = reform([(n.address, n.address, m) for n, m in zip(masters, members_,
@@ -440,18 +448,7 @@ def test_keys_whose_ttl_passed_after_the_snapshot_do_not_fail_the_restore(
         fleeting = [f"ttl:{i}" for i in range(150)]
         manifest_obj = snapshot_then_expire(nodes, store, tmp_path, lasting, fleeting)
 
-        local_manifest = tmp_path / "manifest.json"
-        store.download(manifest_obj.name, local_manifest)
-        objects = {o.name: o for o in store.list(manifest_obj.name.rsplit("/", 1)[0] + "/")}
-        members_ = members(json.loads(local_manifest.read_text()), objects)
-        expected: dict[str, ExpectedKeys] = {}
-        for node, member in zip(nodes, members_, strict=True):
-            rdb = tmp_path / "restore" / member.obj.name.rsplit("/", 1)[-1]
-            store.download(member.obj.name, rdb)
-            verify_download(member.obj, rdb)
-            expected[member.obj.name] = check_snapshot(rdb, member.obj.name).expected
-            run = load(node, rdb)
-            assert run.returncode == 0, run.stdout + run.stderr
+        members_, expected = load_set(store, manifest_obj, nodes, tmp_path)
         # Every master's RDB holds keys of both kinds, the fleeting ones with their expiry.
         assert all(0 < e.expires < e.keys for e in expected.values())
         assert sum(e.keys for e in expected.values()) == len(lasting) + len(fleeting)

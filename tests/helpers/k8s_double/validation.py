@@ -175,12 +175,7 @@ class Validation(DoubleState):
             where = ".".join(str(p) for p in exc.absolute_path)
             message = str(exc.message).splitlines()[0]
             if exc.validator == "additionalProperties":
-                m = re.search(r"'([^']+)' was unexpected", message)
-                unknown = f"{where}.{m.group(1)}" if m and where else (m.group(1) if m else where)
-                raise _HttpError(400, "BadRequest",
-                                 f'{res.kind} in version "{res.version}" cannot be handled as a '
-                                 f'{res.kind}: strict decoding error: unknown field '
-                                 f'"{unknown}"') from exc
+                raise _unknown_field(res, where, message) from exc
             if exc.validator == "type":
                 raise _HttpError(400, "BadRequest",
                                  f'{res.kind} in version "{res.version}" cannot be handled as a '
@@ -199,11 +194,17 @@ class Validation(DoubleState):
         where = ".".join(str(p) for p in exc.absolute_path)
         message = str(exc.message).splitlines()[0]
         if exc.validator == "additionalProperties":
-            m = re.search(r"'([^']+)' was unexpected", message)
-            unknown = f"{where}.{m.group(1)}" if m and where else (m.group(1) if m else where)
-            raise _HttpError(400, "BadRequest",
-                             f'{res.kind} in version "{res.version}" cannot be handled as a '
-                             f'{res.kind}: strict decoding error: unknown field "{unknown}"')
+            raise _unknown_field(res, where, message)
         raise _HttpError(422, "Invalid", f"{prefix}: {where or '<root>'}: {message}",
                          {"name": obj["metadata"].get("name"), "group": res.group,
                           "kind": res.kind})
+
+
+def _unknown_field(res: _Resource, where: str, message: str) -> _HttpError:
+    """The 400 of a strict decoding error: what the API server answers, under
+    fieldValidation=Strict, for a field the schema does not have."""
+    m = re.search(r"'([^']+)' was unexpected", message)
+    unknown = f"{where}.{m.group(1)}" if m and where else (m.group(1) if m else where)
+    return _HttpError(400, "BadRequest",
+                      f'{res.kind} in version "{res.version}" cannot be handled as a '
+                      f'{res.kind}: strict decoding error: unknown field "{unknown}"')
